@@ -1,0 +1,34 @@
+"""The exceptions fastmlp raises for user mistakes and unusable data.
+
+Every error a user can cause derives from :class:`FastMLPError`, so the CLI can
+print its one-line message and exit with ``exit_code`` instead of a traceback.
+Each class also derives from the built-in exception a Python user would expect
+(``ValueError`` for bad values), so ``except ValueError`` keeps working.
+"""
+
+
+class FastMLPError(Exception):
+    """Base class: a problem the user can fix, described in one line."""
+
+    #: exit status of the CLI; 2 is the convention for usage errors.
+    exit_code = 2
+
+
+class DataError(FastMLPError, ValueError):
+    """A data file is missing, malformed, truncated or fails its checksum."""
+
+
+class DataUnavailableError(DataError):
+    """The data set is not on disk and could not be downloaded."""
+
+    exit_code = 1
+
+
+class ModelFileError(FastMLPError, ValueError):
+    """A file is not a readable fastmlp model (wrong format, truncated, too new)."""
+
+
+class DivergenceError(FastMLPError, FloatingPointError):
+    """Training produced a non-finite loss or weights (learning rate too large)."""
+
+    exit_code = 1

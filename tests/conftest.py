@@ -1,0 +1,57 @@
+"""Shared fixtures and the rule for tests that need the real MNIST files.
+
+Tests marked ``@pytest.mark.mnist`` read the data set from ``FASTMLP_DATA``.
+Where it is absent they skip with the reason, unless ``FASTMLP_REQUIRE_DATA=1``
+(set by ``.ci/run``), under which a missing data set is a failure.
+"""
+
+import os
+from pathlib import Path
+
+import pytest
+
+MNIST_FILES = (
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+)
+
+
+def _mnist_dir():
+    root = os.environ.get("FASTMLP_DATA")
+    if not root:
+        return None
+    root = Path(root)
+    for name in MNIST_FILES:
+        if not ((root / name).exists() or (root / (name + ".gz")).exists()):
+            return None
+    return root
+
+
+@pytest.fixture(scope="session")
+def mnist_dir():
+    """The folder holding the four MNIST IDX files, or skip/fail as the rule says."""
+    root = _mnist_dir()
+    if root is None:
+        reason = "real MNIST not found: set FASTMLP_DATA to a folder with the four IDX files"
+        if os.environ.get("FASTMLP_REQUIRE_DATA") == "1":
+            pytest.fail(reason + " (FASTMLP_REQUIRE_DATA=1 forbids skipping)")
+        pytest.skip(reason)
+    return root
+
+
+@pytest.fixture(scope="session")
+def mnist(mnist_dir):
+    """The full MNIST as uint8 arrays: (X_train, y_train, X_test, y_test)."""
+    from fastmlp.data import load_mnist
+
+    return load_mnist(data_dir=mnist_dir, download=False)
+
+
+def pytest_collection_modifyitems(config, items):
+    # A test marked "mnist" always goes through the mnist_dir fixture, so the
+    # skip/fail rule above applies to it even when it does not use the arrays.
+    for item in items:
+        if item.get_closest_marker("mnist") and "mnist_dir" not in getattr(item, "fixturenames", ()):
+            item.fixturenames.append("mnist_dir")
