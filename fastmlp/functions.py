@@ -1,0 +1,160 @@
+"""Activations, their derivatives, costs and initialisations, by name.
+
+These are the NumPy building blocks of the reference (``fastmlp.reference``);
+the Numba backend re-implements each one inside its loops and refers to the
+integer codes defined here so both sides agree on what a name means.
+
+Derivatives are written in terms of the layer's *output* ``A`` rather than its
+input ``Z`` (as scikit-learn's ``inplace_*_derivative`` do): every activation
+offered here allows it, and it means the fast backend needs to keep only ``A``.
+Equation numbers refer to ``docs/math.md``.
+"""
+
+import numpy as np
+
+#: Slope of leaky ReLU for negative inputs.
+LEAKY_SLOPE = 0.01
+
+#: Integer codes shared with the Numba kernels (which cannot take strings cheaply).
+ACTIVATION_CODES = {"sigmoid": 0, "tanh": 1, "relu": 2, "leaky_relu": 3, "softmax": 4}
+COST_CODES = {"quadratic": 0, "cross_entropy": 1, "nll": 2}
+HIDDEN_ACTIVATIONS = ("sigmoid", "tanh", "relu", "leaky_relu")
+INITS = ("normal", "xavier", "he")
+
+
+# --- activations (eq. A1-A5) -------------------------------------------------
+
+def sigmoid(Z):
+    """(A1) ``1 / (1 + exp(-z))``, evaluated without overflow for any ``z``.
+
+    For ``z < 0`` the algebraically equal form ``exp(z) / (1 + exp(z))`` is used,
+    so ``exp`` only ever sees non-positive arguments.
+    """
+    E = np.exp(-np.abs(Z))
+    return np.where(Z >= 0, 1.0 / (1.0 + E), E / (1.0 + E)).astype(Z.dtype, copy=False)
+
+
+def tanh(Z):
+    """(A2) hyperbolic tangent."""
+    return np.tanh(Z)
+
+
+def relu(Z):
+    """(A3) ``max(z, 0)``."""
+    return np.maximum(Z, 0)
+
+
+def leaky_relu(Z):
+    """(A4) ``z`` for ``z > 0``, ``LEAKY_SLOPE * z`` otherwise."""
+    return np.where(Z > 0, Z, Z * Z.dtype.type(LEAKY_SLOPE))
+
+
+def softmax(Z):
+    """(A5) ``exp(z_j) / sum_k exp(z_k)`` per row, with the row maximum subtracted
+    first so ``exp`` never overflows."""
+    E = np.exp(Z - Z.max(axis=1, keepdims=True))
+    return E / E.sum(axis=1, keepdims=True)
+
+
+# --- derivatives f'(z), expressed through A = f(z) (eq. A1'-A4') --------------
+
+def sigmoid_derivative(A):
+    """(A1') ``sigma'(z) = sigma(z) (1 - sigma(z)) = A (1 - A)``."""
+    return A * (1 - A)
+
+
+def tanh_derivative(A):
+    """(A2') ``tanh'(z) = 1 - tanh(z)^2 = 1 - A^2``."""
+    return 1 - A * A
+
+
+def relu_derivative(A):
+    """(A3') 1 where ``z > 0`` (equivalently ``A > 0``), else 0."""
+    return (A > 0).astype(A.dtype)
+
+
+def leaky_relu_derivative(A):
+    """(A4') 1 where ``z > 0`` (equivalently ``A > 0``), else ``LEAKY_SLOPE``."""
+    return np.where(A > 0, 1, LEAKY_SLOPE).astype(A.dtype)
+
+
+ACTIVATIONS = {
+    "sigmoid": sigmoid,
+    "tanh": tanh,
+    "relu": relu,
+    "leaky_relu": leaky_relu,
+    "softmax": softmax,
+}
+# softmax has no entry: its Jacobian is not diagonal, and it is only offered
+# with the log-likelihood cost, whose output delta does not need it (eq. D_L3).
+DERIVATIVES = {
+    "sigmoid": sigmoid_derivative,
+    "tanh": tanh_derivative,
+    "relu": relu_derivative,
+    "leaky_relu": leaky_relu_derivative,
+}
+
+
+# --- costs, per sample summed, averaged over the mini-batch (eq. C1-C3) -------
+
+def softplus(Z):
+    """``log(1 + exp(z))`` without overflow: ``max(z, 0) + log1p(exp(-|z|))``."""
+    return np.maximum(Z, 0) + np.log1p(np.exp(-np.abs(Z)))
+
+
+def quadratic_cost(Z_L, A_L, Y):
+    """(C1) ``C = 1/(2m) sum_i ||a_i - y_i||^2``."""
+    return 0.5 * float(np.sum((A_L - Y) ** 2)) / len(Y)
+
+
+def cross_entropy_cost(Z_L, A_L, Y):
+    """(C2) ``C = -1/m sum_i sum_j [y ln a + (1 - y) ln(1 - a)]`` for sigmoid outputs.
+
+    Written through ``z`` as ``softplus(z) - y z``, which is the same number but
+    stays finite when ``a`` rounds to exactly 0 or 1.
+    """
+    return float(np.sum(softplus(Z_L) - Y * Z_L)) / len(Y)
+
+
+def nll_cost(Z_L, A_L, Y):
+    """(C3) ``C = -1/m sum_i ln a_{i, y_i}`` for softmax outputs, computed as
+    ``logsumexp(z_i) - z_{i, y_i}`` (maximum subtracted) so it never takes ``ln 0``."""
+    M = Z_L.max(axis=1, keepdims=True)
+    logsumexp = M[:, 0] + np.log(np.exp(Z_L - M).sum(axis=1))
+    return float(np.sum(logsumexp - np.sum(Y * Z_L, axis=1))) / len(Y)
+
+
+COSTS = {"quadratic": quadratic_cost, "cross_entropy": cross_entropy_cost, "nll": nll_cost}
+
+#: The output activations each cost is defined for (checked by the model).
+COST_OUTPUTS = {
+    "quadratic": HIDDEN_ACTIVATIONS,
+    "cross_entropy": ("sigmoid",),
+    "nll": ("softmax",),
+}
+
+
+# --- initialisation (eq. I1-I3) -----------------------------------------------
+
+def default_init(activation):
+    """The initialisation used when the user names none, chosen from the activation.
+
+    Sigmoid keeps the original project's standard normal, so the original run is
+    reproduced; tanh and softmax get Xavier/Glorot, the ReLU family He.
+    """
+    return {"sigmoid": "normal", "tanh": "xavier", "softmax": "xavier"}.get(activation, "he")
+
+
+def init_layer(rng, n_in, n_out, init):
+    """Draw one layer's ``W (n_out, n_in)`` and ``b (n_out,)`` in float64.
+
+    (I1) ``normal``: W and b from N(0, 1), as the original.
+    (I2) ``xavier``: W from N(0, 2 / (n_in + n_out)), b = 0 (Glorot & Bengio 2010).
+    (I3) ``he``: W from N(0, 2 / n_in), b = 0 (He et al. 2015).
+    Weights are always drawn before biases, layer by layer, so a seed fixes them.
+    """
+    W = rng.standard_normal((n_out, n_in))
+    if init == "normal":
+        return W, rng.standard_normal(n_out)
+    scale = np.sqrt(2.0 / (n_in + n_out)) if init == "xavier" else np.sqrt(2.0 / n_in)
+    return W * scale, np.zeros(n_out)
