@@ -1,0 +1,359 @@
+"""``MLP``: the estimator users train, in the style of scikit-learn.
+
+The model owns the parameters (one flat buffer, see ``fastmlp.network``), the
+random generator and the training history; the arithmetic is delegated to a
+backend module (``"numpy"``: the reference, ``"numba"``: the compiled kernels),
+which takes the same arguments, so the backend is a setting, not a code path.
+"""
+
+import contextlib
+import math
+import time
+import warnings
+
+import numpy as np
+
+from fastmlp import validation
+from fastmlp.backends import BACKENDS, DEFAULT_BACKEND, get_backend
+from fastmlp.errors import DivergenceError
+from fastmlp.functions import (ACTIVATIONS, COST_OUTPUTS, COSTS, HIDDEN_ACTIVATIONS, INITS,
+                               default_init)
+from fastmlp.network import SGD, Net, init_params, n_params, unpack
+from fastmlp.schedules import SCHEDULES, learning_rate_at
+
+#: Hard limit on the memory the parameters and their optimiser copies may need.
+MAX_PARAM_BYTES = 8 * 2**30
+
+
+class MLP:
+    """A multi-layer perceptron trained by mini-batch stochastic gradient descent.
+
+    Parameters
+    ----------
+    sizes : sequence of int
+        Layer widths from input to output, e.g. ``[784, 30, 10]``.
+    activation : str or sequence of str
+        One name for every layer (the original: ``"sigmoid"``), or one per
+        non-input layer.  Names: sigmoid, tanh, relu, leaky_relu, softmax
+        (output layer only).
+    output_activation : str, optional
+        Overrides the activation of the output layer.  Defaults to ``softmax``
+        for ``cost="nll"`` and to ``activation`` otherwise.
+    cost : {"quadratic", "cross_entropy", "nll"}
+        quadratic (the original), cross-entropy for sigmoid outputs, negative
+        log-likelihood for softmax outputs.
+    init : str or sequence of str, optional
+        normal (the original's N(0, 1)), xavier or he; by default chosen per layer
+        from its activation (``functions.default_init``).
+    backend : {"numba", "numpy"}
+        ``"numpy"`` is the reference, ``"numba"`` the compiled kernels.
+    dtype : {"float64", "float32"}
+    seed : int, optional
+        Fixes the initial weights and every epoch's shuffle.  Drawn at random
+        (and kept in ``seed_``) when not given.
+    n_threads : int, optional
+        Threads for the Numba backend (default: Numba's, i.e. ``NUMBA_NUM_THREADS``).
+    warm_start : bool
+        When true, ``fit`` continues from the current weights instead of
+        drawing new ones (scikit-learn's meaning).
+
+    Attributes
+    ----------
+    params_ : ndarray
+        All weights and biases, flat (``weights_``/``biases_`` are views into it).
+    history_ : list of dict
+        One record per epoch: epoch, loss, train_accuracy, val_accuracy,
+        test_accuracy, learning_rate, seconds.
+    """
+
+    def __init__(self, sizes=(784, 30, 10), activation="sigmoid", output_activation=None,
+                 cost="quadratic", init=None, backend=DEFAULT_BACKEND, dtype="float64",
+                 seed=None, n_threads=None, warm_start=False):
+        self.sizes = sizes
+        self.activation = activation
+        self.output_activation = output_activation
+        self.cost = cost
+        self.init = init
+        self.backend = backend
+        self.dtype = dtype
+        self.seed = seed
+        self.n_threads = n_threads
+        self.warm_start = warm_start
+        self._validate_params()
+        self.params_ = None
+        self.history_ = []
+
+    # --- configuration ---------------------------------------------------------
+
+    def _validate_params(self):
+        """Check the constructor's arguments together, once (sklearn's habit)."""
+        sizes = self.sizes
+        if isinstance(sizes, (str, bytes)) or not hasattr(sizes, "__len__"):
+            raise TypeError(f"sizes must be a list of layer widths such as [784, 30, 10], got {sizes!r}")
+        if len(sizes) < 2:
+            raise ValueError(f"sizes needs at least an input and an output layer, got {list(sizes)}")
+        for n in sizes:
+            validation.check_positive_int(n, "every layer size")
+        self.sizes = tuple(int(n) for n in sizes)
+        n_layers = len(self.sizes) - 1
+
+        if self.cost not in COSTS:
+            raise ValueError(f"cost must be one of {', '.join(COSTS)}, got {self.cost!r}")
+        self.activations_ = self._per_layer(self.activation, "activation", n_layers)
+        output = self.output_activation or ("softmax" if self.cost == "nll" and isinstance(self.activation, str) else None)
+        if output is not None:
+            self.activations_[-1] = output
+        for i, name in enumerate(self.activations_):
+            allowed = ACTIVATIONS if i == n_layers - 1 else HIDDEN_ACTIVATIONS
+            if name not in allowed:
+                where = "the output layer" if i == n_layers - 1 else f"hidden layer {i + 1} (softmax is for the output layer only)"
+                raise ValueError(f"activation of {where} must be one of {', '.join(allowed)}, got {name!r}")
+        if self.activations_[-1] not in COST_OUTPUTS[self.cost]:
+            raise ValueError(f"cost {self.cost!r} needs an output activation among "
+                             f"{', '.join(COST_OUTPUTS[self.cost])}, got {self.activations_[-1]!r}")
+
+        inits = self.init if self.init is not None else [default_init(a) for a in self.activations_]
+        self.inits_ = self._per_layer(inits, "init", n_layers)
+        for name in self.inits_:
+            if name not in INITS:
+                raise ValueError(f"init must be one of {', '.join(INITS)}, got {name!r}")
+
+        if self.backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
+        if str(self.dtype) not in ("float64", "float32"):
+            raise ValueError(f"dtype must be float64 or float32, got {self.dtype!r}")
+        self.dtype_ = np.dtype(str(self.dtype))
+        if self.seed is not None:
+            validation.check_positive_int(self.seed, "seed", minimum=0)
+        self.seed_ = int(self.seed) if self.seed is not None else int(np.random.SeedSequence().entropy % 2**63)
+        if self.n_threads is not None:
+            validation.check_positive_int(self.n_threads, "n_threads")
+
+        # Refuse up front what would not fit: parameters, velocities and two
+        # snapshots (last epoch, best epoch), plus one mini-batch of activations.
+        need = 4 * n_params(self.sizes) * self.dtype_.itemsize
+        if need > MAX_PARAM_BYTES:
+            raise ValueError(f"layer sizes {list(self.sizes)} need {need / 2**30:.1f} GiB for weights and "
+                             f"optimiser state, more than the {MAX_PARAM_BYTES / 2**30:.0f} GiB limit")
+        self.net_ = Net(self.sizes, tuple(self.activations_), self.cost)
+
+    @staticmethod
+    def _per_layer(value, name, n_layers):
+        if isinstance(value, str):
+            return [value] * n_layers
+        value = list(value)
+        if len(value) != n_layers:
+            raise ValueError(f"{name} needs one entry per non-input layer ({n_layers}), got {len(value)}")
+        return value
+
+    def get_params(self):
+        """The constructor's arguments (scikit-learn convention)."""
+        keys = ("sizes", "activation", "output_activation", "cost", "init", "backend", "dtype",
+                "seed", "n_threads", "warm_start")
+        return {k: getattr(self, k) for k in keys}
+
+    # --- parameters --------------------------------------------------------------
+
+    def initialize(self):
+        """Draw new weights and biases from ``seed_`` (eq. I1-I3) and forget the history."""
+        rng = np.random.default_rng(self.seed_)
+        self.params_ = init_params(self.sizes, self.inits_, rng, self.dtype_)
+        self.velocity_ = np.zeros_like(self.params_)
+        self.history_ = []
+        return self
+
+    @property
+    def weights_(self):
+        """Per-layer weight matrices ``(n_out, n_in)``, views into ``params_``."""
+        return unpack(self._fitted_params(), self.sizes)[0]
+
+    @property
+    def biases_(self):
+        """Per-layer bias vectors ``(n_out,)``, views into ``params_``."""
+        return unpack(self._fitted_params(), self.sizes)[1]
+
+    @property
+    def epochs_trained_(self):
+        return len(self.history_)
+
+    def _fitted_params(self):
+        if self.params_ is None:
+            raise RuntimeError("this MLP has no weights yet: call fit() (or initialize()) first")
+        return self.params_
+
+    @contextlib.contextmanager
+    def _threads(self):
+        """Run the Numba backend on ``n_threads`` threads for the duration."""
+        if self.backend != "numba" or self.n_threads is None:
+            yield
+            return
+        import numba
+
+        previous = numba.get_num_threads()
+        numba.set_num_threads(min(self.n_threads, numba.config.NUMBA_NUM_THREADS))
+        try:
+            yield
+        finally:
+            numba.set_num_threads(previous)
+
+    # --- training ----------------------------------------------------------------
+
+    def fit(self, X, y, *, epochs=10, batch_size=10, learning_rate=10.0, momentum=0.0,
+            nesterov=False, l2=0.0, schedule="constant", step_size=None, gamma=0.1,
+            val_split=0, validation_data=None, patience=None, test_data=None,
+            progress=False, callback=None):
+        """Train for ``epochs`` epochs of mini-batch SGD and return ``self``.
+
+        ``X`` is ``(n, n_in)``: uint8 pixels (scaled by 1/255 on the fly) or
+        floats; ``y`` holds integer labels.  ``val_split`` keeps the last rows of
+        ``X`` out of training for validation (an int count or a fraction);
+        ``validation_data``/``test_data`` are ``(X, y)`` pairs evaluated after
+        every epoch.  ``patience`` stops when validation accuracy has not
+        improved for that many epochs and restores the best weights.
+        ``callback(record)`` is called after every epoch with its history record.
+
+        Ctrl-C (KeyboardInterrupt) during an epoch restores the weights of the
+        last completed epoch before it propagates, so nothing is left half-way.
+        A loss or weight that turns non-finite raises ``DivergenceError`` after
+        restoring the last finite weights.
+        """
+        epochs = validation.check_positive_int(epochs, "epochs")
+        batch_size = validation.check_positive_int(batch_size, "batch_size")
+        learning_rate = validation.check_number(learning_rate, "learning_rate", 0.0, inclusive=False)
+        momentum = validation.check_number(momentum, "momentum", 0.0, maximum=1.0)
+        l2 = validation.check_number(l2, "l2")
+        if nesterov and momentum == 0:
+            raise ValueError("nesterov=True needs momentum > 0")
+        if schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, got {schedule!r}")
+        X = validation.check_features(X, self.sizes[0], self.dtype_)
+        y = validation.check_labels(y, len(X), self.sizes[-1])
+        X, y, validation_data = self._split_validation(X, y, val_split, validation_data)
+        validation_data = self._check_eval_set(validation_data, "validation_data")
+        test_data = self._check_eval_set(test_data, "test_data")
+        if patience is not None:
+            patience = validation.check_positive_int(patience, "patience")
+            if validation_data is None:
+                raise ValueError("patience (early stopping) needs validation data: give val_split or validation_data")
+        if batch_size > len(X):
+            warnings.warn(f"batch_size {batch_size} is larger than the {len(X)} training samples; using {len(X)}",
+                          stacklevel=2)
+            batch_size = len(X)
+
+        if self.params_ is None or not self.warm_start:
+            self.initialize()
+        backend = get_backend(self.backend)
+        best = None  # (val_accuracy, epoch, params copy) for early stopping
+        with self._threads():
+            for i in range(epochs):
+                sgd = SGD(learning_rate_at(schedule, learning_rate, i, epochs, step_size, gamma),
+                          momentum, bool(nesterov), l2)
+                record = self._train_one_epoch(backend, X, y, batch_size, sgd, progress)
+                if validation_data is not None:
+                    record["val_accuracy"] = self.score(*validation_data)
+                if test_data is not None:
+                    record["test_accuracy"] = self.score(*test_data)
+                self.history_.append(record)
+                if callback is not None:
+                    callback(record)
+                if patience is not None:
+                    if best is None or record["val_accuracy"] > best[0]:
+                        best = (record["val_accuracy"], record["epoch"], self.params_.copy())
+                    elif record["epoch"] - best[1] >= patience:
+                        break
+        if best is not None:
+            self.params_[...] = best[2]
+            self.best_epoch_ = best[1]
+        return self
+
+    def _train_one_epoch(self, backend, X, y, batch_size, sgd, progress):
+        """One pass over the shuffled training set; returns the history record."""
+        epoch = self.epochs_trained_ + 1
+        # Each epoch's order comes from (seed, epoch), so a resumed run shuffles
+        # exactly as an uninterrupted one would.
+        order = np.random.default_rng([self.seed_, epoch]).permutation(len(X)).astype(np.int64)
+        saved = self.params_.copy(), self.velocity_.copy()
+        loss_sum, n_correct = 0.0, 0
+        start = time.perf_counter()
+        try:
+            for chunk in _chunks(order, batch_size, progress):
+                chunk_loss, chunk_correct = backend.train_batches(
+                    self.params_, self.velocity_, self.net_, sgd, X, y, chunk, batch_size)
+                loss_sum += chunk_loss
+                n_correct += chunk_correct
+                if progress:
+                    progress.update(len(chunk))
+        except BaseException:
+            self.params_[...], self.velocity_[...] = saved
+            raise
+        seconds = time.perf_counter() - start
+        loss = loss_sum / len(X)
+        if not (math.isfinite(loss) and np.isfinite(self.params_).all()):
+            self.params_[...], self.velocity_[...] = saved
+            raise DivergenceError(
+                f"training diverged in epoch {epoch}: the loss became {loss}; the weights of "
+                f"epoch {epoch - 1} were kept. Try a smaller learning rate (this epoch used {sgd.lr:g})")
+        return {"epoch": epoch, "loss": loss, "train_accuracy": n_correct / len(X),
+                "learning_rate": sgd.lr, "seconds": seconds}
+
+    def _split_validation(self, X, y, val_split, validation_data):
+        if not val_split:
+            return X, y, validation_data
+        if validation_data is not None:
+            raise ValueError("give either val_split or validation_data, not both")
+        if isinstance(val_split, float) and 0 < val_split < 1:
+            n_val = int(round(val_split * len(X)))
+        else:
+            n_val = validation.check_positive_int(val_split, "val_split")
+        if not 0 < n_val < len(X):
+            raise ValueError(f"val_split {val_split} must leave samples for both training and "
+                             f"validation ({len(X)} samples given)")
+        return X[:-n_val], y[:-n_val], (X[-n_val:], y[-n_val:])
+
+    def _check_eval_set(self, data, name):
+        if data is None:
+            return None
+        if not isinstance(data, (tuple, list)) or len(data) != 2:
+            raise TypeError(f"{name} must be a pair (X, y)")
+        X = validation.check_features(data[0], self.sizes[0], self.dtype_, name=f"{name}[0]")
+        return X, validation.check_labels(data[1], len(X), self.sizes[-1], name=f"{name}[1]")
+
+    # --- inference -------------------------------------------------------------------
+
+    def predict_proba(self, X):
+        """Output activations ``A_L`` for each row of ``X``, ``(n, n_classes)``.
+
+        For a softmax output they are class probabilities; for the original's
+        sigmoid outputs they are per-class scores in (0, 1).
+        """
+        params = self._fitted_params()
+        X = validation.check_features(X, self.sizes[0], self.dtype_)
+        with self._threads():
+            return get_backend(self.backend).predict_proba(params, self.net_, X)
+
+    def predict(self, X):
+        """The class with the largest output activation, for each row of ``X``."""
+        return self.predict_proba(X).argmax(axis=1)
+
+    def score(self, X, y):
+        """Accuracy: the fraction of rows of ``X`` whose predicted class is ``y``."""
+        X = validation.check_features(X, self.sizes[0], self.dtype_)
+        y = validation.check_labels(y, len(X), self.sizes[-1])
+        return float(np.mean(self.predict(X) == y))
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items() if v is not None)
+        return f"MLP({args})"
+
+
+def _chunks(order, batch_size, progress):
+    """Split an epoch's order into pieces of whole mini-batches.
+
+    Without a progress bar the epoch is one piece (one compiled call in the
+    Numba backend); with one, about 50 pieces so the bar moves.
+    """
+    if not progress:
+        return [order]
+    n_batches = -(-len(order) // batch_size)
+    step = max(1, n_batches // 50) * batch_size
+    return [order[i:i + step] for i in range(0, len(order), step)]
