@@ -223,7 +223,7 @@ def _parse_idx_header(read, path):
 
 
 def _open_maybe_gzip(path):
-    """Open ``path`` for binary reading; return (file object, is_gzip).
+    """Open ``path`` for binary reading; return (stream, is_gzip, underlying raw file).
 
     The gzip magic decides, not the file name, so ``foo.gz`` holding raw bytes
     and a gzip file without the suffix both read correctly.
@@ -268,7 +268,10 @@ def _read_idx(path, check=None, hasher=None):
         except (OSError, EOFError, zlib.error) as exc:
             # gzip.BadGzipFile is an OSError; a cut-off stream raises EOFError.
             raise _fail(path, "a valid gzip stream", f"a corrupt one ({exc or type(exc).__name__})") from None
-    data = np.frombuffer(body, dtype=dtype).reshape(dims)  # bytearray-backed: writable, no copy
+    try:
+        data = np.frombuffer(body, dtype=dtype).reshape(dims)  # bytearray-backed: writable, no copy
+    except ValueError:  # e.g. (0, 2**32-1, 2**32-1): no bytes, but a shape numpy cannot represent
+        raise _fail(path, "dimensions numpy can represent", f"shape {dims}") from None
     if dtype.byteorder == ">":
         data = data.astype(dtype.newbyteorder("="))  # native order for fast arithmetic
     return data
@@ -366,8 +369,8 @@ def _csv_first_problem(lines, path):
     """
     width = 1 + N_PIXELS
     for number, line in enumerate(lines, start=1):
-        if number == 1 and not _csv_is_data_line(line) or not line.strip():
-            continue  # header, or a blank line (np.loadtxt skips those too)
+        if (number == 1 and not _csv_is_data_line(line)) or not line:
+            continue  # header, or an empty line (np.loadtxt skips those too)
         cells = line.split(",")
         if len(cells) != width:
             return f"{path}: line {number}: expected {width} comma-separated values (label + {N_PIXELS} pixels), found {len(cells)}"
@@ -423,7 +426,7 @@ def read_csv(path):
             # (no header, blank lines skipped), so on any problem we rescan in
             # Python to name the exact line.
             values = np.loadtxt(body, delimiter=",", dtype=np.int64, comments=None, ndmin=2)
-        except ValueError:
+        except (ValueError, OverflowError):
             values = None
     if values is None or values.shape[1] != 1 + N_PIXELS or values.size and (
             values.min() < 0 or values[:, 1:].max() > 255 or values[:, 0].max() >= N_CLASSES):
@@ -457,6 +460,8 @@ def _npz_member(zf, key, path):
             raise _fail(path, f"{key} as a plain numeric array", "a pickled/object array (refused: unsafe)")
         if dtype.kind not in "iu" or dtype.fields is not None:
             raise _fail(path, f"{key} as an integer array", f"dtype {dtype}")
+        if any(d < 0 for d in shape):
+            raise _fail(path, f"{key} with non-negative dimensions", f"shape {shape}")
         count = 1
         for d in shape:
             count *= d
@@ -558,18 +563,18 @@ def _find_format(folder, dataset):
     return None
 
 
-def _load_idx_set(paths, dataset=None):
-    """Load the four IDX files. With ``dataset``, also return names whose SHA-256 is wrong."""
-    arrays, corrupt = [], []
-    for name, path in zip(IDX_FILES, paths):
-        hasher = hashlib.sha256() if dataset else None
-        reader = _idx_images if "images" in name else _idx_labels
-        arrays.append(reader(path, hasher))
-        if dataset and hasher.hexdigest() != SHA256[dataset][name]:
-            corrupt.append(name)
+def _load_idx_set(paths):
+    """Load the four IDX files with the structural checks; return a Dataset."""
+    arrays = [_read_idx_member(name, path) for name, path in zip(IDX_FILES, paths)]
     _check_pair(arrays[0], arrays[1], paths[0], paths[1])
     _check_pair(arrays[2], arrays[3], paths[2], paths[3])
-    return Dataset(*arrays), corrupt
+    return Dataset(*arrays)
+
+
+def _read_idx_member(name, path, hasher=None):
+    """Read one of the four files with the image or label checks its name calls for."""
+    reader = _idx_images if "images" in name else _idx_labels
+    return reader(path, hasher)
 
 
 def _load_folder(folder, dataset):
@@ -579,12 +584,10 @@ def _load_folder(folder, dataset):
         return None
     kind, paths = found
     if kind == "idx":
-        return _load_idx_set(paths)[0]
+        return _load_idx_set(paths)
     if kind == "csv":
         X_train, y_train = read_csv(paths[0])
         X_test, y_test = read_csv(paths[1])
-        _check_pair(X_train, y_train, paths[0], paths[0])
-        _check_pair(X_test, y_test, paths[1], paths[1])
         return Dataset(X_train, y_train, X_test, y_test)
     return read_npz(paths)
 
@@ -600,23 +603,27 @@ def _holds_other_dataset(folder, dataset):
     if path is None:
         return False
     try:
-        digest = hashlib.sha256(_decompressed_bytes(path, limit=1 << 20)).hexdigest()
-    except (OSError, EOFError, zlib.error, DataError):
+        digest = _content_sha256(path, limit=1 << 20)
+    except DataError:
         return False
     return any(digest == SHA256[other]["t10k-labels-idx1-ubyte"] for other in DATASETS if other != dataset)
 
 
-def _decompressed_bytes(path, limit):
-    """The file's content, inflated if gzip, at most ``limit`` bytes (else DataError)."""
-    with open(path, "rb") as raw:
-        is_gzip = raw.read(2) == _GZIP_MAGIC
-        raw.seek(0)
-        stream = gzip.GzipFile(fileobj=raw, mode="rb") if is_gzip else raw
-        with stream:
-            data = stream.read(limit + 1)
-    if len(data) > limit:
-        raise DataError(f"{path}: expected at most {limit} bytes, found more")
-    return data
+def _content_sha256(path, limit=_MAX_DOWNLOAD_BYTES):
+    """SHA-256 of the file's content, inflated if gzip; DataError if corrupt or over ``limit`` bytes."""
+    hasher = hashlib.sha256()
+    total = 0
+    try:
+        stream, _, raw = _open_maybe_gzip(path)
+        with raw, stream:
+            while chunk := stream.read(_CHUNK):
+                total += len(chunk)
+                if total > limit:
+                    raise DataError(f"{path}: expected at most {limit} bytes of content, found more")
+                hasher.update(chunk)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise DataError(f"{path}: expected a readable gzip or raw file, found {exc or type(exc).__name__}") from None
+    return hasher.hexdigest()
 
 
 def _explicit_folders(root, dataset):
@@ -697,22 +704,6 @@ class _DownloadFailed(Exception):
     """One URL did not give a verified file; the message says why."""
 
 
-def _sha256_of_gzip(path):
-    """SHA-256 of the decompressed content of ``path`` (read in chunks, size-limited)."""
-    hasher = hashlib.sha256()
-    total = 0
-    try:
-        with gzip.open(path, "rb") as f:
-            while chunk := f.read(_CHUNK):
-                total += len(chunk)
-                if total > _MAX_DOWNLOAD_BYTES:
-                    raise _DownloadFailed(f"decompresses to more than {_MAX_DOWNLOAD_BYTES} bytes")
-                hasher.update(chunk)
-    except (OSError, EOFError, zlib.error):
-        raise _DownloadFailed("not a valid gzip file") from None
-    return hasher.hexdigest()
-
-
 def _fetch(url, dest, expected_sha256, timeout, progress):
     """Download ``url`` to ``dest`` atomically, verified by the decompressed SHA-256.
 
@@ -731,8 +722,13 @@ def _fetch(url, dest, expected_sha256, timeout, progress):
             except (OSError, http.client.HTTPException, ValueError) as exc:
                 # urllib wraps most failures in URLError (an OSError); timeouts,
                 # resets mid-body and bad URLs arrive as other types.
+                if isinstance(exc, urllib.error.HTTPError):
+                    exc.close()  # it holds the open error response
                 raise _DownloadFailed(_describe_failure(exc, timeout)) from None
-        digest = _sha256_of_gzip(tmp.name)
+        try:
+            digest = _content_sha256(tmp.name)
+        except DataError:
+            raise _DownloadFailed("not a valid gzip file, or too large") from None
         if digest != expected_sha256:
             raise _DownloadFailed(f"checksum mismatch (sha256 of content {digest[:12]}..., "
                                   f"expected {expected_sha256[:12]}...)")
@@ -775,8 +771,8 @@ def _print_progress(label, done, total, end):
 
 def _file_is_valid(path, expected_sha256):
     try:
-        return hashlib.sha256(_decompressed_bytes(path, _MAX_DOWNLOAD_BYTES)).hexdigest() == expected_sha256
-    except (OSError, EOFError, zlib.error, DataError):
+        return _content_sha256(path) == expected_sha256
+    except DataError:
         return False
 
 
@@ -851,32 +847,48 @@ def download(dataset="mnist", dest=None, *, mirrors=None, timeout=DEFAULT_TIMEOU
 # --------------------------------------------------------------------------- #
 
 
-def _load_cache(folder, dataset, download_ok, mirrors, timeout, progress):
-    """Load from the cache, verifying IDX checksums; re-download corrupt files if allowed."""
-    found = _find_format(folder, dataset) if folder.is_dir() else None
-    if found is None or found[0] != "idx":
-        return _load_folder(folder, dataset) if found else None
+def _read_verified(name, path, dataset):
+    """Read a cached IDX file and check its SHA-256; None when it is corrupt in any way."""
+    hasher = hashlib.sha256()
     try:
-        data, corrupt = _load_idx_set(found[1], dataset)
-    except DataError as exc:
-        # A structurally broken cached file: find which, treat it as corrupt.
-        corrupt = [n for n, p in zip(IDX_FILES, found[1]) if not _file_is_valid(p, SHA256[dataset][n])]
-        if not corrupt:
-            raise exc
-    if not corrupt:
-        return data
-    paths = [p for n, p in zip(IDX_FILES, found[1]) if n in corrupt]
-    if not download_ok:
-        raise DataError(f"{', '.join(map(str, paths))}: expected the published {dataset} file (SHA-256), "
-                        f"found a corrupt copy; delete it and load again with download enabled, "
-                        f"or replace it with a good copy")
-    for p in paths:
-        print(f"note: {p} is corrupt (checksum mismatch); removing it and downloading again", file=sys.stderr)
-        with contextlib.suppress(FileNotFoundError):
-            p.unlink()
-    globals()["download"](dataset, folder, mirrors=mirrors, timeout=timeout, progress=progress)
-    data, corrupt = _load_idx_set([_idx_path(folder, n) for n in IDX_FILES], dataset)
-    return data
+        array = _read_idx_member(name, path, hasher)
+    except DataError:
+        return None
+    return array if hasher.hexdigest() == SHA256[dataset][name] else None
+
+
+def _load_cache(folder, dataset, download_ok, mirrors, timeout, progress):
+    """Load ``dataset`` from the cache folder, verifying each IDX file's SHA-256.
+
+    Missing or corrupt files are (re-)downloaded when allowed. Returns None when
+    the cache holds nothing usable and downloading is off, so the caller can
+    explain where the files should go.
+    """
+    if not folder.is_dir():
+        return None
+    paths = [_idx_path(folder, name) for name in IDX_FILES]
+    if not any(paths):
+        return _load_folder(folder, dataset)  # a CSV or npz the user put there, or None
+    arrays = [None if p is None else _read_verified(n, p, dataset) for n, p in zip(IDX_FILES, paths)]
+    corrupt = [p for p, a in zip(paths, arrays) if p is not None and a is None]
+    if corrupt and not download_ok:
+        raise DataError(f"{', '.join(map(str, corrupt))}: expected the published {dataset} "
+                        f"{'file' if len(corrupt) == 1 else 'files'} (SHA-256 of the content), found a corrupt copy; "
+                        "delete it and load again with download enabled, or replace it with a good copy")
+    if any(a is None for a in arrays):
+        if not download_ok:
+            return None  # partial cache: the caller reports what is missing and where
+        for p in corrupt:
+            print(f"note: {p} is corrupt (checksum mismatch); removing it and downloading it again", file=sys.stderr)
+            with contextlib.suppress(FileNotFoundError):
+                p.unlink()
+        download(dataset, folder, mirrors=mirrors, timeout=timeout, progress=progress)
+        # download() verified the new files; read them with the structural checks.
+        arrays = [a if a is not None else _read_idx_member(n, _idx_path(folder, n))
+                  for n, a in zip(IDX_FILES, arrays)]
+    _check_pair(arrays[0], arrays[1], paths[0] or folder, paths[1] or folder)
+    _check_pair(arrays[2], arrays[3], paths[2] or folder, paths[3] or folder)
+    return Dataset(*arrays)
 
 
 def load_mnist(data_dir=None, *, dataset="mnist", download=True, progress=True, mirrors=None,
@@ -954,4 +966,4 @@ def _download_and_load(folder, dataset, download_ok, searched, mirrors, timeout,
             f"{dataset} not found (looked in {', '.join(map(str, searched))}) and download is disabled. "
             f"{_where_to_put(dataset, folder)}")
     download(dataset, folder, mirrors=mirrors, timeout=timeout, progress=progress)
-    return _load_idx_set([_idx_path(folder, n) for n in IDX_FILES], dataset)[0]
+    return _load_idx_set([_idx_path(folder, n) for n in IDX_FILES])

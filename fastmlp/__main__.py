@@ -1,0 +1,7 @@
+"""``python -m fastmlp`` runs the command line."""
+
+import sys
+
+from fastmlp.cli import main
+
+sys.exit(main())
