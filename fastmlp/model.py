@@ -240,6 +240,10 @@ class MLP:
                           stacklevel=2)
             batch_size = len(X)
 
+        if progress is True:  # the API's simple switch: a bar of our own
+            from tqdm import tqdm
+
+            progress = tqdm(total=len(X), unit="img", unit_scale=True, leave=False)
         if self.params_ is None or not self.warm_start:
             self.initialize()
         backend = get_backend(self.backend)
@@ -273,16 +277,23 @@ class MLP:
         # exactly as an uninterrupted one would.
         order = np.random.default_rng([self.seed_, epoch]).permutation(len(X)).astype(np.int64)
         saved = self.params_.copy(), self.velocity_.copy()
+        if progress:
+            progress.reset(total=len(X))
+            progress.set_description(f"epoch {epoch}")
         loss_sum, n_correct = 0.0, 0
         start = time.perf_counter()
         try:
-            for chunk in _chunks(order, batch_size, progress):
-                chunk_loss, chunk_correct = backend.train_batches(
-                    self.params_, self.velocity_, self.net_, sgd, X, y, chunk, batch_size)
-                loss_sum += chunk_loss
-                n_correct += chunk_correct
-                if progress:
-                    progress.update(len(chunk))
+            # Overflow on the way to divergence is reported below, once, as a
+            # DivergenceError rather than as a stream of NumPy warnings.
+            with np.errstate(over="ignore", invalid="ignore"):
+                chunks = _chunks(order, batch_size, progress)
+                for chunk in chunks:
+                    chunk_loss, chunk_correct = backend.train_batches(
+                        self.params_, self.velocity_, self.net_, sgd, X, y, chunk, batch_size)
+                    loss_sum += chunk_loss
+                    n_correct += chunk_correct
+                    if progress:
+                        progress.update(len(chunk))
         except BaseException:
             self.params_[...], self.velocity_[...] = saved
             raise
@@ -290,9 +301,10 @@ class MLP:
         loss = loss_sum / len(X)
         if not (math.isfinite(loss) and np.isfinite(self.params_).all()):
             self.params_[...], self.velocity_[...] = saved
+            kept = f"the weights of epoch {epoch - 1}" if epoch > 1 else "the initial weights"
             raise DivergenceError(
-                f"training diverged in epoch {epoch}: the loss became {loss}; the weights of "
-                f"epoch {epoch - 1} were kept. Try a smaller learning rate (this epoch used {sgd.lr:g})")
+                f"training diverged in epoch {epoch}: the loss or the weights became non-finite "
+                f"(loss {loss}); {kept} were kept. Try a smaller learning rate (this epoch used {sgd.lr:g})")
         return {"epoch": epoch, "loss": loss, "train_accuracy": n_correct / len(X),
                 "learning_rate": sgd.lr, "seconds": seconds}
 

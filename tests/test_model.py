@@ -1,0 +1,188 @@
+"""The MLP estimator: its API, its checks and its training loop (NumPy backend)."""
+
+import numpy as np
+import numpy.testing as npt
+import pytest
+
+from fastmlp import MLP
+from fastmlp.errors import DivergenceError
+
+
+@pytest.fixture(scope="module")
+def blobs():
+    """A small, learnable 3-class problem with 12 uint8 features."""
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 600).astype(np.uint8)
+    centres = rng.integers(0, 256, (3, 12))
+    X = np.clip(centres[y] + rng.normal(0, 25, (600, 12)), 0, 255).astype(np.uint8)
+    return X, y
+
+
+def small(**kwargs):
+    kwargs.setdefault("backend", "numpy")
+    kwargs.setdefault("seed", 0)
+    return MLP([12, 8, 3], **kwargs)
+
+
+def test_fit_predict_score(blobs):
+    X, y = blobs
+    model = small().fit(X, y, epochs=5, batch_size=10, learning_rate=3.0)
+    assert model.score(X, y) > 0.9
+    assert model.predict(X).shape == (600,)
+    assert model.predict_proba(X).shape == (600, 3)
+    assert [r["epoch"] for r in model.history_] == [1, 2, 3, 4, 5]
+    assert set(model.history_[0]) >= {"loss", "train_accuracy", "seconds", "learning_rate"}
+    assert model.history_[-1]["loss"] < model.history_[0]["loss"]
+
+
+def test_same_seed_same_model(blobs):
+    X, y = blobs
+    a = small(seed=7).fit(X, y, epochs=2)
+    b = small(seed=7).fit(X, y, epochs=2)
+    npt.assert_array_equal(a.params_, b.params_)
+    assert not np.array_equal(a.params_, small(seed=8).fit(X, y, epochs=2).params_)
+
+
+def test_warm_start_continues_like_one_run(blobs):
+    X, y = blobs
+    once = small().fit(X, y, epochs=4)
+    twice = small(warm_start=True)
+    twice.fit(X, y, epochs=2).fit(X, y, epochs=2)
+    npt.assert_array_equal(once.params_, twice.params_)
+    assert [r["epoch"] for r in twice.history_] == [1, 2, 3, 4]
+
+
+def test_test_and_validation_accuracy_are_recorded(blobs):
+    X, y = blobs
+    model = small().fit(X, y, epochs=2, val_split=100, test_data=(X[:50], y[:50]))
+    assert {"val_accuracy", "test_accuracy"} <= set(model.history_[-1])
+
+
+def test_val_split_keeps_last_rows_out_of_training(blobs):
+    X, y = blobs
+    a = small().fit(X, y, epochs=1, val_split=100)
+    b = small().fit(X[:500], y[:500], epochs=1, validation_data=(X[500:], y[500:]))
+    npt.assert_array_equal(a.params_, b.params_)
+    assert a.history_[0]["val_accuracy"] == b.history_[0]["val_accuracy"]
+
+
+def test_early_stopping_restores_best_weights(blobs):
+    X, y = blobs
+    model = small().fit(X, y, epochs=30, learning_rate=3.0, val_split=200, patience=2)
+    best = max(r["val_accuracy"] for r in model.history_)
+    assert model.history_[model.best_epoch_ - 1]["val_accuracy"] == best
+    assert model.score(X[-200:], y[-200:]) == best
+    assert len(model.history_) < 30 or model.best_epoch_ >= 28
+
+
+def test_divergence_is_reported_and_last_finite_weights_kept(blobs):
+    X, y = blobs
+    model = MLP([12, 8, 3], activation="leaky_relu", cost="nll", backend="numpy", seed=0)
+    with pytest.raises(DivergenceError, match=r"epoch \d+.*smaller learning rate"):
+        model.fit(X, y, epochs=5, learning_rate=1e6)
+    assert np.isfinite(model.params_).all()
+
+
+def test_interrupt_restores_last_completed_epoch(blobs, monkeypatch):
+    X, y = blobs
+    model = small()
+    model.fit(X, y, epochs=1)
+    after_epoch_1 = model.params_.copy()
+    from fastmlp import reference
+
+    real = reference.train_batches
+
+    def interrupted(params, *args):
+        real(params, *args)  # changes the weights, then "Ctrl-C" arrives
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(reference, "train_batches", interrupted)
+    model.warm_start = True
+    with pytest.raises(KeyboardInterrupt):
+        model.fit(X, y, epochs=1)
+    npt.assert_array_equal(model.params_, after_epoch_1)
+    assert len(model.history_) == 1
+
+
+def test_batch_larger_than_data_is_clipped_with_warning(blobs):
+    X, y = blobs
+    with pytest.warns(UserWarning, match="larger than the 20 training samples"):
+        small().fit(X[:20], y[:20], epochs=1, batch_size=64)
+
+
+@pytest.mark.parametrize("schedule", ["constant", "step", "cosine"])
+def test_schedules_set_the_learning_rate(blobs, schedule):
+    X, y = blobs
+    model = small().fit(X, y, epochs=3, learning_rate=1.0, schedule=schedule)
+    rates = [r["learning_rate"] for r in model.history_]
+    assert rates[0] == 1.0
+    assert (rates == [1.0] * 3) == (schedule == "constant")
+
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    (dict(sizes=[784]), ValueError, "at least an input and an output"),
+    (dict(sizes=[784, 0, 10]), ValueError, "every layer size must be >= 1"),
+    (dict(sizes="784,30"), TypeError, "list of layer widths"),
+    (dict(activation="softmax"), ValueError, "hidden layer 1.*softmax is for the output layer only"),
+    (dict(activation="swish"), ValueError, "must be one of"),
+    (dict(cost="nll", output_activation="sigmoid"), ValueError, "cost 'nll' needs an output activation among softmax"),
+    (dict(cost="cross_entropy", activation="tanh"), ValueError, "cost 'cross_entropy' needs"),
+    (dict(backend="cuda"), ValueError, "backend must be one of"),
+    (dict(dtype="float16"), ValueError, "dtype must be float64 or float32"),
+    (dict(init="zeros"), ValueError, "init must be one of"),
+    (dict(activation=["relu", "relu", "relu"]), ValueError, "one entry per non-input layer"),
+    (dict(sizes=[784, 200000, 10000]), ValueError, "GiB"),
+])
+def test_bad_constructor_arguments(kwargs, error, match):
+    kwargs.setdefault("sizes", [784, 30, 10])
+    with pytest.raises(error, match=match):
+        MLP(**kwargs)
+
+
+@pytest.mark.parametrize("X, y, error, match", [
+    (np.zeros((5, 11), np.uint8), np.zeros(5, int), ValueError, "11 features per sample, but the network's input layer expects 12"),
+    (np.zeros(12, np.uint8), np.zeros(1, int), ValueError, "must be 2-D"),
+    (np.zeros((5, 12, 1), np.uint8), np.zeros(5, int), ValueError, "must be 2-D"),
+    (np.zeros((0, 12), np.uint8), np.zeros(0, int), ValueError, "empty"),
+    (np.full((5, 12), np.nan), np.zeros(5, int), ValueError, "NaN or infinite"),
+    (np.zeros((5, 12), np.uint8), np.zeros(4, int), ValueError, "5 samples but y has 4 labels"),
+    (np.zeros((5, 12), np.uint8), np.full(5, 3), ValueError, "labels from 3 to 3, but the output layer has 3 classes"),
+    (np.zeros((5, 12), np.uint8), np.zeros(5, float), TypeError, "integer class labels"),
+    (np.full((5, 12), 300), np.zeros(5, int), ValueError, "integer inputs must be pixels in 0..255"),
+    (np.zeros((5, 12), object), np.zeros(5, int), TypeError, "numeric array"),
+])
+def test_bad_fit_inputs_are_refused_before_any_work(X, y, error, match):
+    model = small()
+    with pytest.raises(error, match=match):
+        model.fit(X, y, epochs=1)
+    assert model.params_ is None  # nothing was drawn or trained
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(epochs=0), "epochs must be >= 1"),
+    (dict(batch_size=0), "batch_size must be >= 1"),
+    (dict(learning_rate=-1.0), "learning_rate must be > 0"),
+    (dict(momentum=1.5), "momentum must be < 1"),
+    (dict(l2=-0.1), "l2 must be >= 0"),
+    (dict(nesterov=True), "nesterov=True needs momentum > 0"),
+    (dict(patience=2), "patience .* needs validation data"),
+    (dict(val_split=600), "must leave samples for both"),
+    (dict(schedule="linear"), "schedule must be one of"),
+])
+def test_bad_fit_settings(blobs, kwargs, match):
+    X, y = blobs
+    with pytest.raises(ValueError, match=match):
+        small().fit(X, y, **kwargs)
+
+
+def test_big_endian_and_non_contiguous_inputs_are_handled(blobs):
+    X, y = blobs
+    model = small().fit(X, y, epochs=1)
+    Xf = X.astype(">f8")[:, :] / 255.0
+    npt.assert_allclose(model.predict_proba(Xf[::2]), model.predict_proba(X[::2]), rtol=1e-12)
+    npt.assert_array_equal(model.predict(np.asfortranarray(X)), model.predict(X))
+
+
+def test_predict_before_fit_is_a_clear_error():
+    with pytest.raises(RuntimeError, match="call fit"):
+        small().predict(np.zeros((1, 12), np.uint8))
