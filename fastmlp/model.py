@@ -8,6 +8,7 @@ which takes the same arguments, so the backend is a setting, not a code path.
 
 import contextlib
 import math
+import os
 import time
 import warnings
 
@@ -19,10 +20,17 @@ from fastmlp.errors import DivergenceError
 from fastmlp.functions import (ACTIVATIONS, COST_OUTPUTS, COSTS, HIDDEN_ACTIVATIONS, INITS,
                                default_init)
 from fastmlp.network import SGD, Net, init_params, n_params, unpack
+from fastmlp.reference import PREDICT_CHUNK
 from fastmlp.schedules import SCHEDULES, learning_rate_at
 
-#: Hard limit on the memory the parameters and their optimiser copies may need.
-MAX_PARAM_BYTES = 8 * 2**30
+
+
+def memory_limit():
+    """Physical memory of this machine in bytes (the bound for up-front size checks)."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):  # not POSIX: assume 16 GiB
+        return 16 * 2**30
 
 
 class MLP:
@@ -129,12 +137,13 @@ class MLP:
         if self.n_threads is not None:
             validation.check_positive_int(self.n_threads, "n_threads")
 
-        # Refuse up front what would not fit: parameters, velocities and two
-        # snapshots (last epoch, best epoch), plus one mini-batch of activations.
-        need = 4 * n_params(self.sizes) * self.dtype_.itemsize
-        if need > MAX_PARAM_BYTES:
-            raise ValueError(f"layer sizes {list(self.sizes)} need {need / 2**30:.1f} GiB for weights and "
-                             f"optimiser state, more than the {MAX_PARAM_BYTES / 2**30:.0f} GiB limit")
+        # Refuse up front what would not fit in memory: parameters, velocities
+        # and two snapshots (last epoch, best epoch), plus the activations of
+        # one prediction chunk (the largest working set of either backend).
+        need = (4 * n_params(self.sizes) + 2 * PREDICT_CHUNK * sum(self.sizes)) * self.dtype_.itemsize
+        if need > memory_limit():
+            raise ValueError(f"layer sizes {list(self.sizes)} would need {need / 2**30:.1f} GiB for weights, "
+                             f"optimiser state and activations; this machine has {memory_limit() / 2**30:.1f} GiB")
         self.net_ = Net(self.sizes, tuple(self.activations_), self.cost)
 
     @staticmethod
@@ -352,6 +361,12 @@ class MLP:
         X = validation.check_features(X, self.sizes[0], self.dtype_)
         y = validation.check_labels(y, len(X), self.sizes[-1])
         return float(np.mean(self.predict(X) == y))
+
+    def save(self, path):
+        """Write the model to ``path`` (an ``.npz``); ``fastmlp.io.load`` reads it back."""
+        from fastmlp.io import save
+
+        return save(self, path)
 
     def __repr__(self):
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items() if v is not None)
