@@ -130,7 +130,7 @@ def forward(params, net, A0):
 
 
 def backprop(params, net, A0, Y):
-    """Cost and gradients of one mini-batch: ``(loss, dW_list, db_list)``.
+    """Cost and gradients of one mini-batch: ``(loss, dW_list, db_list, A_L)``.
 
     ``loss`` is the batch-averaged cost (C1-C3) before any update; the gradients
     are averaged over the batch (G).
