@@ -1,4 +1,4 @@
-"""The ``fastmlp`` command line: ``fastmlp train`` and friends.
+"""The ``fastmlp`` command line: ``fastmlp train``, ``evaluate``, ``predict`` and ``plot``.
 
 argparse fills the same settings the Python API takes (``MLP(...)`` and
 ``MLP.fit(...)``); nothing here computes anything the library does not.
@@ -6,6 +6,7 @@ User mistakes end with one line on stderr and exit status 2, never a traceback.
 """
 
 import argparse
+import os
 import sys
 
 from fastmlp.backends import BACKENDS, DEFAULT_BACKEND
@@ -91,6 +92,28 @@ def val_split(text):
     return value if value < 1 else int(value)
 
 
+def log_path(text):
+    """``--log``: a file ending in .csv or .jsonl."""
+    from fastmlp.report import log_format
+
+    try:
+        log_format(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return text
+
+
+def image_path(text):
+    """``--plot``/``-o``: a file ending in .png, .pdf or .svg."""
+    from fastmlp.plot import image_format
+
+    try:
+        image_format(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return text
+
+
 # --- the parser -------------------------------------------------------------------
 
 def build_parser():
@@ -101,13 +124,22 @@ def build_parser():
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=ArgumentParser)
     sub.required = True
     add_train_parser(sub)
+    add_evaluate_parser(sub)
+    add_predict_parser(sub)
+    add_plot_parser(sub)
+    parser.commands = sub.choices  # name -> subparser, for errors in the subcommand's name
     return parser
 
 
-def add_data_options(p):
+def add_data_options(p, dataset_default="mnist"):
     p.add_argument("--data-dir", metavar="DIR", help="folder with the data set (default: $FASTMLP_DATA, then the user cache; downloaded when absent)")
-    p.add_argument("--dataset", choices=("mnist", "fashion-mnist"), default="mnist")
+    p.add_argument("--dataset", choices=("mnist", "fashion-mnist"), default=dataset_default,
+                   help=None if dataset_default else "default: the one the model was trained on, else mnist")
     p.add_argument("--no-download", dest="download", action="store_false", help="fail instead of downloading a missing data set")
+
+
+def add_backend_option(p):
+    p.add_argument("--backend", choices=tuple(BACKENDS), help="default: the backend recorded in the model file")
 
 
 def add_train_parser(sub):
@@ -123,7 +155,8 @@ def add_train_parser(sub):
     arch.add_argument("--cost", choices=tuple(COSTS), default="quadratic", help="default quadratic")
     arch.add_argument("--init", type=name_list(INITS), help="normal, xavier or he (default: chosen from each layer's activation)")
     opt = p.add_argument_group("training")
-    opt.add_argument("--epochs", type=positive_int, default=10)
+    opt.add_argument("--epochs", type=positive_int, default=10,
+                     help="epochs to train (default 10; with --resume: the rest of the saved run)")
     opt.add_argument("--batch-size", type=positive_int, default=10)
     opt.add_argument("--lr", type=positive_float, default=10.0, help="learning rate (default 10; gradients are averaged over the batch)")
     opt.add_argument("--momentum", type=non_negative_float, default=0.0)
@@ -140,8 +173,58 @@ def add_train_parser(sub):
     run.add_argument("--threads", type=positive_int, help="threads for the numba backend")
     run.add_argument("--limit", type=positive_int, metavar="N", help="train on the first N training images only")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
+    out = p.add_argument_group("saving")
+    out.add_argument("--save", metavar="PATH", help="write the trained model to PATH (.npz); also on Ctrl-C")
+    out.add_argument("--checkpoint-every", type=positive_int, metavar="N",
+                     help="also save to the --save path every N epochs")
+    out.add_argument("--resume", metavar="PATH",
+                     help="continue training a saved model (its options are reused; epochs continue numbering)")
+    out.add_argument("--log", type=log_path, metavar="PATH",
+                     help="write each epoch's figures to PATH as it goes (.csv or .jsonl)")
+    out.add_argument("--plot", type=image_path, metavar="PATH",
+                     help="draw the loss and accuracy curves to PATH (.png, .pdf, .svg; needs matplotlib)")
     add_data_options(p)
     p.set_defaults(func=cmd_train)
+
+
+def add_evaluate_parser(sub):
+    p = sub.add_parser("evaluate", help="test accuracy, per-class precision/recall and the confusion matrix of a saved model",
+                       description="Evaluate a saved model on the test set.")
+    p.add_argument("model", metavar="MODEL", help="a model file written by fastmlp train --save")
+    add_backend_option(p)
+    add_data_options(p, dataset_default=None)
+    p.set_defaults(func=cmd_evaluate)
+
+
+def add_predict_parser(sub):
+    p = sub.add_parser("predict", help="classify images with a saved model",
+                       description="Classify images: IDX files of (n, 28, 28) uint8 images, CSV files in the original "
+                                   "layout (label column shown as 'true'), .npy arrays ((n, 784) or (n, 28, 28), uint8 "
+                                   "0..255 or float 0..1) or picture files (.png etc., needs Pillow). Prints one line "
+                                   "per image: name, predicted class, probability (for a network without softmax "
+                                   "output: the output activation divided by the sum over classes).")
+    p.add_argument("model", metavar="MODEL", help="a model file written by fastmlp train --save")
+    p.add_argument("files", metavar="FILE", nargs="+", help="images to classify")
+    p.add_argument("--resize", action="store_true", help="scale pictures of another size to 28x28")
+    p.add_argument("--invert", action="store_true", help="invert grey levels (MNIST digits are white on black)")
+    add_backend_option(p)
+    p.set_defaults(func=cmd_predict)
+
+
+def add_plot_parser(sub):
+    p = sub.add_parser("plot", help="draw learning curves, a confusion matrix or first-layer weights (needs matplotlib)",
+                       description="Draw a figure. From a history log (.csv/.jsonl) or a model file: the loss and "
+                                   "accuracy curves; from a model file with --confusion: its confusion matrix on the "
+                                   "test set; with --weights: its first-layer weights as 28x28 images.")
+    p.add_argument("input", metavar="INPUT", help="a history log (.csv, .jsonl) or a model file (.npz)")
+    p.add_argument("-o", "--output", type=image_path, required=True, metavar="PATH", help="image file to write (.png, .pdf, .svg)")
+    what = p.add_mutually_exclusive_group()
+    what.add_argument("--confusion", action="store_true", help="confusion matrix on the test set (model file only)")
+    what.add_argument("--weights", action="store_true", help="first-layer weights, one image per hidden neuron (model file only)")
+    p.add_argument("--max-neurons", type=positive_int, default=100, metavar="N", help="with --weights: draw at most N neurons (default 100)")
+    add_backend_option(p)
+    add_data_options(p, dataset_default=None)
+    p.set_defaults(func=cmd_plot)
 
 
 def apply_preset(args, parser_defaults):
@@ -151,18 +234,70 @@ def apply_preset(args, parser_defaults):
             setattr(args, key, value)
 
 
+def explicit_options(argv):
+    """The destinations the user actually typed in ``argv`` (defaults excluded).
+
+    Parses ``argv`` a second time with every default suppressed, so an option
+    given with its default value (``--lr 10``) still counts as given.
+    """
+    parser = build_parser()
+
+    def suppress(p):
+        for action in p._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for child in action.choices.values():
+                    suppress(child)
+            elif action.dest != "help":
+                action.default = argparse.SUPPRESS
+
+    suppress(parser)
+    return set(vars(parser.parse_args(argv))) - {"command"}
+
+
 # --- commands -------------------------------------------------------------------------
 
 def load_data(args):
     from fastmlp.data import load_mnist
 
-    return load_mnist(args.data_dir, dataset=args.dataset, download=args.download)
+    return load_mnist(args.data_dir, dataset=args.dataset or "mnist", download=args.download)
+
+
+#: Options that fix the network; with --resume they come from the file.
+ARCHITECTURE = ("layers", "activation", "output_activation", "cost", "init", "dtype", "seed")
+#: Training options stored in the model file and reused by --resume unless given again.
+TRAINING = ("batch_size", "lr", "momentum", "nesterov", "l2", "schedule", "val_split", "patience",
+            "limit", "dataset", "checkpoint_every")
+
+
+def check_backend(name):
+    """Import the backend now, so a missing one is one line and not a traceback."""
+    from fastmlp.backends import get_backend
+
+    try:
+        get_backend(name)
+    except ImportError as error:
+        raise UsageError(f"the {name} backend cannot be loaded ({error}); try --backend numpy") from None
+
+
+def check_output_folder(path, option):
+    from pathlib import Path
+
+    folder = Path(path).parent
+    if not folder.is_dir():
+        raise UsageError(f"{option} {path}: folder {folder} does not exist")
+    if Path(path).is_dir():
+        raise UsageError(f"{option} {path}: is a folder, expected a file name")
 
 
 def cmd_train(args):
     from fastmlp.model import MLP
-    from fastmlp.report import epoch_line, progress_bar
+    from fastmlp.report import HistoryLog, epoch_line, progress_bar
 
+    explicit = getattr(args, "explicit", None)
+    if explicit is None:
+        explicit = set(vars(args))
+    if args.resume:
+        model = resume_model(args, explicit)
     if args.layers[0] != 784:
         raise UsageError(f"--layers must start with 784 for {args.dataset} (28x28 images), got {args.layers[0]}")
     if args.layers[-1] != 10:
@@ -171,33 +306,252 @@ def cmd_train(args):
         raise UsageError("--nesterov needs --momentum > 0")
     if args.patience and not args.val_split:
         raise UsageError("--patience needs a validation set: add --val-split")
-    try:
-        model = MLP(args.layers, activation=args.activation, output_activation=args.output_activation,
-                    cost=args.cost, init=args.init, backend=args.backend, dtype=args.dtype,
-                    seed=args.seed, n_threads=args.threads)
-    except (ValueError, TypeError) as error:
-        raise UsageError(str(error)) from None
+    if args.checkpoint_every and not args.save:
+        raise UsageError("--checkpoint-every needs --save PATH to know where to write")
+    for option in ("save", "log", "plot"):
+        if getattr(args, option):
+            check_output_folder(getattr(args, option), f"--{option}")
+    if args.plot:
+        from fastmlp.plot import require
+
+        require("matplotlib", "--plot", "plot", "matplotlib")  # fail now, not after the run
+    if not args.resume:
+        try:
+            model = MLP(args.layers, activation=args.activation, output_activation=args.output_activation,
+                        cost=args.cost, init=args.init, backend=args.backend, dtype=args.dtype,
+                        seed=args.seed, n_threads=args.threads)
+        except (ValueError, TypeError) as error:
+            raise UsageError(str(error)) from None
+    check_backend(model.backend)
 
     X_train, y_train, X_test, y_test = load_data(args)
     if args.limit:
         X_train, y_train = X_train[:args.limit], y_train[:args.limit]
-    model.initialize()
-    print(f"Epoch 0 (before training): test accuracy {100 * model.score(X_test, y_test):.2f}%", flush=True)
+    if args.resume:
+        done = model.epochs_trained_
+        print(f"Resuming {args.resume} after epoch {done}: test accuracy "
+              f"{100 * model.score(X_test, y_test):.2f}%", flush=True)
+    else:
+        model.initialize()
+        print(f"Epoch 0 (before training): test accuracy {100 * model.score(X_test, y_test):.2f}%", flush=True)
+    epochs_before = model.epochs_trained_
+    epochs_total = epochs_before + args.epochs
+
+    def save():
+        from fastmlp.io import save as save_model
+
+        options = {key: getattr(args, key) for key in TRAINING}
+        save_model(model, args.save, extra={"train": {**options, "epochs_total": epochs_total}})
+
+    log = HistoryLog(args.log, model.history_) if args.log else None
+
+    def after_epoch(record):
+        if log:
+            log.write(record)
+        if args.checkpoint_every and record["epoch"] % args.checkpoint_every == 0:
+            save()
+        print(epoch_line(record), flush=True)
+
     bar = progress_bar(len(X_train) - _n_val(args.val_split, len(X_train)), enabled=not args.quiet)
     model.warm_start = True
     try:
         model.fit(X_train, y_train, epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr,
                   momentum=args.momentum, nesterov=args.nesterov, l2=args.l2, schedule=args.schedule,
                   val_split=args.val_split, patience=args.patience, test_data=(X_test, y_test),
-                  progress=bar, callback=lambda record: print(epoch_line(record), flush=True))
+                  progress=bar, callback=after_epoch)
     except (ValueError, TypeError) as error:
+        if isinstance(error, FastMLPError):
+            raise
         raise UsageError(str(error)) from None
+    except KeyboardInterrupt:
+        # MLP.fit has put back the weights of the last completed epoch.
+        if bar:
+            bar.close()
+            bar = None
+        done = model.epochs_trained_
+        if log:
+            log.catch_up(model.history_)
+        if args.save:
+            save()
+            where = f"saved the weights of epoch {done} to {args.save}"
+        else:
+            where = "nothing saved (add --save PATH to keep the weights)"
+        print(f"fastmlp train: interrupted after epoch {done}; {where}", file=sys.stderr, flush=True)
+        return 130
+    except FastMLPError:  # DivergenceError: the last finite weights are back in place
+        if args.save and model.epochs_trained_:
+            save()
+            print(f"fastmlp train: saved the weights of epoch {model.epochs_trained_} to {args.save}",
+                  file=sys.stderr)
+        raise
     finally:
         if bar:
             bar.close()
-    total = sum(r["seconds"] for r in model.history_)
-    print(f"Trained {len(model.history_)} epochs in {total:.2f} s; test accuracy "
+        if log:
+            log.close()
+    run = model.history_[epochs_before:]
+    total = sum(r["seconds"] for r in run)
+    print(f"Trained {len(run)} epochs in {total:.2f} s; test accuracy "
           f"{100 * model.history_[-1]['test_accuracy']:.2f}%", flush=True)
+    if args.save:
+        save()
+        print(f"Saved the model to {args.save}", flush=True)
+    if args.plot:
+        from fastmlp.plot import plot_history
+
+        plot_history(model.history_, args.plot)
+        print(f"Plotted the learning curves to {args.plot}", flush=True)
+    return 0
+
+
+def resume_model(args, explicit):
+    """Load ``--resume``'s model and fill ``args`` from it; explicit architecture
+    options must agree with the file, explicit training options win."""
+    from fastmlp.io import load
+    from fastmlp.model import MLP
+
+    model = load(args.resume, backend=args.backend if "backend" in explicit else None)
+    if args.threads:
+        model.n_threads = args.threads
+    saved = {"layers": list(model.sizes), "activation": model.activation,
+             "output_activation": model.output_activation, "cost": model.cost, "init": model.init,
+             "dtype": str(model.dtype_), "seed": model.seed_}
+    for key in ARCHITECTURE:
+        if key not in explicit:
+            setattr(args, key, saved[key])
+            continue
+        try:
+            candidate = MLP(**{**_mlp_args(saved), **_mlp_args({key: getattr(args, key)})})
+        except (ValueError, TypeError) as error:
+            raise UsageError(str(error)) from None
+        if (candidate.sizes, candidate.activations_, candidate.inits_, candidate.cost,
+                candidate.dtype_, candidate.seed_) != (model.sizes, model.activations_, model.inits_,
+                                                       model.cost, model.dtype_, model.seed_):
+            option = "--" + key.replace("_", "-")
+            raise UsageError(f"{option} {_show(getattr(args, key))} conflicts with {args.resume}, which holds a "
+                             f"{'-'.join(map(str, model.sizes))} network ({', '.join(model.activations_)}; "
+                             f"cost {model.cost}; {model.dtype_}; seed {model.seed_}): leave {option} out when resuming")
+    stored = model.metadata_.get("extra", {}).get("train", {})
+    for key in TRAINING:
+        if key not in explicit and key in stored:
+            setattr(args, key, stored[key])
+    if "epochs" not in explicit:
+        remaining = stored.get("epochs_total", 0) - model.epochs_trained_
+        if remaining <= 0:
+            raise UsageError(f"{args.resume} already holds all {model.epochs_trained_} epochs of its run; "
+                             f"give --epochs N to train N more")
+        args.epochs = remaining
+    if args.schedule != "constant":
+        print(f"fastmlp train: note: the {args.schedule} schedule restarts when resuming "
+              f"(it runs over the {args.epochs} epochs of this run)", file=sys.stderr)
+    if "save" not in explicit:
+        args.save = args.resume
+    return model
+
+
+def _mlp_args(options):
+    names = {"layers": "sizes", "seed": "seed"}
+    return {names.get(k, k): v for k, v in options.items()}
+
+
+def _show(value):
+    return ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
+
+
+def load_model(args):
+    from fastmlp.io import load
+
+    model = load(args.model, backend=args.backend)
+    check_backend(model.backend)
+    return model
+
+
+def model_dataset(args, model):
+    """--dataset, else the data set the model was trained on, else mnist."""
+    if args.dataset is None:
+        args.dataset = getattr(model, "metadata_", {}).get("extra", {}).get("train", {}).get("dataset", "mnist")
+    if model.sizes[0] != 784 or model.sizes[-1] != 10:
+        raise UsageError(f"{args.model} holds a {'-'.join(map(str, model.sizes))} network; "
+                         f"{args.dataset} needs 784 inputs and 10 outputs")
+
+
+def test_confusion(args, model):
+    from fastmlp.metrics import confusion_matrix
+
+    model_dataset(args, model)
+    _, _, X_test, y_test = load_data(args)
+    return confusion_matrix(y_test, model.predict(X_test), model.sizes[-1])
+
+
+def cmd_evaluate(args):
+    from fastmlp.metrics import accuracy, precision_recall
+    from fastmlp.report import confusion_table, per_class_table
+
+    model = load_model(args)
+    cm = test_confusion(args, model)
+    precision, recall = precision_recall(cm)
+    print(f"{args.model}: {'-'.join(map(str, model.sizes))} network, {model.epochs_trained_} epochs trained")
+    print(f"Test accuracy on {args.dataset}: {100 * accuracy(cm):.2f}% ({int(cm.trace())} of {int(cm.sum())})")
+    print()
+    print(per_class_table(precision, recall, cm.sum(axis=1)))
+    print()
+    print("Confusion matrix (rows: true class, columns: predicted class)")
+    print(confusion_table(cm))
+    return 0
+
+
+def cmd_predict(args):
+    from fastmlp.inputs import read_images
+    from fastmlp.metrics import class_probabilities
+
+    model = load_model(args)
+    if model.sizes[0] != 784:
+        raise UsageError(f"{args.model} holds a network with {model.sizes[0]} inputs, not 28x28 images")
+    batches = [read_images(path, resize=args.resize, invert=args.invert) for path in args.files]
+    for images in batches:
+        P = class_probabilities(model, images.X)
+        predicted = P.argmax(axis=1)
+        for i, name in enumerate(images.names):
+            line = f"{name}\t{predicted[i]}\t{P[i, predicted[i]]:.4f}"
+            if images.labels is not None:
+                line += f"\ttrue {images.labels[i]}"
+            print(line)
+    return 0
+
+
+def cmd_plot(args):
+    from pathlib import Path
+
+    from fastmlp import plot
+    from fastmlp.report import LOG_FORMATS, read_history
+
+    check_output_folder(args.output, "-o")
+    plot.require("matplotlib", "fastmlp plot", "plot", "matplotlib")
+    suffix = Path(args.input).suffix.lower()
+    if suffix in LOG_FORMATS:
+        if args.confusion or args.weights:
+            raise UsageError(f"--{'confusion' if args.confusion else 'weights'} needs a model file, "
+                             f"not the history log {args.input}")
+        plot.plot_history(read_history(args.input), args.output, title=Path(args.input).name)
+        print(f"Plotted the learning curves of {args.input} to {args.output}")
+        return 0
+    model = load_model(args)
+    if args.confusion:
+        cm = test_confusion(args, model)
+        plot.plot_confusion(cm, args.output, title=f"{Path(args.model).name}: test accuracy "
+                                                   f"{100 * cm.trace() / cm.sum():.2f}%")
+        what = "confusion matrix"
+    elif args.weights:
+        if model.sizes[0] != 784:
+            raise UsageError(f"{args.model}: the first layer has {model.sizes[0]} inputs, not 28x28 images")
+        plot.plot_weights(model, args.output, max_neurons=args.max_neurons)
+        what = "first-layer weights"
+    else:
+        if not model.history_:
+            raise UsageError(f"{args.model} has no training history to plot; try --weights")
+        plot.plot_history(model.history_, args.output, title=Path(args.model).name)
+        what = "learning curves"
+    print(f"Plotted the {what} of {args.model} to {args.output}")
     return 0
 
 
@@ -212,13 +566,28 @@ class UsageError(FastMLPError):
 
 
 def main(argv=None):
+    if argv is None:
+        argv = sys.argv[1:]
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # reported as "fastmlp train: error: ..." rather than "fastmlp: error: ..."
+        parser.commands[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")
+    args.explicit = explicit_options(argv)
+    if args.command == "plot":
+        args.model = args.input
     try:
         return args.func(args)
     except FastMLPError as error:
         print(f"fastmlp {args.command}: error: {error}", file=sys.stderr)
         return error.exit_code
+    except BrokenPipeError:  # `fastmlp predict ... | head`: the reader has gone, stop quietly
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so the flush at exit does not fail again
+        return 1
+    except OSError as error:  # e.g. a log or image file that cannot be written
+        where = f"{error.filename}: " if error.filename else ""
+        print(f"fastmlp {args.command}: error: {where}{error.strerror or error}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"fastmlp {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -1,0 +1,309 @@
+"""Model files: ``save(model, path)`` and ``load(path)``.
+
+A model file is an ordinary NumPy ``.npz`` archive (a zip of ``.npy`` arrays)
+that ``np.load(path, allow_pickle=False)`` can open without fastmlp:
+
+``metadata``  uint8 ``(n_bytes,)``: UTF-8 JSON text (see below).  Stored as
+              bytes, not as a pickled object, so loading never runs code.
+``params``    ``(n_params,)`` in the model's dtype: every weight and bias, flat,
+              in the layout of ``fastmlp.network`` (``W_1, b_1, W_2, b_2, ...``,
+              each ``W_l`` row-major ``(n_out, n_in)``).
+``velocity``  same shape and dtype, the momentum buffer; present only when it
+              is not all zeros, so resumed training continues exactly.
+
+The JSON metadata holds ``format`` ("fastmlp-model"), ``format_version``
+(:data:`FORMAT_VERSION`), the fastmlp version that wrote it, the constructor
+arguments (sizes, activation, output_activation, cost, init, backend, dtype,
+seed, ...), the resolved per-layer ``activations`` and ``inits``, the training
+``history`` and an ``arrays`` table with the shape and dtype of every array, which
+``load`` checks before trusting anything.  Callers may add a JSON-able ``extra``
+dict (the CLI keeps its training options there so ``--resume`` can reuse them).
+
+Writes go to a temporary file in the destination folder, which then replaces
+the destination in one ``os.replace``: an interrupted save leaves the previous
+file intact, never half of a new one.
+"""
+
+import contextlib
+import json
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from fastmlp.errors import ModelFileError
+
+#: Version of the file layout described above; ``load`` refuses newer ones.
+FORMAT_VERSION = 1
+FORMAT_NAME = "fastmlp-model"
+METADATA_KEY = "metadata"
+
+#: Constructor arguments stored (and passed back to ``MLP`` on load).
+_INIT_ARGS = ("sizes", "activation", "output_activation", "cost", "init", "backend", "dtype",
+              "n_threads", "warm_start")
+_REQUIRED = ("format_version", "sizes", "activations", "inits", "cost", "dtype", "seed", "backend",
+             "history", "arrays")
+
+
+# --- writing through a temporary file ------------------------------------------
+
+@contextlib.contextmanager
+def atomic_write(path, mode="wb"):
+    """Open a temporary file beside ``path``; on success it replaces ``path``.
+
+    On any exception (including KeyboardInterrupt) the temporary file is removed
+    and ``path`` is left as it was.  The file gets the permissions a plain
+    ``open`` would give it (``mkstemp`` alone would make it private).
+    """
+    path = Path(path)
+    folder = path.parent if str(path.parent) else Path(".")
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, mode) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _json_default(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, (tuple, np.ndarray)):
+        return list(value)
+    raise TypeError(f"cannot store {type(value).__name__} in model metadata")
+
+
+# --- save ----------------------------------------------------------------------------
+
+def save(model, path, *, extra=None):
+    """Write ``model`` (a fitted or initialised ``MLP``) to ``path`` as described above.
+
+    Parameters
+    ----------
+    model : MLP
+    path : str or Path
+        Written exactly as given (no ``.npz`` is appended).
+    extra : dict, optional
+        JSON-able information kept under ``"extra"`` in the metadata.
+
+    Raises
+    ------
+    ModelFileError
+        The model has no weights, or they are not all finite (such a file could
+        only spread a diverged run).
+    """
+    from fastmlp import __version__
+
+    path = Path(path)
+    if model.params_ is None:
+        raise ModelFileError(f"{path}: nothing to save: the model has no weights yet (call fit() or initialize())")
+    params = np.ascontiguousarray(model.params_)
+    if not np.isfinite(params).all():
+        raise ModelFileError(f"{path}: refusing to save non-finite weights "
+                             f"({int((~np.isfinite(params)).sum())} NaN or infinite values)")
+    arrays = {"params": params}
+    velocity = getattr(model, "velocity_", None)
+    if velocity is not None and velocity.shape == params.shape and np.any(velocity):
+        if not np.isfinite(velocity).all():
+            raise ModelFileError(f"{path}: refusing to save a non-finite momentum buffer")
+        arrays["velocity"] = np.ascontiguousarray(velocity, dtype=params.dtype)
+
+    meta = {
+        "format": FORMAT_NAME,
+        "format_version": FORMAT_VERSION,
+        "fastmlp_version": __version__,
+        **{key: getattr(model, key) for key in _INIT_ARGS},
+        "sizes": list(model.sizes),
+        "dtype": str(model.dtype_),
+        "seed": int(model.seed_),
+        "activations": list(model.activations_),
+        "inits": list(model.inits_),
+        "layout": "W_1, b_1, W_2, b_2, ... flat; W_l row-major (n_out, n_in)",
+        "history": [dict(record) for record in model.history_],
+        "arrays": {name: {"shape": list(a.shape), "dtype": a.dtype.str} for name, a in arrays.items()},
+    }
+    if getattr(model, "best_epoch_", None) is not None:
+        meta["best_epoch"] = int(model.best_epoch_)
+    if extra:
+        meta["extra"] = extra
+    try:
+        text = json.dumps(meta, default=_json_default, allow_nan=False)
+    except (TypeError, ValueError) as error:
+        raise ModelFileError(f"{path}: cannot store the model's metadata as JSON ({error})") from None
+    arrays[METADATA_KEY] = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
+    if not path.parent.is_dir():
+        raise ModelFileError(f"{path}: cannot save: folder {path.parent} does not exist")
+    try:
+        with atomic_write(path) as f:
+            np.savez(f, **arrays)
+    except OSError as error:
+        raise ModelFileError(f"{path}: cannot save ({error.strerror or error})") from None
+    return path
+
+
+# --- load ----------------------------------------------------------------------------
+
+def read_metadata(path):
+    """The metadata dict and the arrays of a model file, checked; see ``load``."""
+    path = Path(path)
+    fail = _failer(path)
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError as error:
+        raise fail(f"cannot open ({error.strerror or error})") from None
+    if head[:4] != b"PK\x03\x04":
+        kind = "a single .npy array" if head.startswith(b"\x93NUM") else "not a zip archive"
+        raise fail(f"not a fastmlp model file ({kind}; expected an .npz written by fastmlp)")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            names = set(archive.files)
+            if METADATA_KEY not in names:
+                listed = ", ".join(sorted(names)) or "nothing"
+                raise fail(f"not a fastmlp model file (no fastmlp metadata; it holds {listed})")
+            meta = _parse_metadata(archive[METADATA_KEY], fail)
+            declared = meta["arrays"]
+            if set(declared) | {METADATA_KEY} != names:
+                raise fail(f"holds arrays {sorted(names - {METADATA_KEY})} but its metadata lists {sorted(declared)}")
+            arrays = {name: archive[name] for name in declared}
+    except ModelFileError:
+        raise
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError, RuntimeError) as error:
+        # Truncated or corrupt zips (BadZipFile, bad CRC), and members numpy
+        # refuses: pickled object arrays (ValueError), damaged .npy headers.
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        if "pickle" in reason.lower():
+            reason = "it holds a pickled object array, which fastmlp never writes or loads"
+        raise fail(f"truncated or corrupt model file ({reason})") from None
+    for name, spec in declared.items():
+        _check_array(arrays[name], name, spec, fail)
+    return meta, arrays
+
+
+def load(path, *, backend=None):
+    """Read a model written by :func:`save` and return an ``MLP``.
+
+    Parameters
+    ----------
+    path : str or Path
+    backend : {"numpy", "numba"}, optional
+        Overrides the backend recorded in the file.
+
+    Raises
+    ------
+    ModelFileError
+        With one line naming the file when it is missing, not a fastmlp model,
+        written by a newer format version, truncated or corrupt, or when any
+        array disagrees with the metadata.
+    """
+    from fastmlp.model import MLP
+    from fastmlp.network import n_params
+
+    path = Path(path)
+    fail = _failer(path)
+    meta, arrays = read_metadata(path)
+    try:
+        args = {key: meta.get(key) for key in _INIT_ARGS if key in meta}
+        args["sizes"] = meta["sizes"]
+        args.setdefault("activation", meta["activations"])
+        args.setdefault("init", meta["inits"])
+        if backend is not None:
+            args["backend"] = backend
+        args["warm_start"] = bool(args.get("warm_start", False))
+        model = MLP(**args, seed=meta["seed"])
+    except (TypeError, ValueError) as error:
+        raise fail(f"describes a network fastmlp cannot build ({error})") from None
+    if model.activations_ != list(meta["activations"]) or model.inits_ != list(meta["inits"]):
+        raise fail(f"its activations/inits {meta['activations']}/{meta['inits']} disagree with its "
+                   f"constructor arguments (resolved to {model.activations_}/{model.inits_})")
+    if str(model.dtype_) != meta["dtype"]:
+        raise fail(f"metadata dtype {meta['dtype']} disagrees with its constructor dtype {model.dtype}")
+    expected = {"shape": [n_params(model.sizes)], "dtype": model.dtype_}
+    for name, array in arrays.items():
+        if array.shape != tuple(expected["shape"]) or array.dtype != expected["dtype"]:
+            raise fail(f"array {name!r} has shape {array.shape} and dtype {array.dtype}, but a "
+                       f"{'-'.join(map(str, model.sizes))} {model.dtype_} network needs "
+                       f"shape ({expected['shape'][0]},) and dtype {model.dtype_}")
+    if "params" not in arrays:
+        raise fail("has no 'params' array")
+    params = arrays["params"]
+    if not np.isfinite(params).all():
+        raise fail("holds non-finite weights")
+    model.params_ = np.ascontiguousarray(params, dtype=model.dtype_)
+    velocity = arrays.get("velocity")
+    model.velocity_ = (np.zeros_like(model.params_) if velocity is None
+                       else np.ascontiguousarray(velocity, dtype=model.dtype_))
+    model.history_ = _check_history(meta["history"], fail)
+    if "best_epoch" in meta:
+        model.best_epoch_ = meta["best_epoch"]
+    model.metadata_ = meta
+    return model
+
+
+# --- checks ----------------------------------------------------------------------------
+
+def _failer(path):
+    def fail(message):
+        return ModelFileError(f"{path}: {message}")
+    return fail
+
+
+def _parse_metadata(array, fail):
+    if array.dtype != np.uint8 or array.ndim != 1:
+        raise fail(f"metadata must be a 1-D uint8 array of JSON text, found {array.dtype} {array.shape}")
+    try:
+        meta = json.loads(array.tobytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise fail(f"metadata is not valid JSON ({error})") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
+        raise fail("not a fastmlp model file (its metadata does not say format 'fastmlp-model')")
+    version = meta.get("format_version")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise fail(f"invalid model format version {version!r}")
+    if version > FORMAT_VERSION:
+        from fastmlp import __version__
+        writer = meta.get("fastmlp_version", "a newer fastmlp")
+        raise fail(f"written by fastmlp {writer} in model format version {version}; this fastmlp "
+                   f"({__version__}) reads version {FORMAT_VERSION} at most: upgrade fastmlp to load it")
+    missing = [key for key in _REQUIRED if key not in meta]
+    if missing:
+        raise fail(f"metadata lacks {', '.join(missing)}")
+    arrays = meta["arrays"]
+    if not isinstance(arrays, dict) or not all(
+            isinstance(spec, dict) and isinstance(spec.get("shape"), list) and isinstance(spec.get("dtype"), str)
+            for spec in arrays.values()):
+        raise fail("metadata 'arrays' must map each array name to its shape and dtype")
+    return meta
+
+
+def _check_array(array, name, spec, fail):
+    try:
+        dtype = np.dtype(spec["dtype"])
+    except TypeError:
+        raise fail(f"metadata gives array {name!r} an unknown dtype {spec['dtype']!r}") from None
+    if array.shape != tuple(spec["shape"]) or array.dtype != dtype:
+        raise fail(f"array {name!r} has shape {array.shape} and dtype {array.dtype}, but the metadata "
+                   f"says {tuple(spec['shape'])} {dtype}")
+
+
+def _check_history(history, fail):
+    if not isinstance(history, list) or not all(isinstance(r, dict) for r in history):
+        raise fail("history must be a list of per-epoch records")
+    for i, record in enumerate(history, start=1):
+        if record.get("epoch") != i:
+            raise fail(f"history record {i} has epoch {record.get('epoch')!r}, expected {i}")
+    return [dict(r) for r in history]
