@@ -19,6 +19,13 @@ Search order (the first place that has the files wins)
        itself (CI points it at the MNIST folder directly).
     3. The user cache ``$XDG_CACHE_HOME/fastmlp/<dataset>``, by default
        ``~/.cache/fastmlp/<dataset>``; downloads go here.
+    MNIST and Fashion-MNIST share their IDX file names, so a folder whose files
+    are recognisably the *other* data set (by checksum) is skipped.
+
+Download
+    From :data:`MIRRORS` (or ``mirrors=`` / ``$FASTMLP_MIRRORS``, comma
+    separated), into a temporary file that is verified and then renamed, under
+    a lock file so concurrent processes download each file once.
 
 Formats tried in each folder, in this order
     1. IDX (LeCun's format): ``train-images-idx3-ubyte``, ``train-labels-idx1-ubyte``,
@@ -43,13 +50,10 @@ References: Y. LeCun, C. Cortes, C. J. C. Burges, "The MNIST database"
 (arXiv:1708.07747).
 """
 
-from __future__ import annotations
-
 import contextlib
 import gzip
 import hashlib
 import http.client
-import io
 import os
 import struct
 import sys
@@ -258,7 +262,7 @@ def _read_idx(path, check=None, hasher=None):
             if not is_gzip and len(header) + nbytes != file_size:
                 what = "truncated file" if len(header) + nbytes > file_size else "trailing garbage"
                 raise _fail(path, f"{len(header) + nbytes} bytes for shape {dims} as the header declares",
-                            f"{file_size} ({what})")
+                            f"{file_size} bytes ({what})")
             if is_gzip and nbytes > _GZIP_MAX_RATIO * file_size + _CHUNK:
                 raise _fail(path, f"at most ~{_GZIP_MAX_RATIO * file_size} bytes inside a {file_size}-byte gzip file",
                             f"a header declaring {nbytes} bytes for shape {dims} (truncated or corrupt header)")
@@ -368,12 +372,14 @@ def _csv_first_problem(lines, path):
     1 like an editor does, header included.
     """
     width = 1 + N_PIXELS
+    header = _csv_has_header(lines)
     for number, line in enumerate(lines, start=1):
-        if (number == 1 and not _csv_is_data_line(line)) or not line:
+        if (number == 1 and header) or not line:
             continue  # header, or an empty line (np.loadtxt skips those too)
         cells = line.split(",")
         if len(cells) != width:
-            return f"{path}: line {number}: expected {width} comma-separated values (label + {N_PIXELS} pixels), found {len(cells)}"
+            return (f"{path}: line {number}: expected {width} comma-separated values "
+                    f"(label + {N_PIXELS} pixels), found {len(cells)}")
         for column, cell in enumerate(cells, start=1):
             if not _is_int(cell):
                 return f"{path}: line {number}, column {column}: expected an integer, found {cell.strip()[:20]!r}"
@@ -385,16 +391,20 @@ def _csv_first_problem(lines, path):
     return None
 
 
-def _csv_is_data_line(line):
-    """True when a line looks like data rather than a header (all cells integers)."""
-    return all(_is_int(c) for c in line.split(","))
+def _csv_has_header(lines):
+    """True when the first line is a header: its first cell is not a number (Kaggle's says "label").
+
+    Judging by the first cell only means a data row with a typo further along
+    is still reported as bad data instead of being dropped as a "header".
+    """
+    return bool(lines) and not _is_int(lines[0].split(",", 1)[0])
 
 
 def read_csv(path):
     """Read the original project's CSV: header, then ``label,p1,...,p784`` rows.
 
-    A first line made only of integers is taken as data (a headerless file)
-    rather than silently dropped.
+    A first line that starts with a number is taken as data (a headerless
+    file) rather than silently dropped.
 
     Returns
     -------
@@ -414,18 +424,15 @@ def read_csv(path):
                     f"byte 0x{raw[exc.start]:02x} on line {line}") from None
     del raw
     lines = text.splitlines()
-    if lines and not _csv_is_data_line(lines[0]):
-        body = lines[1:]
-    else:
-        body = lines
     del text
+    body = lines[1:] if _csv_has_header(lines) else lines
     values = None
     if any(line.strip() for line in body):
         try:
             # Fast path: numpy's C parser. Its errors count rows differently
             # (no header, blank lines skipped), so on any problem we rescan in
             # Python to name the exact line.
-            values = np.loadtxt(body, delimiter=",", dtype=np.int64, comments=None, ndmin=2)
+            values = np.loadtxt(body, delimiter=",", dtype=np.int16, comments=None, ndmin=2)
         except (ValueError, OverflowError):
             values = None
     if values is None or values.shape[1] != 1 + N_PIXELS or values.size and (
@@ -631,6 +638,16 @@ def _explicit_folders(root, dataset):
     return [root / dataset, root]
 
 
+def _search_root(root, dataset):
+    """Load ``dataset`` from a user-named root (no checksums: users may bring their own data); None if absent."""
+    for folder in _explicit_folders(root, dataset):
+        if folder.is_dir() and not _holds_other_dataset(folder, dataset):
+            data = _load_folder(folder, dataset)
+            if data is not None:
+                return data
+    return None
+
+
 # --------------------------------------------------------------------------- #
 # Download
 # --------------------------------------------------------------------------- #
@@ -782,6 +799,30 @@ def _where_to_put(dataset, folder):
             f"or set FASTMLP_DATA (or --data-dir) to a folder that holds them.")
 
 
+def _download_file(dataset, name, dest, urls, timeout, progress):
+    """Make ``dest/<name>.gz`` a verified copy, trying each mirror in turn."""
+    expected = SHA256[dataset][name]
+    # Checked again under the lock: another process may have finished this
+    # file while we waited for it.
+    existing = _idx_path(dest, name)
+    if existing is not None and _file_is_valid(existing, expected):
+        return
+    target = dest / (name + ".gz")
+    tried = []
+    for base in urls:
+        url = base + name + ".gz"
+        try:
+            _fetch(url, target, expected, timeout, progress)
+            break
+        except _DownloadFailed as exc:
+            tried.append(f"{url} ({exc})")
+    else:
+        raise DataUnavailableError(f"Could not download {dataset}: tried {'; '.join(tried) or 'no mirrors'}. "
+                                   f"{_where_to_put(dataset, dest)}")
+    if existing is not None and existing != target:
+        existing.unlink()  # a bad uncompressed copy would shadow the good .gz
+
+
 def download(dataset="mnist", dest=None, *, mirrors=None, timeout=DEFAULT_TIMEOUT, progress=True) -> Path:
     """Download the four IDX ``.gz`` files of ``dataset`` into ``dest`` and verify them.
 
@@ -814,31 +855,14 @@ def download(dataset="mnist", dest=None, *, mirrors=None, timeout=DEFAULT_TIMEOU
     urls = _mirrors_for(dataset, mirrors)
     try:
         dest.mkdir(parents=True, exist_ok=True)
+        with _exclusive_lock(dest):
+            for name in IDX_FILES:
+                _download_file(dataset, name, dest, urls, timeout, progress)
     except OSError as exc:
-        raise DataUnavailableError(f"cannot create {dest} ({exc.strerror or exc}). {_where_to_put(dataset, dest)}") from None
-    with _exclusive_lock(dest):
-        for name in IDX_FILES:
-            expected = SHA256[dataset][name]
-            # Checked again under the lock: another process may have finished
-            # this file while we waited.
-            existing = _idx_path(dest, name)
-            if existing is not None and _file_is_valid(existing, expected):
-                continue
-            target = dest / (name + ".gz")
-            tried = []
-            for base in urls:
-                url = base + name + ".gz"
-                try:
-                    _fetch(url, target, expected, timeout, progress)
-                    break
-                except _DownloadFailed as exc:
-                    tried.append(f"{url} ({exc})")
-            else:
-                raise DataUnavailableError(
-                    f"Could not download {dataset}: tried {'; '.join(tried) or 'no mirrors'}. "
-                    f"{_where_to_put(dataset, dest)}")
-            if existing is not None and existing != target:
-                existing.unlink()  # the bad raw copy would shadow the good .gz
+        # Network errors were turned into reasons in _fetch; what is left is
+        # the local folder (read-only, disk full while renaming, ...).
+        raise DataUnavailableError(f"cannot write the {dataset} files to {dest} ({exc.strerror or exc}). "
+                                   f"{_where_to_put(dataset, dest)}") from None
     return dest
 
 
@@ -874,7 +898,8 @@ def _load_cache(folder, dataset, download_ok, mirrors, timeout, progress):
     if corrupt and not download_ok:
         raise DataError(f"{', '.join(map(str, corrupt))}: expected the published {dataset} "
                         f"{'file' if len(corrupt) == 1 else 'files'} (SHA-256 of the content), found a corrupt copy; "
-                        "delete it and load again with download enabled, or replace it with a good copy")
+                        f"delete {'it' if len(corrupt) == 1 else 'them'} and load again with download enabled, "
+                        "or replace with a good copy")
     if any(a is None for a in arrays):
         if not download_ok:
             return None  # partial cache: the caller reports what is missing and where
@@ -923,20 +948,20 @@ def load_mnist(data_dir=None, *, dataset="mnist", download=True, progress=True, 
     DataUnavailableError
         Nothing found and downloading is disabled or failed.
     """
+    # Note: the ``download`` flag shadows the function of that name in here;
+    # the helpers below receive it as ``download_ok``.
     _check_dataset(dataset)
     if data_dir is not None:
         root = Path(data_dir).expanduser()
         if not root.is_dir():
             raise DataError(f"data folder {root} does not exist: expected a folder holding the {dataset} files")
-        for folder in _explicit_folders(root, dataset):
-            if folder.is_dir() and not _holds_other_dataset(folder, dataset):
-                data = _load_folder(folder, dataset)
-                if data is not None:
-                    return data
+        data = _search_root(root, dataset)
+        if data is not None:
+            return data
         # Download next to the user's files, unless the folder holds the
         # other data set under the same IDX names: then into a subfolder.
         target = root / dataset if any(_idx_path(root, n) for n in IDX_FILES) else root
-        searched = [root / dataset, root]
+        searched = _explicit_folders(root, dataset)
         return _download_and_load(target, dataset, download, searched, mirrors, timeout, progress)
 
     searched = []
@@ -945,12 +970,10 @@ def load_mnist(data_dir=None, *, dataset="mnist", download=True, progress=True, 
         root = Path(env).expanduser()
         if not root.is_dir():
             raise DataError(f"FASTMLP_DATA={env}: expected a folder holding the {dataset} files, found no such folder")
-        for folder in _explicit_folders(root, dataset):
-            if folder.is_dir() and not _holds_other_dataset(folder, dataset):
-                data = _load_folder(folder, dataset)
-                if data is not None:
-                    return data
-        searched += [root / dataset, root]
+        data = _search_root(root, dataset)
+        if data is not None:
+            return data
+        searched += _explicit_folders(root, dataset)
 
     cache = cache_dir(dataset)
     data = _load_cache(cache, dataset, download, mirrors, timeout, progress)
