@@ -6,8 +6,10 @@ User mistakes end with one line on stderr and exit status 2, never a traceback.
 """
 
 import argparse
+import math
 import os
 import sys
+import warnings
 
 from fastmlp.backends import BACKENDS, DEFAULT_BACKEND
 from fastmlp.errors import FastMLPError
@@ -87,15 +89,24 @@ def val_split(text):
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a sample count or a fraction, got {text!r}") from None
-    if value <= 0 or (value >= 1 and value != int(value)):
+    if not math.isfinite(value) or value <= 0 or (value >= 1 and value != int(value)):
         raise argparse.ArgumentTypeError(f"expected a positive sample count or a fraction in (0, 1), got {text}")
     return value if value < 1 else int(value)
+
+
+def path_arg(text):
+    """A file or folder name: anything the operating system can take.  A NUL
+    character cannot be in a path (``open`` would raise ValueError later)."""
+    if "\0" in text:
+        raise argparse.ArgumentTypeError(f"a path cannot contain a NUL character, got {text!r}")
+    return text
 
 
 def log_path(text):
     """``--log``: a file ending in .csv or .jsonl."""
     from fastmlp.report import log_format
 
+    path_arg(text)
     try:
         log_format(text)
     except ValueError as error:
@@ -107,6 +118,7 @@ def image_path(text):
     """``--plot``/``-o``: a file ending in .png, .pdf or .svg."""
     from fastmlp.plot import image_format
 
+    path_arg(text)
     try:
         image_format(text)
     except ValueError as error:
@@ -132,7 +144,7 @@ def build_parser():
 
 
 def add_data_options(p, dataset_default="mnist"):
-    p.add_argument("--data-dir", metavar="DIR", help="folder with the data set (default: $FASTMLP_DATA, then the user cache; downloaded when absent)")
+    p.add_argument("--data-dir", type=path_arg, metavar="DIR", help="folder with the data set (default: $FASTMLP_DATA, then the user cache; downloaded when absent)")
     p.add_argument("--dataset", choices=("mnist", "fashion-mnist"), default=dataset_default,
                    help=None if dataset_default else "default: the one the model was trained on, else mnist")
     p.add_argument("--no-download", dest="download", action="store_false", help="fail instead of downloading a missing data set")
@@ -170,14 +182,15 @@ def add_train_parser(sub):
     run = p.add_argument_group("running")
     run.add_argument("--backend", choices=tuple(BACKENDS), default=DEFAULT_BACKEND)
     run.add_argument("--dtype", choices=("float64", "float32"), default="float64")
-    run.add_argument("--threads", type=positive_int, help="threads for the numba backend")
+    run.add_argument("--threads", type=positive_int,
+                     help="threads for the numba backend (at most NUMBA_NUM_THREADS; more are clipped with a warning)")
     run.add_argument("--limit", type=positive_int, metavar="N", help="train on the first N training images only")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     out = p.add_argument_group("saving")
-    out.add_argument("--save", metavar="PATH", help="write the trained model to PATH (.npz); also on Ctrl-C")
+    out.add_argument("--save", type=path_arg, metavar="PATH", help="write the trained model to PATH (.npz); also on Ctrl-C")
     out.add_argument("--checkpoint-every", type=positive_int, metavar="N",
                      help="also save to the --save path every N epochs")
-    out.add_argument("--resume", metavar="PATH",
+    out.add_argument("--resume", type=path_arg, metavar="PATH",
                      help="continue training a saved model (its options are reused; epochs continue numbering)")
     out.add_argument("--log", type=log_path, metavar="PATH",
                      help="write each epoch's figures to PATH as it goes (.csv or .jsonl)")
@@ -190,7 +203,7 @@ def add_train_parser(sub):
 def add_evaluate_parser(sub):
     p = sub.add_parser("evaluate", help="test accuracy, per-class precision/recall and the confusion matrix of a saved model",
                        description="Evaluate a saved model on the test set.")
-    p.add_argument("model", metavar="MODEL", help="a model file written by fastmlp train --save")
+    p.add_argument("model", type=path_arg, metavar="MODEL", help="a model file written by fastmlp train --save")
     add_backend_option(p)
     add_data_options(p, dataset_default=None)
     p.set_defaults(func=cmd_evaluate)
@@ -203,8 +216,8 @@ def add_predict_parser(sub):
                                    "0..255 or float 0..1) or picture files (.png etc., needs Pillow). Prints one line "
                                    "per image: name, predicted class, probability (for a network without softmax "
                                    "output: the output activation divided by the sum over classes).")
-    p.add_argument("model", metavar="MODEL", help="a model file written by fastmlp train --save")
-    p.add_argument("files", metavar="FILE", nargs="+", help="images to classify")
+    p.add_argument("model", type=path_arg, metavar="MODEL", help="a model file written by fastmlp train --save")
+    p.add_argument("files", type=path_arg, metavar="FILE", nargs="+", help="images to classify")
     p.add_argument("--resize", action="store_true", help="scale pictures of another size to 28x28")
     p.add_argument("--invert", action="store_true", help="invert grey levels (MNIST digits are white on black)")
     add_backend_option(p)
@@ -216,7 +229,7 @@ def add_plot_parser(sub):
                        description="Draw a figure. From a history log (.csv/.jsonl) or a model file: the loss and "
                                    "accuracy curves; from a model file with --confusion: its confusion matrix on the "
                                    "test set; with --weights: its first-layer weights as 28x28 images.")
-    p.add_argument("input", metavar="INPUT", help="a history log (.csv, .jsonl) or a model file (.npz)")
+    p.add_argument("input", type=path_arg, metavar="INPUT", help="a history log (.csv, .jsonl) or a model file (.npz)")
     p.add_argument("-o", "--output", type=image_path, required=True, metavar="PATH", help="image file to write (.png, .pdf, .svg)")
     what = p.add_mutually_exclusive_group()
     what.add_argument("--confusion", action="store_true", help="confusion matrix on the test set (model file only)")
@@ -568,6 +581,18 @@ class UsageError(FastMLPError):
 def main(argv=None):
     if argv is None:
         argv = sys.argv[1:]
+    with warnings.catch_warnings():
+        warnings.showwarning = _one_line_warning
+        return _main(argv)
+
+
+def _one_line_warning(message, category, filename, lineno, file=None, line=None):
+    """Warnings (a clipped batch size, ...) as one line, like the errors, not
+    Python's two-line form with a source line."""
+    print(f"fastmlp: warning: {message}", file=sys.stderr if file is None else file)
+
+
+def _main(argv):
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)
     if unknown:  # reported as "fastmlp train: error: ..." rather than "fastmlp: error: ..."

@@ -32,3 +32,9 @@ class DivergenceError(FastMLPError, FloatingPointError):
     """Training produced a non-finite loss or weights (learning rate too large)."""
 
     exit_code = 1
+
+
+class MissingDependencyError(FastMLPError, ImportError):
+    """An optional extra (matplotlib, Pillow) is needed but not installed."""
+
+    exit_code = 1

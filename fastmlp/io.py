@@ -27,8 +27,11 @@ file intact, never half of a new one.
 import contextlib
 import json
 import os
+import struct
 import tempfile
+import tokenize
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -157,6 +160,15 @@ def save(model, path, *, extra=None):
 
 # --- load ----------------------------------------------------------------------------
 
+#: What zipfile and numpy raise on damaged bytes (found by tests/test_fuzz_cli.py):
+#: bad zip structures and CRCs (BadZipFile, EOFError, struct.error, zlib.error,
+#: NotImplementedError for an unknown compression method), and .npy headers numpy
+#: cannot parse (ValueError, SyntaxError and tokenize.TokenError from its header
+#: parser, OverflowError and MemoryError for absurd shapes).
+_CORRUPT = (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError, RuntimeError, TypeError,
+            SyntaxError, tokenize.TokenError, struct.error, zlib.error, NotImplementedError,
+            OverflowError, MemoryError)
+
 def read_metadata(path):
     """The metadata dict and the arrays of a model file, checked; see ``load``."""
     path = Path(path)
@@ -182,7 +194,7 @@ def read_metadata(path):
             arrays = {name: archive[name] for name in declared}
     except ModelFileError:
         raise
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError, RuntimeError) as error:
+    except _CORRUPT as error:
         # Truncated or corrupt zips (BadZipFile, bad CRC), and members numpy
         # refuses: pickled object arrays (ValueError), damaged .npy headers.
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__

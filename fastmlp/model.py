@@ -9,6 +9,7 @@ which takes the same arguments, so the backend is a setting, not a code path.
 import contextlib
 import math
 import os
+import threading
 import time
 import warnings
 
@@ -23,6 +24,28 @@ from fastmlp.network import SGD, Net, init_params, n_params, unpack
 from fastmlp.reference import PREDICT_CHUNK
 from fastmlp.schedules import SCHEDULES, learning_rate_at
 
+#: The Numba kernels take labels as uint8, so that backend has at most 256 classes.
+NUMBA_MAX_CLASSES = 256
+#: Serialises calls into the Numba kernels when Numba runs on its ``workqueue``
+#: threading layer, which is not thread-safe: two Python threads launching
+#: parallel kernels at once abort the whole process ("Concurrent access has been
+#: detected").  The tbb and omp layers are thread-safe and are not locked.
+_WORKQUEUE_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _numba_call_guard():
+    import numba
+
+    try:
+        layer = numba.threading_layer()
+    except ValueError:  # no parallel kernel has run yet: the layer is not chosen
+        layer = None
+    if layer in ("tbb", "omp"):
+        yield
+        return
+    with _WORKQUEUE_LOCK:
+        yield
 
 
 def memory_limit():
@@ -61,6 +84,10 @@ class MLP:
         (and kept in ``seed_``) when not given.
     n_threads : int, optional
         Threads for the Numba backend (default: Numba's, i.e. ``NUMBA_NUM_THREADS``).
+        Numba cannot use more threads than ``NUMBA_NUM_THREADS`` (fixed when Numba
+        starts; default: the number of CPUs): a larger value is clipped to it with
+        a ``UserWarning``, once per model, rather than refused, so a model saved
+        on a bigger machine still runs here.  Results do not depend on it.
     warm_start : bool
         When true, ``fit`` continues from the current weights instead of
         drawing new ones (scikit-learn's meaning).
@@ -144,6 +171,9 @@ class MLP:
         if need > memory_limit():
             raise ValueError(f"layer sizes {list(self.sizes)} would need {need / 2**30:.1f} GiB for weights, "
                              f"optimiser state and activations; this machine has {memory_limit() / 2**30:.1f} GiB")
+        if self.backend == "numba" and self.sizes[-1] > NUMBA_MAX_CLASSES:
+            raise ValueError(f"the numba backend supports at most {NUMBA_MAX_CLASSES} output classes "
+                             f"(labels are uint8), got {self.sizes[-1]}; use backend='numpy'")
         self.net_ = Net(self.sizes, tuple(self.activations_), self.cost)
 
     @staticmethod
@@ -192,18 +222,34 @@ class MLP:
 
     @contextlib.contextmanager
     def _threads(self):
-        """Run the Numba backend on ``n_threads`` threads for the duration."""
+        """Run the Numba backend on ``n_threads`` threads for the duration.
+
+        ``numba.set_num_threads`` is per calling thread, so models used from
+        several Python threads at once do not disturb each other.  Above
+        ``NUMBA_NUM_THREADS`` the count is clipped with a warning (see the class
+        docstring).
+        """
         if self.backend != "numba" or self.n_threads is None:
             yield
             return
         import numba
 
+        limit = numba.config.NUMBA_NUM_THREADS
+        if self.n_threads > limit and getattr(self, "_warned_threads", None) != self.n_threads:
+            self._warned_threads = self.n_threads
+            warnings.warn(f"n_threads={self.n_threads} is more than NUMBA_NUM_THREADS={limit}; "
+                          f"using {limit} (set NUMBA_NUM_THREADS before starting Python to allow more)",
+                          stacklevel=3)
         previous = numba.get_num_threads()
-        numba.set_num_threads(min(self.n_threads, numba.config.NUMBA_NUM_THREADS))
+        numba.set_num_threads(min(self.n_threads, limit))
         try:
             yield
         finally:
             numba.set_num_threads(previous)
+
+    def _guard(self):
+        """Around every call into the backend: see ``_WORKQUEUE_LOCK``."""
+        return _numba_call_guard() if self.backend == "numba" else contextlib.nullcontext()
 
     # --- training ----------------------------------------------------------------
 
@@ -262,10 +308,10 @@ class MLP:
                 sgd = SGD(learning_rate_at(schedule, learning_rate, i, epochs, step_size, gamma),
                           momentum, bool(nesterov), l2)
                 record = self._train_one_epoch(backend, X, y, batch_size, sgd, progress)
-                if validation_data is not None:
-                    record["val_accuracy"] = self.score(*validation_data)
+                if validation_data is not None:  # already checked: no second conversion
+                    record["val_accuracy"] = self._accuracy(*validation_data)
                 if test_data is not None:
-                    record["test_accuracy"] = self.score(*test_data)
+                    record["test_accuracy"] = self._accuracy(*test_data)
                 self.history_.append(record)
                 if callback is not None:
                     callback(record)
@@ -297,8 +343,9 @@ class MLP:
             with np.errstate(over="ignore", invalid="ignore"):
                 chunks = _chunks(order, batch_size, progress)
                 for chunk in chunks:
-                    chunk_loss, chunk_correct = backend.train_batches(
-                        self.params_, self.velocity_, self.net_, sgd, X, y, chunk, batch_size)
+                    with self._guard():
+                        chunk_loss, chunk_correct = backend.train_batches(
+                            self.params_, self.velocity_, self.net_, sgd, X, y, chunk, batch_size)
                     loss_sum += chunk_loss
                     n_correct += chunk_correct
                     if progress:
@@ -337,7 +384,8 @@ class MLP:
         if not isinstance(data, (tuple, list)) or len(data) != 2:
             raise TypeError(f"{name} must be a pair (X, y)")
         X = validation.check_features(data[0], self.sizes[0], self.dtype_, name=f"{name}[0]")
-        return X, validation.check_labels(data[1], len(X), self.sizes[-1], name=f"{name}[1]")
+        return X, validation.check_labels(data[1], len(X), self.sizes[-1], name=f"{name}[1]",
+                                          samples_name=f"{name}[0]")
 
     # --- inference -------------------------------------------------------------------
 
@@ -349,7 +397,11 @@ class MLP:
         """
         params = self._fitted_params()
         X = validation.check_features(X, self.sizes[0], self.dtype_)
-        with self._threads():
+        return self._predict_proba(params, X)
+
+    def _predict_proba(self, params, X):
+        """``predict_proba`` for an ``X`` that has passed ``check_features``."""
+        with self._threads(), self._guard():
             return get_backend(self.backend).predict_proba(params, self.net_, X)
 
     def predict(self, X):
@@ -358,9 +410,15 @@ class MLP:
 
     def score(self, X, y):
         """Accuracy: the fraction of rows of ``X`` whose predicted class is ``y``."""
+        params = self._fitted_params()
         X = validation.check_features(X, self.sizes[0], self.dtype_)
         y = validation.check_labels(y, len(X), self.sizes[-1])
-        return float(np.mean(self.predict(X) == y))
+        return self._accuracy(X, y, params)
+
+    def _accuracy(self, X, y, params=None):
+        """``score`` for an ``(X, y)`` pair that has passed the checks."""
+        params = self._fitted_params() if params is None else params
+        return float(np.mean(self._predict_proba(params, X).argmax(axis=1) == y))
 
     def save(self, path):
         """Write the model to ``path`` (an ``.npz``); ``fastmlp.io.load`` reads it back."""

@@ -12,16 +12,12 @@ from pathlib import Path
 
 import numpy as np
 
-from fastmlp.errors import FastMLPError
+# MissingDependencyError lives in fastmlp.errors with the other exceptions; it is
+# imported here too so ``from fastmlp.plot import MissingDependencyError`` keeps working.
+from fastmlp.errors import MissingDependencyError  # noqa: F401
 
 #: Image formats ``savefig`` is asked for, by file suffix.
 FORMATS = ("png", "pdf", "svg")
-
-
-class MissingDependencyError(FastMLPError, ImportError):
-    """An optional extra (matplotlib, Pillow) is needed but not installed."""
-
-    exit_code = 1
 
 
 def require(module, purpose, extra, package):

@@ -10,16 +10,31 @@ import numbers
 import numpy as np
 
 
+def _as_array(value, name, expected):
+    """``np.asarray(value)``, with NumPy's errors for ragged lists and the like
+    turned into one that names the argument."""
+    if isinstance(value, (str, bytes)) or value is None or (
+            not hasattr(value, "__len__") and not hasattr(value, "__array__")):
+        raise TypeError(f"{name} must be {expected}, got {type(value).__name__}")
+    try:
+        return np.asarray(value)
+    except (ValueError, TypeError) as error:  # ragged nested lists, odd __array__
+        first = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise ValueError(f"{name} must be {expected}; it cannot be read as one ({first})") from None
+
+
 def check_features(X, n_features, dtype, name="X"):
     """Validate inputs ``X`` of shape ``(n_samples, n_features)``.
 
     uint8 arrays are pixels (scaled by 1/255 inside the first layer) and are kept
     as they are; other integer arrays must hold values 0..255 and become uint8;
     float arrays must be finite and are converted to the model's ``dtype``.
+    Lists and any object with ``__array__`` are accepted.  The result is
+    C-contiguous in native byte order, uint8 or ``dtype``: the only layouts the
+    backends (and the Numba kernels) are given.  An array already in that form
+    is returned as it is, without a copy.
     """
-    if isinstance(X, (str, bytes)) or not hasattr(X, "__len__") and not hasattr(X, "__array__"):
-        raise TypeError(f"{name} must be a 2-D array of shape (n_samples, {n_features}), got {type(X).__name__}")
-    X = np.asarray(X)
+    X = _as_array(X, name, f"a 2-D array of shape (n_samples, {n_features})")
     if X.dtype == object or not (np.issubdtype(X.dtype, np.number) or X.dtype == bool):
         raise TypeError(f"{name} must be a numeric array, got dtype {X.dtype}")
     if X.dtype == bool or np.issubdtype(X.dtype, np.complexfloating):
@@ -34,27 +49,41 @@ def check_features(X, n_features, dtype, name="X"):
     if X.dtype == np.uint8:
         return np.ascontiguousarray(X)
     if np.issubdtype(X.dtype, np.integer):
+        # min/max in the array's own type cannot overflow; the range check comes
+        # before the cast, so no value wraps around (int8 -1 is not pixel 255).
         lo, hi = X.min(), X.max()
         if lo < 0 or hi > 255:
-            raise ValueError(f"{name} holds integers from {lo} to {hi}; integer inputs must be pixels in 0..255 (or pass floats)")
+            raise ValueError(f"{name} holds integers from {lo} to {hi}; integer inputs must be pixels "
+                             f"in 0..255 (or pass floats)")
         return np.ascontiguousarray(X, dtype=np.uint8)
-    X = np.ascontiguousarray(X, dtype=dtype)
+    with np.errstate(over="ignore", invalid="ignore"):  # reported below as non-finite
+        X = np.ascontiguousarray(X, dtype=dtype)
     if not np.isfinite(X).all():
-        raise ValueError(f"{name} contains NaN or infinite values")
+        raise ValueError(f"{name} contains NaN or infinite values (or values too large for {np.dtype(dtype)})")
     return X
 
 
-def check_labels(y, n_samples, n_classes, name="y"):
-    """Validate integer class labels ``y`` of shape ``(n_samples,)`` in ``0..n_classes-1``."""
-    y = np.asarray(y)
-    if y.dtype == bool or not np.issubdtype(y.dtype, np.integer):
+def check_labels(y, n_samples, n_classes, name="y", samples_name="X"):
+    """Validate integer class labels ``y`` of shape ``(n_samples,)`` in ``0..n_classes-1``.
+
+    Returns uint8 labels (int64 above 256 classes), C-contiguous, native order.
+    Floats (even 3.0) and booleans are refused rather than guessed at.
+    """
+    y = _as_array(y, name, "a 1-D array of integer class labels")
+    if y.dtype == bool:
+        raise TypeError(f"{name} must hold integer class labels, got booleans (use y.astype(int) for classes 0/1)")
+    if not np.issubdtype(y.dtype, np.integer):
         raise TypeError(f"{name} must hold integer class labels, got dtype {y.dtype}")
     if y.ndim != 1:
-        raise ValueError(f"{name} must be 1-D (n_samples,), got shape {y.shape}")
+        hint = " (class indices, not one-hot rows)" if y.ndim == 2 else ""
+        raise ValueError(f"{name} must be 1-D (n_samples,), got shape {y.shape}{hint}")
     if len(y) != n_samples:
-        raise ValueError(f"X has {n_samples} samples but {name} has {len(y)} labels")
-    if len(y) and (y.min() < 0 or y.max() >= n_classes):
-        raise ValueError(f"{name} holds labels from {y.min()} to {y.max()}, but the output layer has {n_classes} classes (0..{n_classes - 1})")
+        raise ValueError(f"{samples_name} has {n_samples} samples but {name} has {len(y)} labels")
+    if len(y):
+        lo, hi = y.min(), y.max()
+        if lo < 0 or hi >= n_classes:
+            raise ValueError(f"{name} holds labels from {lo} to {hi}, but the output layer has "
+                             f"{n_classes} classes (0..{n_classes - 1})")
     return np.ascontiguousarray(y, dtype=np.uint8 if n_classes <= 256 else np.int64)
 
 

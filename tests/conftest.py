@@ -3,6 +3,10 @@
 Tests marked ``@pytest.mark.mnist`` read the data set from ``FASTMLP_DATA``.
 Where it is absent they skip with the reason, unless ``FASTMLP_REQUIRE_DATA=1``
 (set by ``.ci/run``), under which a missing data set is a failure.
+
+Helper functions shared by several test files (synthetic IDX data, the
+environment for child processes) live in ``tests/helpers.py``; the fixtures
+below wrap them.
 """
 
 import os
@@ -47,6 +51,22 @@ def mnist(mnist_dir):
     from fastmlp.data import load_mnist
 
     return load_mnist(data_dir=mnist_dir, download=False)
+
+
+@pytest.fixture(scope="session")
+def synthetic_mnist_dir(tmp_path_factory):
+    """A folder with four small IDX files of learnable fake digits (1000 train, 300 test)."""
+    from helpers import write_synthetic_mnist
+
+    return write_synthetic_mnist(tmp_path_factory.mktemp("synthetic-mnist"))
+
+
+@pytest.fixture(scope="session")
+def tiny_mnist_dir(tmp_path_factory):
+    """Like ``synthetic_mnist_dir`` but tiny (60 train, 20 test): for fuzzing and smoke runs."""
+    from helpers import write_synthetic_mnist
+
+    return write_synthetic_mnist(tmp_path_factory.mktemp("tiny-mnist"), n_train=60, n_test=20)
 
 
 def pytest_collection_modifyitems(config, items):

@@ -1,63 +1,21 @@
 """``fastmlp train`` from the command line: bad arguments are one line and exit
 status 2; saving, checkpoints, --resume and --log work on a tiny synthetic set.
 
-``write_synthetic_mnist`` (also used by the other CLI test files) writes four
-IDX files of learnable fake digits, so these tests need no download and no
-real MNIST.
+``write_synthetic_mnist`` (from ``tests/helpers.py``, shared with the other CLI
+test files) writes four IDX files of learnable fake digits, so these tests need
+no download and no real MNIST.
 """
 
 import json
-import os
-import struct
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import subprocess_env, write_synthetic_mnist
 
 from fastmlp.cli import main
 from fastmlp.io import load
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def subprocess_env():
-    """The environment for ``python -m fastmlp`` in a child: this checkout first
-    on the path (works whether or not fastmlp is installed)."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO), *filter(None, [env.get("PYTHONPATH")])])
-    return env
-
-
-def write_idx(path, array):
-    """An IDX file (uint8) with ``array``'s shape, as the MNIST files are."""
-    array = np.ascontiguousarray(array, dtype=np.uint8)
-    header = struct.pack(">HBB", 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
-    Path(path).write_bytes(header + array.tobytes())
-
-
-def synthetic_digits(n, seed=0):
-    """``n`` fake 28x28 digits: one random blob template per class plus noise."""
-    rng = np.random.default_rng(12345)  # the templates are the same for every call
-    templates = (rng.random((10, 784)) < 0.2) * 200.0
-    rng = np.random.default_rng(seed)
-    y = rng.integers(0, 10, n).astype(np.uint8)
-    X = np.clip(templates[y] + rng.normal(0, 60, (n, 784)), 0, 255).astype(np.uint8)
-    return X, y
-
-
-def write_synthetic_mnist(folder, n_train=1000, n_test=300):
-    """Four IDX files of synthetic digits in ``folder``; returns the folder."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    X, y = synthetic_digits(n_train, seed=1)
-    X_test, y_test = synthetic_digits(n_test, seed=2)
-    write_idx(folder / "train-images-idx3-ubyte", X.reshape(-1, 28, 28))
-    write_idx(folder / "train-labels-idx1-ubyte", y)
-    write_idx(folder / "t10k-images-idx3-ubyte", X_test.reshape(-1, 28, 28))
-    write_idx(folder / "t10k-labels-idx1-ubyte", y_test)
-    return folder
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@ import sys
 
 import numpy as np
 import pytest
-from test_cli import synthetic_digits, write_idx, write_synthetic_mnist
+from helpers import synthetic_digits, write_idx, write_synthetic_mnist
 
 from fastmlp.cli import main
 from fastmlp.io import load

@@ -9,7 +9,7 @@ import sys
 import time
 
 import pytest
-from test_cli import subprocess_env, write_synthetic_mnist
+from helpers import subprocess_env, write_synthetic_mnist
 
 from fastmlp.io import load
 

@@ -4,7 +4,7 @@ import sys
 
 import numpy as np
 import pytest
-from test_cli import write_synthetic_mnist
+from helpers import write_synthetic_mnist
 
 from fastmlp.cli import main
 

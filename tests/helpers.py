@@ -1,0 +1,68 @@
+"""Helpers shared by the test files (import them with ``from helpers import ...``).
+
+``write_synthetic_mnist`` writes four IDX files of learnable fake digits, so
+CLI tests need no download and no real MNIST; ``subprocess_env`` is the
+environment for running this checkout in a child process.  The same helpers are
+offered as fixtures in ``conftest.py`` (``synthetic_mnist_dir``).
+"""
+
+import os
+import struct
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def subprocess_env(**overrides):
+    """The environment for ``python -m fastmlp`` in a child: this checkout first
+    on the path (works whether or not fastmlp is installed); ``overrides`` are
+    set on top (a value of ``None`` removes the variable)."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), *filter(None, [env.get("PYTHONPATH")])])
+    for key, value in overrides.items():
+        if value is None:
+            env.pop(key, None)
+        else:
+            env[key] = value
+    return env
+
+
+def write_idx(path, array):
+    """An IDX file (uint8) with ``array``'s shape, as the MNIST files are."""
+    array = np.ascontiguousarray(array, dtype=np.uint8)
+    header = struct.pack(">HBB", 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    Path(path).write_bytes(header + array.tobytes())
+
+
+def synthetic_digits(n, seed=0):
+    """``n`` fake 28x28 digits: one random blob template per class plus noise."""
+    rng = np.random.default_rng(12345)  # the templates are the same for every call
+    templates = (rng.random((10, 784)) < 0.2) * 200.0
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 10, n).astype(np.uint8)
+    X = np.clip(templates[y] + rng.normal(0, 60, (n, 784)), 0, 255).astype(np.uint8)
+    return X, y
+
+
+def write_synthetic_mnist(folder, n_train=1000, n_test=300):
+    """Four IDX files of synthetic digits in ``folder``; returns the folder."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    X, y = synthetic_digits(n_train, seed=1)
+    X_test, y_test = synthetic_digits(n_test, seed=2)
+    write_idx(folder / "train-images-idx3-ubyte", X.reshape(-1, 28, 28))
+    write_idx(folder / "train-labels-idx1-ubyte", y)
+    write_idx(folder / "t10k-images-idx3-ubyte", X_test.reshape(-1, 28, 28))
+    write_idx(folder / "t10k-labels-idx1-ubyte", y_test)
+    return folder
+
+
+def numba_available():
+    """True if the Numba backend imports (it is still being finished elsewhere)."""
+    try:
+        import fastmlp.kernels  # noqa: F401
+    except Exception:  # ImportError, or an error while the kernels module is edited
+        return False
+    return True
