@@ -1,0 +1,275 @@
+"""Equivalence of the Numba backend (fastmlp.kernels) with the NumPy reference.
+
+Each kernel is compared with its namesake in ``fastmlp.reference`` (stumpy's
+``naive.stump`` against ``stump``): ``ref_*`` is the reference result, ``comp_*``
+the compiled one.  float64 must agree to ``TEST_ATOL_FLOAT64`` absolute, float32
+to ``TEST_RTOL_FLOAT32`` relative.  Inputs are seeded.  To keep compilation
+cheap the tests use few specialisations: two dtypes times (uint8, float) input.
+"""
+
+import warnings
+
+import numpy as np
+import numpy.testing as npt
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from fastmlp import config, kernels, reference
+from fastmlp.functions import COST_OUTPUTS, HIDDEN_ACTIVATIONS, default_init
+from fastmlp.network import SGD, Net, init_params, unpack
+
+DTYPES = ("float64", "float32")
+ALL_ACTIVATIONS = HIDDEN_ACTIVATIONS + ("softmax",)
+
+
+def assert_close(comp, ref, dtype):
+    comp, ref = np.asarray(comp), np.asarray(ref)
+    assert comp.shape == ref.shape and comp.dtype == ref.dtype
+    assert np.all(np.isfinite(comp)) == np.all(np.isfinite(ref))
+    if np.dtype(dtype) == np.float64:
+        npt.assert_allclose(comp, ref, rtol=0, atol=config.TEST_ATOL_FLOAT64)
+    else:
+        npt.assert_allclose(comp, ref, rtol=config.TEST_RTOL_FLOAT32,
+                            atol=config.TEST_RTOL_FLOAT32 * max(1.0, float(np.abs(ref).max(initial=0))))
+
+
+def make_net(sizes, hidden, output, cost):
+    return Net(tuple(sizes), (hidden,) * (len(sizes) - 2) + (output,), cost)
+
+
+def make_params(net, dtype, seed=0):
+    inits = [default_init(a) for a in net.activations]
+    return init_params(net.sizes, inits, np.random.default_rng(seed), np.dtype(dtype))
+
+
+def make_data(n, n_in, n_classes, dtype, uint8, seed=1):
+    rng = np.random.default_rng(seed)
+    if uint8:
+        X = rng.integers(0, 256, size=(n, n_in), dtype=np.uint8)
+    else:
+        X = rng.random((n, n_in)).astype(dtype)
+    y = rng.integers(0, n_classes, size=n).astype(np.uint8)
+    return X, y, rng.permutation(n).astype(np.int64)
+
+
+def check_epoch(net, sgd, dtype, n, batch_size, uint8, epochs=1, seed=0):
+    """Train ``epochs`` epochs with both backends from the same start; compare
+    params, velocity, loss_sum, n_correct, then predict_proba."""
+    X, y, order = make_data(n, net.sizes[0], net.sizes[-1], dtype, uint8, seed + 1)
+    ref_p = make_params(net, dtype, seed)
+    comp_p = ref_p.copy()
+    ref_v, comp_v = np.zeros_like(ref_p), np.zeros_like(ref_p)
+    for _ in range(epochs):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            ref_loss, ref_correct = reference.train_batches(ref_p, ref_v, net, sgd, X, y, order, batch_size)
+            comp_loss, comp_correct = kernels.train_batches(comp_p, comp_v, net, sgd, X, y, order, batch_size)
+        assert isinstance(comp_loss, float) and isinstance(comp_correct, int)
+        assert_close(comp_p, ref_p, dtype)
+        assert_close(comp_v, ref_v, dtype)
+        rtol = 1e-12 if dtype == "float64" else config.TEST_RTOL_FLOAT32
+        assert comp_loss == pytest.approx(ref_loss, rel=rtol, abs=1e-10)
+        assert comp_correct == ref_correct
+    assert_close(kernels.predict_proba(comp_p, net, X), reference.predict_proba(ref_p, net, X), dtype)
+
+
+# --- whole epochs ----------------------------------------------------------------
+
+COST_CASES = [(cost, out) for cost, outs in COST_OUTPUTS.items() for out in outs]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("cost,output", COST_CASES)
+def test_train_batches_costs(cost, output, dtype):
+    net = make_net((23, 13, 7), "sigmoid", output, cost)
+    check_epoch(net, SGD(0.3), dtype, n=97, batch_size=10, uint8=True)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("hidden", HIDDEN_ACTIVATIONS)
+@pytest.mark.parametrize("sgd", [SGD(0.2), SGD(0.05, 0.9), SGD(0.05, 0.9, True, 1e-3), SGD(0.1, 0.0, False, 1e-2)],
+                         ids=["plain", "momentum", "nesterov_l2", "l2"])
+def test_train_batches_hidden_and_sgd(hidden, sgd, dtype):
+    net = make_net((31, 17, 9, 4), hidden, "softmax", "nll")
+    check_epoch(net, sgd, dtype, n=150, batch_size=16, uint8=False)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("uint8", [True, False], ids=["uint8", "float"])
+@pytest.mark.parametrize("batch_size", [1, 7, 50, 64, 1000])
+def test_train_batches_batch_sizes(batch_size, uint8, dtype):
+    """Sizes that divide 200 and that do not (short last batch), one whole batch."""
+    net = make_net((784, 30, 10), "sigmoid", "sigmoid", "quadratic")
+    check_epoch(net, SGD(0.1), dtype, n=200, batch_size=batch_size, uint8=uint8)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_train_batches_wide_parallel_layers(dtype):
+    """Layers big enough to take the parallel paths, several epochs."""
+    net = make_net((784, 96, 64, 10), "tanh", "softmax", "nll")
+    check_epoch(net, SGD(0.05, 0.9, True, 1e-4), dtype, n=300, batch_size=64, uint8=True, epochs=2)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_train_batches_one_wide_softmax(dtype):
+    """A 1-wide softmax output is degenerate (always 1) but must still match."""
+    net = make_net((9, 5, 1), "relu", "softmax", "nll")
+    check_epoch(net, SGD(0.1, 0.5), dtype, n=40, batch_size=6, uint8=False)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    data=st.data(),
+    n_layers=st.integers(2, 5),
+    dtype=st.sampled_from(DTYPES),
+    uint8=st.booleans(),
+)
+def test_train_batches_random(data, n_layers, dtype, uint8):
+    sizes = [data.draw(st.integers(1, 40), label=f"n{l}") for l in range(n_layers)]
+    cost, output = data.draw(st.sampled_from(COST_CASES), label="cost")
+    hidden = tuple(data.draw(st.sampled_from(HIDDEN_ACTIVATIONS), label=f"f{l}") for l in range(n_layers - 2))
+    net = Net(tuple(sizes), hidden + (output,), cost)
+    momentum = data.draw(st.sampled_from([0.0, 0.9]), label="momentum")
+    sgd = SGD(data.draw(st.sampled_from([0.01, 0.1]), label="lr"), momentum,
+              data.draw(st.booleans(), label="nesterov") and momentum > 0,
+              data.draw(st.sampled_from([0.0, 1e-3]), label="l2"))
+    n = data.draw(st.integers(1, 120), label="n")
+    batch_size = data.draw(st.integers(1, 40), label="batch")
+    check_epoch(net, sgd, dtype, n, batch_size, uint8, seed=data.draw(st.integers(0, 1000)))
+
+
+def test_predict_proba_large_chunks():
+    """More rows than one predict chunk, a row count that is not a multiple."""
+    net = make_net((20, 11, 3), "sigmoid", "softmax", "nll")
+    params = make_params(net, "float64")
+    X, _, _ = make_data(kernels.PREDICT_CHUNK * 3 + 5, 20, 3, "float64", True)
+    assert_close(kernels.predict_proba(params, net, X), reference.predict_proba(params, net, X), "float64")
+
+
+def test_train_batches_threads_do_not_matter_in_process():
+    """Two calls with the same inputs give bitwise identical params (the
+    cross-thread-count check is tests/test_determinism.py)."""
+    net = make_net((784, 64, 10), "sigmoid", "sigmoid", "quadratic")
+    X, y, order = make_data(128, 784, 10, "float32", True)
+    out = []
+    for _ in range(2):
+        p = make_params(net, "float32")
+        kernels.train_batches(p, np.zeros_like(p), net, SGD(0.5), X, y, order, 32)
+        out.append(p)
+    assert out[0].tobytes() == out[1].tobytes()
+
+
+# --- per-layer kernels against their namesakes ----------------------------------------
+
+LAYER_SHAPES = [(1, 1, 1), (1, 7, 13), (5, 13, 7), (10, 784, 30), (33, 17, 1), (64, 65, 67)]
+
+
+def layer_inputs(m, n_in, n_out, dtype, seed=0):
+    rng = np.random.default_rng(seed)
+    dt = np.dtype(dtype)
+    return (rng.standard_normal((m, n_in)).astype(dt), (rng.standard_normal((n_out, n_in)) / np.sqrt(n_in)).astype(dt),
+            rng.standard_normal(n_out).astype(dt))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("activation", ALL_ACTIVATIONS)
+@pytest.mark.parametrize("shape", LAYER_SHAPES)
+def test_dense_forward(shape, activation, dtype):
+    A_prev, W, b = layer_inputs(*shape, dtype)
+    ref_Z, ref_A = reference.dense_forward(A_prev, W, b, activation)
+    comp_Z, comp_A = kernels.dense_forward(A_prev, W, b, activation)
+    assert_close(comp_Z, ref_Z, dtype)
+    assert_close(comp_A, ref_A, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("activation", ALL_ACTIVATIONS)
+def test_dense_forward_extreme_inputs(activation, dtype):
+    """z = +-1000 (and 0): no overflow, no NaN, no warning, equal to the reference."""
+    A_prev = np.array([[1.0], [-1.0], [0.0], [0.5]], dtype=dtype)
+    W = np.array([[1000.0], [-1000.0], [1.0]], dtype=dtype)
+    b = np.zeros(3, dtype=dtype)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ref_Z, ref_A = reference.dense_forward(A_prev, W, b, activation)
+        comp_Z, comp_A = kernels.dense_forward(A_prev, W, b, activation)
+    assert np.all(np.isfinite(comp_A))
+    assert_close(comp_Z, ref_Z, dtype)
+    assert_close(comp_A, ref_A, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("cost,output", COST_CASES)
+def test_train_batches_extreme_weights(cost, output, dtype):
+    """Weights that push every z to about +-1000: the costs (softplus,
+    logsumexp) and deltas stay finite, with no warnings, and equal the reference."""
+    net = make_net((4, 3, 2), "tanh", output, cost)
+    params = make_params(net, dtype)
+    for W, b in zip(*unpack(params, net.sizes)):
+        W[...] = np.where(np.arange(W.size).reshape(W.shape) % 2, 1000.0, -1000.0)
+        b[...] = 0
+    X = np.array([[1, 0, 0, 0], [0, 1, 0, 0], [1, 1, 1, 1]], dtype=dtype)
+    y = np.array([0, 1, 1], dtype=np.uint8)
+    order = np.arange(3, dtype=np.int64)
+    ref_p, comp_p = params.copy(), params.copy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ref = reference.train_batches(ref_p, np.zeros_like(params), net, SGD(1e-3), X, y, order, 2)
+        comp = kernels.train_batches(comp_p, np.zeros_like(params), net, SGD(1e-3), X, y, order, 2)
+    assert np.isfinite(comp[0]) and np.all(np.isfinite(comp_p))
+    assert comp[0] == pytest.approx(ref[0], rel=1e-6)
+    assert comp[1] == ref[1]
+    assert_close(comp_p, ref_p, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("cost,output", COST_CASES)
+def test_output_delta(cost, output, dtype):
+    rng = np.random.default_rng(3)
+    Z = rng.standard_normal((9, 5)).astype(dtype) * 3
+    _, A_L = reference.dense_forward(Z, np.eye(5, dtype=dtype), np.zeros(5, dtype), output)
+    Y = reference.one_hot(rng.integers(0, 5, 9), 5, np.dtype(dtype))
+    assert_close(kernels.output_delta(A_L, Y, output, cost), reference.output_delta(A_L, Y, output, cost), dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("activation", HIDDEN_ACTIVATIONS)
+@pytest.mark.parametrize("shape", LAYER_SHAPES)
+def test_hidden_delta(shape, activation, dtype):
+    m, n, n_next = shape
+    rng = np.random.default_rng(4)
+    delta_next = rng.standard_normal((m, n_next)).astype(dtype)
+    W_next = rng.standard_normal((n_next, n)).astype(dtype)
+    _, A = reference.dense_forward(rng.standard_normal((m, n)).astype(dtype), np.eye(n, dtype=dtype),
+                                   np.zeros(n, dtype), activation)
+    assert_close(kernels.hidden_delta(delta_next, W_next, A, activation),
+                 reference.hidden_delta(delta_next, W_next, A, activation), dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", LAYER_SHAPES)
+def test_gradients(shape, dtype):
+    m, n_in, n_out = shape
+    rng = np.random.default_rng(5)
+    delta = rng.standard_normal((m, n_out)).astype(dtype)
+    A_prev = rng.random((m, n_in)).astype(dtype)
+    ref_dW, ref_db = reference.gradients(delta, A_prev)
+    comp_dW, comp_db = kernels.gradients(delta, A_prev)
+    assert_close(comp_dW, ref_dW, dtype)
+    assert_close(comp_db, ref_db, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("sgd", [SGD(0.1), SGD(0.1, 0.9), SGD(0.1, 0.9, True), SGD(0.1, 0.9, True, 1e-2),
+                                 SGD(0.1, 0.0, False, 1e-2)])
+def test_sgd_update(sgd, dtype):
+    rng = np.random.default_rng(6)
+    arrays = [rng.standard_normal(s).astype(dtype) for s in ((7, 5), (7,), (7, 5), (7,), (7, 5), (7,))]
+    ref = [a.copy() for a in arrays]
+    comp = [a.copy() for a in arrays]
+    for _ in range(3):  # several steps so the velocity matters
+        reference.sgd_update(*ref, sgd)
+        kernels.sgd_update(*comp, sgd)
+    for c, r in zip(comp, ref):
+        assert_close(c, r, dtype)
