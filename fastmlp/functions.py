@@ -27,11 +27,13 @@ INITS = ("normal", "xavier", "he")
 def sigmoid(Z):
     """(A1) ``1 / (1 + exp(-z))``, evaluated without overflow for any ``z``.
 
-    For ``z < 0`` the algebraically equal form ``exp(z) / (1 + exp(z))`` is used,
-    so ``exp`` only ever sees non-positive arguments.
+    With ``E = exp(-|z|)`` (never more than 1): ``1 / (1 + E)`` for ``z >= 0`` and
+    the algebraically equal ``E / (1 + E)`` for ``z < 0``, which keeps full
+    relative precision for large negative ``z`` as well.
     """
     E = np.exp(-np.abs(Z))
-    return np.where(Z >= 0, 1.0 / (1.0 + E), E / (1.0 + E)).astype(Z.dtype, copy=False)
+    A = 1.0 / (1.0 + E)
+    return np.where(Z >= 0, A, E * A)
 
 
 def tanh(Z):

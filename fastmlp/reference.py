@@ -104,39 +104,39 @@ def sgd_update(W, b, dW, db, vW, vb, sgd):
     velocities and are only touched when ``momentum > 0``.
     Mirror: ``fastmlp.kernels.sgd_update``.
     """
+    if sgd.momentum == 0:  # (U1), the original's rule
+        W -= sgd.lr * (dW + sgd.l2 * W) if sgd.l2 else sgd.lr * dW
+        b -= sgd.lr * db
+        return
     for P, dP, V, decay in ((W, dW, vW, sgd.l2), (b, db, vb, 0.0)):
-        g = dP + decay * P if decay else dP
-        if sgd.momentum == 0:
-            P -= sgd.lr * g
-            continue
-        V *= sgd.momentum
+        g = dP + decay * P if decay else dP  # (U2)
+        V *= sgd.momentum  # (U3) v = mu v - lr g
         V -= sgd.lr * g
-        if sgd.nesterov:
+        if sgd.nesterov:  # (U4)
             P += sgd.momentum * V - sgd.lr * g
         else:
             P += V
 
 
-def forward(params, net, A0):
+def forward(weights, biases, activations, A0):
     """(F) for every layer.  Returns the lists ``Zs = [Z_1..Z_L]`` and
     ``As = [A_0..A_L]`` that backpropagation needs."""
-    weights, biases = unpack(params, net.sizes)
     Zs, As = [], [A0]
-    for W, b, activation in zip(weights, biases, net.activations):
+    for W, b, activation in zip(weights, biases, activations):
         Z, A = dense_forward(As[-1], W, b, activation)
         Zs.append(Z)
         As.append(A)
     return Zs, As
 
 
-def backprop(params, net, A0, Y):
+def backprop(weights, biases, net, A0, Y):
     """Cost and gradients of one mini-batch: ``(loss, dW_list, db_list, A_L)``.
 
     ``loss`` is the batch-averaged cost (C1-C3) before any update; the gradients
-    are averaged over the batch (G).
+    are averaged over the batch (G).  ``weights``/``biases`` are the per-layer
+    views given by ``fastmlp.network.unpack``.
     """
-    weights, _ = unpack(params, net.sizes)
-    Zs, As = forward(params, net, A0)
+    Zs, As = forward(weights, biases, net.activations, A0)
     loss = COSTS[net.cost](Zs[-1], As[-1], Y)
     delta = output_delta(As[-1], Y, net.activations[-1], net.cost)
     dWs, dbs = [None] * len(weights), [None] * len(weights)
@@ -157,16 +157,16 @@ def train_batches(params, velocity, net, sgd, X, y, order, batch_size):
     Mirror: ``fastmlp.kernels.train_batches``, which runs all of it in one
     compiled call.
     """
-    weights, biases = unpack(params, net.sizes)
+    weights, biases = unpack(params, net.sizes)  # views: updating them updates params
     v_weights, v_biases = unpack(velocity, net.sizes)
     loss_sum, n_correct = 0.0, 0
     for start in range(0, len(order), batch_size):
         rows = order[start:start + batch_size]
         A0 = as_input(X[rows], params.dtype)
         Y = one_hot(y[rows], net.sizes[-1], params.dtype)
-        loss, dWs, dbs, A_L = backprop(params, net, A0, Y)
+        loss, dWs, dbs, A_L = backprop(weights, biases, net, A0, Y)
         loss_sum += loss * len(rows)
-        n_correct += int(np.sum(A_L.argmax(axis=1) == y[rows]))
+        n_correct += int(np.count_nonzero(A_L.argmax(axis=1) == y[rows]))
         for W, b, dW, db, vW, vb in zip(weights, biases, dWs, dbs, v_weights, v_biases):
             sgd_update(W, b, dW, db, vW, vb, sgd)
     return loss_sum, n_correct
@@ -175,8 +175,9 @@ def train_batches(params, velocity, net, sgd, X, y, order, batch_size):
 def predict_proba(params, net, X):
     """Output activations ``A_L`` for every row of ``X``, ``(n, n_L)``, in chunks.
     Mirror: ``fastmlp.kernels.predict_proba``."""
+    weights, biases = unpack(params, net.sizes)
     out = np.empty((len(X), net.sizes[-1]), dtype=params.dtype)
     for start in range(0, len(X), PREDICT_CHUNK):
-        _, As = forward(params, net, as_input(X[start:start + PREDICT_CHUNK], params.dtype))
+        _, As = forward(weights, biases, net.activations, as_input(X[start:start + PREDICT_CHUNK], params.dtype))
         out[start:start + PREDICT_CHUNK] = As[-1]
     return out

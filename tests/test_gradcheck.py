@@ -14,12 +14,12 @@ PAIRS = [(hidden, output, cost)
 
 
 def batch_cost(params, net, A0, Y):
-    Zs, As = reference.forward(params, net, A0)
+    Zs, As = reference.forward(*unpack(params, net.sizes), net.activations, A0)
     return COSTS[net.cost](Zs[-1], As[-1], Y)
 
 
 def flat_gradient(params, net, A0, Y):
-    _, dWs, dbs, _ = reference.backprop(params, net, A0, Y)
+    _, dWs, dbs, _ = reference.backprop(*unpack(params, net.sizes), net, A0, Y)
     return np.concatenate([np.concatenate([dW.ravel(), db]) for dW, db in zip(dWs, dbs)])
 
 
@@ -35,7 +35,7 @@ def test_backprop_matches_central_differences(sizes, hidden, output, cost):
         params += 0.1 * rng.standard_normal(len(params))  # non-zero biases
         A0 = rng.random((7, sizes[0]))
         Y = reference.one_hot(rng.integers(0, sizes[-1], 7), sizes[-1], params.dtype)
-        Zs, _ = reference.forward(params, net, A0)
+        Zs, _ = reference.forward(*unpack(params, net.sizes), net.activations, A0)
         if min(np.abs(Z).min() for Z in Zs) >= 1e-3:
             break
     else:
@@ -63,6 +63,6 @@ def test_gradients_layout_matches_unpack():
     sizes = (3, 2, 2)
     net = Net(sizes, ("sigmoid", "sigmoid"), "quadratic")
     params = init_params(sizes, ["normal", "normal"], np.random.default_rng(0), np.dtype("float64"))
-    _, dWs, _, _ = reference.backprop(params, net, np.ones((1, 3)), np.array([[1.0, 0.0]]))
+    _, dWs, _, _ = reference.backprop(*unpack(params, sizes), net, np.ones((1, 3)), np.array([[1.0, 0.0]]))
     weights, _ = unpack(params, sizes)
     assert [dW.shape for dW in dWs] == [W.shape for W in weights]
