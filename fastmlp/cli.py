@@ -139,6 +139,7 @@ def build_parser():
     add_evaluate_parser(sub)
     add_predict_parser(sub)
     add_plot_parser(sub)
+    add_bench_parser(sub)
     parser.commands = sub.choices  # name -> subparser, for errors in the subcommand's name
     return parser
 
@@ -240,11 +241,18 @@ def add_plot_parser(sub):
     p.set_defaults(func=cmd_plot)
 
 
-def apply_preset(args, parser_defaults):
-    """Fill options the user left at their defaults from ``--preset``."""
-    for key, value in PRESETS.get(args.preset or "", {}).items():
-        if getattr(args, key) == parser_defaults.get(key):
-            setattr(args, key, value)
+def add_bench_parser(sub):
+    p = sub.add_parser("bench", help="measure seconds per 60,000-image epoch, GFLOP/s and compile time on this machine",
+                       description="Time one epoch of 60,000 MNIST-shaped images for each backend and dtype on the "
+                                   "standard networks of benchmarks/ (sigmoid, quadratic cost, plain SGD), and the "
+                                   "compile time of the numba kernels. Uses the same code as benchmarks/bench_epoch.py.")
+    p.add_argument("--quick", action="store_true", help="only the 784-30-10 rows")
+    p.add_argument("--backends", type=name_list(("numpy", "numba", "torch")), default=None,
+                   help="comma-separated, default numpy,numba (+ torch when installed)")
+    p.add_argument("--repeats", type=positive_int, default=3, help="epochs timed per row; the median is shown (default 3)")
+    p.add_argument("--no-compile", dest="compile", action="store_false", help="skip measuring the compile time")
+    p.add_argument("--json", action="store_true", help="print the results as JSON")
+    p.set_defaults(func=cmd_bench)
 
 
 def explicit_options(argv):
@@ -309,6 +317,9 @@ def cmd_train(args):
     explicit = getattr(args, "explicit", None)
     if explicit is None:
         explicit = set(vars(args))
+    for key, value in PRESETS.get(args.preset or "", {}).items():
+        if key not in explicit:  # options typed on the command line win over the preset
+            setattr(args, key, value)
     if args.resume:
         model = resume_model(args, explicit)
     if args.layers[0] != 784:
@@ -414,6 +425,31 @@ def cmd_train(args):
 
         plot_history(model.history_, args.plot)
         print(f"Plotted the learning curves to {args.plot}", flush=True)
+    return 0
+
+
+def cmd_bench(args):
+    import json
+
+    from fastmlp import bench
+
+    rows = [row for row in bench.BENCH_ROWS if not args.quick or row[0] == (784, 30, 10)]
+    backends = args.backends
+    if isinstance(backends, str):
+        backends = [backends]
+    if backends and "torch" in backends and not bench.torch_available():
+        raise UsageError("--backends torch: PyTorch is not installed (pip install torch)")
+    print(bench.blas_info(), file=sys.stderr, flush=True)
+    results = bench.run_bench(rows, backends=backends, repeats=args.repeats)
+    compile_times = {}
+    if args.compile and (backends is None or "numba" in backends):
+        compile_times = {dtype: bench.compile_time(dtype) for dtype in ("float64", "float32")}
+    if args.json:
+        print(json.dumps({"rows": results, "compile_time": compile_times}, indent=2))
+        return 0
+    print(bench.format_table(results))
+    for dtype, t in compile_times.items():
+        print(f"numba compile time ({dtype}): first run {t['first_run']:.1f} s, cached {t['cached']:.2f} s")
     return 0
 
 
