@@ -377,6 +377,9 @@ def cmd_train(args):
     log = HistoryLog(args.log, model.history_) if args.log else None
 
     def after_epoch(record):
+        if record["epoch"] == epochs_before + 1 and getattr(model, "warm_up_seconds_", 0) > 1.0:
+            print(f"(compiled the {model.backend} kernels in {model.warm_up_seconds_:.1f} s before epoch "
+                  f"{record['epoch']}, not counted in epoch times; later runs load them from the cache)", flush=True)
         if log:
             log.write(record)
         if args.checkpoint_every and record["epoch"] % args.checkpoint_every == 0:

@@ -304,6 +304,7 @@ class MLP:
         backend = get_backend(self.backend)
         best = None  # (val_accuracy, epoch, params copy) for early stopping
         with self._threads():
+            self._warm_up(backend, X, y, batch_size, momentum, nesterov)
             for i in range(epochs):
                 sgd = SGD(learning_rate_at(schedule, learning_rate, i, epochs, step_size, gamma),
                           momentum, bool(nesterov), l2)
@@ -324,6 +325,16 @@ class MLP:
             self.params_[...] = best[2]
             self.best_epoch_ = best[1]
         return self
+
+    def _warm_up(self, backend, X, y, batch_size, momentum, nesterov):
+        """Run one mini-batch on copies of the parameters, so that compiling the
+        Numba kernels (or loading them from the cache) happens before the clock
+        of the first epoch starts; its time is kept in ``warm_up_seconds_``."""
+        start = time.perf_counter()
+        m = min(batch_size, len(X))
+        backend.train_batches(self.params_.copy(), self.velocity_.copy(), self.net_,
+                              SGD(1e-3, momentum, bool(nesterov), 0.0), X, y, np.arange(m, dtype=np.int64), m)
+        self.warm_up_seconds_ = time.perf_counter() - start
 
     def _train_one_epoch(self, backend, X, y, batch_size, sgd, progress):
         """One pass over the shuffled training set; returns the history record."""
