@@ -10,9 +10,18 @@ False), which costs compile time on every start but nothing else.
 
 This module must be imported before ``numba`` compiles anything; ``kernels.py``
 imports it first.
+
+A damaged cache entry (a truncated or garbage ``.nbi`` index or ``.nbc`` data
+file, e.g. after a full disk or a killed process) must not stop a run: Numba
+0.68 unpickles these files without catching errors, so the first call of a
+kernel would raise ``UnpicklingError``/``EOFError``.  ``protect`` makes a kernel's
+cache treat any failure to load (or save) an entry as a cache miss: that
+kernel's own cache files are deleted, a one-line note goes to stderr (once per
+process), and the kernel is compiled afresh (and cached again).
 """
 
 import os
+import sys
 import tempfile
 from pathlib import Path
 
@@ -56,3 +65,56 @@ def configure():
 
 #: Whether a writable cache location exists (decided once, at import).
 CACHE_OK = configure()
+
+
+_noted = False
+
+
+def _discard(cache, exc):
+    """Delete the index and data files of one kernel's cache (never other files)."""
+    global _noted
+    cache_file = cache._cache_file
+    folder = Path(cache_file._cache_path)
+    base = cache_file._index_name[:-len(".nbi")]
+    for path in [folder / cache_file._index_name, *folder.glob(base + ".*.nbc")]:
+        try:
+            path.unlink()
+        except OSError:
+            pass
+    if not _noted:
+        _noted = True
+        print(f"fastmlp: ignored a damaged Numba cache entry in {folder} "
+              f"({type(exc).__name__}); the kernels are compiled again.", file=sys.stderr)
+
+
+_safe_classes = {}
+
+
+def _safe_class(base):
+    """A subclass of Numba's cache class whose load/save failures are misses."""
+    if base not in _safe_classes:
+        class SafeCache(base):
+            def load_overload(self, sig, target_context):
+                try:
+                    return super().load_overload(sig, target_context)
+                except Exception as exc:  # any unreadable entry: compile instead
+                    _discard(self, exc)
+                    return None
+
+            def save_overload(self, sig, data):
+                try:
+                    super().save_overload(sig, data)
+                except Exception as exc:  # e.g. a damaged index met while saving
+                    _discard(self, exc)
+
+        SafeCache.__name__ = SafeCache.__qualname__ = "Safe" + base.__name__
+        _safe_classes[base] = SafeCache
+    return _safe_classes[base]
+
+
+def protect(dispatcher):
+    """Make ``dispatcher``'s on-disk cache (if it has one) robust to damaged entries."""
+    cache = getattr(dispatcher, "_cache", None)
+    if cache is not None and hasattr(cache, "_cache_file"):
+        cache.__class__ = _safe_class(type(cache))
+    return dispatcher

@@ -106,139 +106,100 @@ def _softmax_row(row):
         row[j] = row[j] / total
 
 
-# --- (F) forward: register-tiled dot products, bias and activation fused -------
+# --- (F) forward: 5 x 4 register tiles, bias and activation fused ---------------
+#
+# A "row block" is 4 consecutive output neurons j0..j0+3 (rows of W).  Blocks at
+# the end of a layer have fewer valid rows; their missing rows are replaced by
+# copies of the last valid row (clamped index), computed and thrown away, so
+# one tile shape serves every layer (one compiled loop, fewer specialisations).
 
 @_serial
-def _dot_4x2(a0, a1, a2, a3, w0, w1):
-    """Eight dot products of 4 input rows with 2 weight rows: each weight element
-    is loaded once and used 4 times, each input element used twice.  With
-    fast-math reassociation LLVM turns the 8 sums into vector accumulators."""
-    s00 = s10 = s20 = s30 = s01 = s11 = s21 = s31 = w0.dtype.type(0)
-    for k in range(w0.shape[0]):
-        u = w0[k]
-        v = w1[k]
-        x0 = a0[k]
-        x1 = a1[k]
-        x2 = a2[k]
-        x3 = a3[k]
-        s00 += x0 * u
-        s10 += x1 * u
-        s20 += x2 * u
-        s30 += x3 * u
-        s01 += x0 * v
-        s11 += x1 * v
-        s21 += x2 * v
-        s31 += x3 * v
-    return s00, s10, s20, s30, s01, s11, s21, s31
-
-
-@_serial
-def _dot_4x1(a0, a1, a2, a3, w0):
-    s0 = s1 = s2 = s3 = w0.dtype.type(0)
-    for k in range(w0.shape[0]):
-        u = w0[k]
-        s0 += a0[k] * u
-        s1 += a1[k] * u
-        s2 += a2[k] * u
-        s3 += a3[k] * u
-    return s0, s1, s2, s3
-
-
-@_serial
-def _dot_1x2(a0, w0, w1):
-    s0 = s1 = w0.dtype.type(0)
-    for k in range(w0.shape[0]):
-        x = a0[k]
-        s0 += x * w0[k]
-        s1 += x * w1[k]
-    return s0, s1
-
-
-@_serial
-def _dot_1x1(a0, w0):
-    s = w0.dtype.type(0)
-    for k in range(w0.shape[0]):
-        s += a0[k] * w0[k]
-    return s
-
-
-@_serial
-def _store(Z, A, i, j, s, code, slope, one, keep_z):
+def _put(Z, A, i, j0, nj, s0, s1, s2, s3, code, slope, one, keep_z):
+    """Store the pre-activations ``s_r`` (bias included) of rows ``j0 + r < j0 + nj``
+    for sample ``i``; ``Z`` only when ``keep_z``."""
     if keep_z:
-        Z[i, j] = s
-    A[i, j] = _activate(s, code, slope, one)
+        Z[i, j0] = s0
+        if nj > 1:
+            Z[i, j0 + 1] = s1
+        if nj > 2:
+            Z[i, j0 + 2] = s2
+        if nj > 3:
+            Z[i, j0 + 3] = s3
+    A[i, j0] = _activate(s0, code, slope, one)
+    if nj > 1:
+        A[i, j0 + 1] = _activate(s1, code, slope, one)
+    if nj > 2:
+        A[i, j0 + 2] = _activate(s2, code, slope, one)
+    if nj > 3:
+        A[i, j0 + 3] = _activate(s3, code, slope, one)
 
 
 @_serial
-def _forward_pair(A_prev, m, W, b, code, slope, one, Z, A, j, two, keep_z):
-    """Rows ``j`` (and ``j + 1`` if ``two``) of (F) for the ``m`` samples."""
-    i = 0
-    if two:
-        w0, w1 = W[j], W[j + 1]
-        b0, b1 = b[j], b[j + 1]
-        while i + 4 <= m:
-            s00, s10, s20, s30, s01, s11, s21, s31 = _dot_4x2(
-                A_prev[i], A_prev[i + 1], A_prev[i + 2], A_prev[i + 3], w0, w1)
-            _store(Z, A, i, j, s00 + b0, code, slope, one, keep_z)
-            _store(Z, A, i + 1, j, s10 + b0, code, slope, one, keep_z)
-            _store(Z, A, i + 2, j, s20 + b0, code, slope, one, keep_z)
-            _store(Z, A, i + 3, j, s30 + b0, code, slope, one, keep_z)
-            _store(Z, A, i, j + 1, s01 + b1, code, slope, one, keep_z)
-            _store(Z, A, i + 1, j + 1, s11 + b1, code, slope, one, keep_z)
-            _store(Z, A, i + 2, j + 1, s21 + b1, code, slope, one, keep_z)
-            _store(Z, A, i + 3, j + 1, s31 + b1, code, slope, one, keep_z)
-            i += 4
-        while i < m:
-            s0, s1 = _dot_1x2(A_prev[i], w0, w1)
-            _store(Z, A, i, j, s0 + b0, code, slope, one, keep_z)
-            _store(Z, A, i, j + 1, s1 + b1, code, slope, one, keep_z)
-            i += 1
-    else:
-        w0 = W[j]
-        b0 = b[j]
-        while i + 4 <= m:
-            s0, s1, s2, s3 = _dot_4x1(A_prev[i], A_prev[i + 1], A_prev[i + 2], A_prev[i + 3], w0)
-            _store(Z, A, i, j, s0 + b0, code, slope, one, keep_z)
-            _store(Z, A, i + 1, j, s1 + b0, code, slope, one, keep_z)
-            _store(Z, A, i + 2, j, s2 + b0, code, slope, one, keep_z)
-            _store(Z, A, i + 3, j, s3 + b0, code, slope, one, keep_z)
-            i += 4
-        while i < m:
-            _store(Z, A, i, j, _dot_1x1(A_prev[i], w0) + b0, code, slope, one, keep_z)
-            i += 1
+def _fwd_block(A_prev, m, W, b, code, Z, A, j0, keep_z):
+    """(F) for the row block ``j0..j0+3`` and the ``m`` samples of ``A_prev``:
+    tiles of 5 samples x 4 rows, 20 sums that fast-math ``reassoc`` turns into
+    20 vector accumulators (9 loads per 20 FMAs; 5 divides the batch sizes 10,
+    and wastes little on others).  Samples past ``m`` in the last
+    tile are clamped copies of sample ``m - 1`` and not stored.
 
-
-@_parallel
-def _forward_layer(A_prev, m, W, b, code, Z, A, keep_z, par):
-    """(F) ``Z = A_prev W^T + b``, ``A = f(Z)`` for the first ``m`` rows.
-
-    equivalent reference: ``Z = A_prev @ W.T + b; A = f(Z)``.
-    Output rows are taken in fixed pairs ``(2p, 2p + 1)``; ``par`` runs the pairs
-    in parallel (each pair owns its columns of Z and A).  Softmax rows are
-    normalised afterwards (they need the whole row).
+    equivalent reference: ``A[:, j0:j0+4] = f(A_prev @ W[j0:j0+4].T + b[j0:j0+4])``.
     """
-    slope = W.dtype.type(LEAKY_SLOPE)
-    one = W.dtype.type(1.0)
-    n_out = W.shape[0]
-    n_pairs = (n_out + 1) // 2
-    if par:
-        for p in prange(n_pairs):
-            _forward_pair(A_prev, m, W, b, code, slope, one, Z, A, 2 * p, 2 * p + 1 < n_out, keep_z)
-    else:
-        for p in range(n_pairs):
-            _forward_pair(A_prev, m, W, b, code, slope, one, Z, A, 2 * p, 2 * p + 1 < n_out, keep_z)
-    _softmax_rows(A, m, code)
-
-
-@_serial
-def _forward_serial(A_prev, m, W, b, code, Z, A, keep_z):
-    """(F) as ``_forward_layer`` on the calling thread (for use inside prange)."""
-    slope = W.dtype.type(LEAKY_SLOPE)
-    one = W.dtype.type(1.0)
-    n_out = W.shape[0]
-    for p in range((n_out + 1) // 2):
-        _forward_pair(A_prev, m, W, b, code, slope, one, Z, A, 2 * p, 2 * p + 1 < n_out, keep_z)
-    _softmax_rows(A, m, code)
+    dt = W.dtype.type
+    slope = dt(LEAKY_SLOPE)
+    one = dt(1.0)
+    nj = min(4, W.shape[0] - j0)
+    j1, j2, j3 = j0 + min(1, nj - 1), j0 + min(2, nj - 1), j0 + min(3, nj - 1)
+    w0, w1, w2, w3 = W[j0], W[j1], W[j2], W[j3]
+    b0, b1, b2, b3 = b[j0], b[j1], b[j2], b[j3]
+    n = w0.shape[0]
+    for i in range(0, m, 5):
+        a0 = A_prev[i]
+        a1 = A_prev[min(i + 1, m - 1)]
+        a2 = A_prev[min(i + 2, m - 1)]
+        a3 = A_prev[min(i + 3, m - 1)]
+        a4 = A_prev[min(i + 4, m - 1)]
+        s00 = s01 = s02 = s03 = s10 = s11 = s12 = s13 = dt(0)
+        s20 = s21 = s22 = s23 = s30 = s31 = s32 = s33 = dt(0)
+        s40 = s41 = s42 = s43 = dt(0)
+        for k in range(n):
+            u0 = w0[k]
+            u1 = w1[k]
+            u2 = w2[k]
+            u3 = w3[k]
+            x = a0[k]
+            s00 += x * u0
+            s01 += x * u1
+            s02 += x * u2
+            s03 += x * u3
+            x = a1[k]
+            s10 += x * u0
+            s11 += x * u1
+            s12 += x * u2
+            s13 += x * u3
+            x = a2[k]
+            s20 += x * u0
+            s21 += x * u1
+            s22 += x * u2
+            s23 += x * u3
+            x = a3[k]
+            s30 += x * u0
+            s31 += x * u1
+            s32 += x * u2
+            s33 += x * u3
+            x = a4[k]
+            s40 += x * u0
+            s41 += x * u1
+            s42 += x * u2
+            s43 += x * u3
+        _put(Z, A, i, j0, nj, s00 + b0, s01 + b1, s02 + b2, s03 + b3, code, slope, one, keep_z)
+        if i + 1 < m:
+            _put(Z, A, i + 1, j0, nj, s10 + b0, s11 + b1, s12 + b2, s13 + b3, code, slope, one, keep_z)
+        if i + 2 < m:
+            _put(Z, A, i + 2, j0, nj, s20 + b0, s21 + b1, s22 + b2, s23 + b3, code, slope, one, keep_z)
+        if i + 3 < m:
+            _put(Z, A, i + 3, j0, nj, s30 + b0, s31 + b1, s32 + b2, s33 + b3, code, slope, one, keep_z)
+        if i + 4 < m:
+            _put(Z, A, i + 4, j0, nj, s40 + b0, s41 + b1, s42 + b2, s43 + b3, code, slope, one, keep_z)
 
 
 @_serial
@@ -246,6 +207,25 @@ def _softmax_rows(A, m, code):
     if code == SOFTMAX:
         for i in range(m):
             _softmax_row(A[i])
+
+
+@_parallel
+def _forward_layer(A_prev, m, W, b, code, Z, A, keep_z, par):
+    """(F) ``Z = A_prev W^T + b``, ``A = f(Z)`` for the first ``m`` rows.
+
+    equivalent reference: ``Z = A_prev @ W.T + b; A = f(Z)``.
+    Row blocks of 4 output neurons; ``par`` runs the blocks in parallel (each
+    block owns its columns of Z and A).  Softmax rows are normalised afterwards
+    (they need the whole row).
+    """
+    n_blocks = (W.shape[0] + 3) // 4
+    if par:
+        for q in prange(n_blocks):
+            _fwd_block(A_prev, m, W, b, code, Z, A, 4 * q, keep_z)
+    else:
+        for q in range(n_blocks):
+            _fwd_block(A_prev, m, W, b, code, Z, A, 4 * q, keep_z)
+    _softmax_rows(A, m, code)
 
 
 # --- (D_L) output delta, cost and accuracy -------------------------------------
@@ -291,67 +271,100 @@ def _output_rows(Z, A, y, order, start, m, code, cost, delta):
     return loss, correct
 
 
-# --- (D_l) hidden delta: rows of W combined, two samples at a time -------------
+# --- (D_l) hidden delta: tiles of 4 samples x a block of columns ------------------
 
 @_serial
-def _hidden_pair(delta_next, W_next, A, code, slope, one, delta, i, two):
-    """Rows ``i`` (and ``i + 1``) of ``(delta_next W_next) * f'(A)``."""
-    n_next, n = W_next.shape
-    out0 = delta[i]
-    out1 = delta[i + 1] if two else delta[i]
-    out0[:] = 0
-    if two:
-        out1[:] = 0
-    j = 0
-    while j + 2 <= n_next:
-        w0, w1 = W_next[j], W_next[j + 1]
-        d00, d01 = delta_next[i, j], delta_next[i, j + 1]
-        if two:
-            d10, d11 = delta_next[i + 1, j], delta_next[i + 1, j + 1]
-            for k in range(n):
-                u = w0[k]
-                v = w1[k]
-                out0[k] += d00 * u + d01 * v
-                out1[k] += d10 * u + d11 * v
-        else:
-            for k in range(n):
-                out0[k] += d00 * w0[k] + d01 * w1[k]
-        j += 2
-    if j < n_next:
-        w0 = W_next[j]
-        d00 = delta_next[i, j]
-        d10 = delta_next[i + 1, j] if two else d00
-        for k in range(n):
-            out0[k] += d00 * w0[k]
-        if two:
-            for k in range(n):
-                out1[k] += d10 * w0[k]
-    a0 = A[i]
-    for k in range(n):
-        out0[k] *= _derivative(a0[k], code, slope, one)
-    if two:
-        a1 = A[i + 1]
-        for k in range(n):
-            out1[k] *= _derivative(a1[k], code, slope, one)
+def _hid_tile(delta_next, W_next, A, m, code, delta, i, k0, k1, scratch):
+    """Columns ``k0:k1`` of rows ``i..i+3`` of ``(delta_next W_next) * f'(A)``.
+
+    Rows of ``W_next`` are combined 4 at a time ("axpy" over contiguous rows, no
+    transposed copy of W): 16 FMAs per 4 loads of W and 4 load/stores of the
+    outputs, which stay in L1 (k1 - k0 <= HID_COLS).  Rows of W past the end
+    get a zero coefficient; samples past ``m`` write into ``scratch``.
+    """
+    dt = W_next.dtype.type
+    slope = dt(LEAKY_SLOPE)
+    one = dt(1.0)
+    zero = dt(0.0)
+    n_next = W_next.shape[0]
+    i1, i2, i3 = min(i + 1, m - 1), min(i + 2, m - 1), min(i + 3, m - 1)
+    o0 = delta[i, k0:k1]
+    o1 = delta[i1, k0:k1] if i + 1 < m else scratch[0, :k1 - k0]
+    o2 = delta[i2, k0:k1] if i + 2 < m else scratch[1, :k1 - k0]
+    o3 = delta[i3, k0:k1] if i + 3 < m else scratch[2, :k1 - k0]
+    nk = k1 - k0
+    for k in range(nk):
+        o0[k] = zero
+        o1[k] = zero
+        o2[k] = zero
+        o3[k] = zero
+    d0 = delta_next[i]
+    d1 = delta_next[i1]
+    d2 = delta_next[i2]
+    d3 = delta_next[i3]
+    for j in range(0, n_next, 4):
+        nj = min(4, n_next - j)
+        ja, jb, jc = j + min(1, nj - 1), j + min(2, nj - 1), j + min(3, nj - 1)
+        w0 = W_next[j, k0:k1]
+        w1 = W_next[ja, k0:k1]
+        w2 = W_next[jb, k0:k1]
+        w3 = W_next[jc, k0:k1]
+        e00, e01 = d0[j], (d0[ja] if nj > 1 else zero)
+        e02, e03 = (d0[jb] if nj > 2 else zero), (d0[jc] if nj > 3 else zero)
+        e10, e11 = d1[j], (d1[ja] if nj > 1 else zero)
+        e12, e13 = (d1[jb] if nj > 2 else zero), (d1[jc] if nj > 3 else zero)
+        e20, e21 = d2[j], (d2[ja] if nj > 1 else zero)
+        e22, e23 = (d2[jb] if nj > 2 else zero), (d2[jc] if nj > 3 else zero)
+        e30, e31 = d3[j], (d3[ja] if nj > 1 else zero)
+        e32, e33 = (d3[jb] if nj > 2 else zero), (d3[jc] if nj > 3 else zero)
+        for k in range(nk):
+            u0 = w0[k]
+            u1 = w1[k]
+            u2 = w2[k]
+            u3 = w3[k]
+            o0[k] += e00 * u0 + e01 * u1 + e02 * u2 + e03 * u3
+            o1[k] += e10 * u0 + e11 * u1 + e12 * u2 + e13 * u3
+            o2[k] += e20 * u0 + e21 * u1 + e22 * u2 + e23 * u3
+            o3[k] += e30 * u0 + e31 * u1 + e32 * u2 + e33 * u3
+    a0 = A[i, k0:k1]
+    a1 = A[i1, k0:k1]
+    a2 = A[i2, k0:k1]
+    a3 = A[i3, k0:k1]
+    for k in range(nk):
+        o0[k] *= _derivative(a0[k], code, slope, one)
+        o1[k] *= _derivative(a1[k], code, slope, one)
+        o2[k] *= _derivative(a2[k], code, slope, one)
+        o3[k] *= _derivative(a3[k], code, slope, one)
+
+
+#: Columns per hidden-delta block: a block of W_next (n_next x HID_COLS) should
+#: stay in L2 while all sample tiles pass over it.
+HID_COLS = 256
 
 
 @_parallel
-def _hidden_layer(delta_next, W_next, A, m, code, delta, par):
+def _hidden_layer(delta_next, W_next, A, m, code, delta, par, G):
     """(D_l) ``delta = (delta_next W_next) * f'(A)`` for the first ``m`` rows.
 
     equivalent reference: ``delta = (delta_next @ W_next) * f'(A)``.
-    Samples are taken in fixed pairs; ``par`` runs the pairs in parallel (each
-    pair owns its rows of ``delta``).
+    The work items are (column block, tile of 4 samples); each owns its part of
+    ``delta``.  ``par`` runs them in parallel.  ``G`` gives each thread its own
+    scratch rows (for samples past ``m``; which one is used changes no number).
     """
-    slope = W_next.dtype.type(LEAKY_SLOPE)
-    one = W_next.dtype.type(1.0)
-    n_pairs = (m + 1) // 2
+    n = W_next.shape[1]
+    n_kb = (n + HID_COLS - 1) // HID_COLS
+    n_it = (m + 3) // 4
     if par:
-        for p in prange(n_pairs):
-            _hidden_pair(delta_next, W_next, A, code, slope, one, delta, 2 * p, 2 * p + 1 < m)
+        for q in prange(n_kb * n_it):
+            kb, t = q // n_it, q % n_it
+            k0 = kb * HID_COLS
+            _hid_tile(delta_next, W_next, A, m, code, delta, 4 * t, k0, min(n, k0 + HID_COLS),
+                      G[numba.get_thread_id()])
     else:
-        for p in range(n_pairs):
-            _hidden_pair(delta_next, W_next, A, code, slope, one, delta, 2 * p, 2 * p + 1 < m)
+        for q in range(n_kb * n_it):
+            kb, t = q // n_it, q % n_it
+            k0 = kb * HID_COLS
+            _hid_tile(delta_next, W_next, A, m, code, delta, 4 * t, k0, min(n, k0 + HID_COLS), G[0])
 
 
 # --- (G) + (U) gradient fused with the SGD update --------------------------------
@@ -383,27 +396,6 @@ def _update_row(w, v, g, inv, lr, mu, nesterov, l2):
 
 
 @_serial
-def _grad_row_axpy(delta, A_prev, m, j, g):
-    """``g = sum_i delta[i, j] A_prev[i]`` (row j of ``delta^T A_prev``), four
-    samples at a time so each element of ``g`` is loaded and stored m/4 times."""
-    n = g.shape[0]
-    g[:] = 0
-    i = 0
-    while i + 4 <= m:
-        d0, d1, d2, d3 = delta[i, j], delta[i + 1, j], delta[i + 2, j], delta[i + 3, j]
-        a0, a1, a2, a3 = A_prev[i], A_prev[i + 1], A_prev[i + 2], A_prev[i + 3]
-        for k in range(n):
-            g[k] += d0 * a0[k] + d1 * a1[k] + d2 * a2[k] + d3 * a3[k]
-        i += 4
-    while i < m:
-        d0 = delta[i, j]
-        a0 = A_prev[i]
-        for k in range(n):
-            g[k] += d0 * a0[k]
-        i += 1
-
-
-@_serial
 def _bias_update(delta, m, b, vb, lr, mu, nesterov, j):
     """(G) ``db_j = mean_i delta[i, j]`` and (U) for bias j (no L2 on biases)."""
     s = delta.dtype.type(0)
@@ -421,47 +413,187 @@ def _bias_update(delta, m, b, vb, lr, mu, nesterov, j):
             b[j] += vk
 
 
+@_serial
+def _coefs5(delta, i, m, j, zero):
+    """``delta[i + s, j]`` for s = 0..4, zero for samples past ``m`` (padding)."""
+    return (delta[i, j], delta[i + 1, j] if i + 1 < m else zero,
+            delta[i + 2, j] if i + 2 < m else zero, delta[i + 3, j] if i + 3 < m else zero,
+            delta[i + 4, j] if i + 4 < m else zero)
+
+
+@_serial
+def _rows5(A, i, m):
+    """Rows ``i..i+4`` of ``A``; past ``m`` the last row again (its coefficient is 0)."""
+    return (A[i], A[min(i + 1, m - 1)], A[min(i + 2, m - 1)], A[min(i + 3, m - 1)],
+            A[min(i + 4, m - 1)])
+
+
+@_serial
+def _grad_update_block(delta, A_prev, m, W, b, vW, vb, hyper, nesterov, j0, G):
+    """(G)+(U) for the row block ``j0..j0+3``.
+
+    The gradient rows ``g_r = sum_i delta[i, j0 + r] A_prev[i]`` are summed 5
+    samples x 4 rows per pass (20 FMAs per 5 loads of ``A_prev`` and 4
+    load/stores of ``G``, which stays in L1; 20 coefficients + 5 inputs + 4 sums
+    fit the 32 vector registers); the last group of samples is padded with zero
+    coefficients.  For a full block the last pass also applies (U) to the 4 rows
+    of W directly, so the finished gradient is never stored.  A partial block
+    (the end of a layer) keeps its gradient in ``G`` and updates its valid rows
+    from there.  equivalent reference: ``gradients`` then ``sgd_update``.
+    """
+    dt = W.dtype.type
+    zero = dt(0.0)
+    lr, mu, l2 = dt(hyper[0]), dt(hyper[1]), dt(hyper[2])
+    inv = dt(1.0) / dt(m)
+    # (U3) momentum: w += v;  (U4) Nesterov: w += mu v - lr g
+    c1 = mu if nesterov else dt(1.0)
+    c2 = -lr if nesterov else zero
+    nj = min(4, W.shape[0] - j0)
+    j1, j2, j3 = j0 + min(1, nj - 1), j0 + min(2, nj - 1), j0 + min(3, nj - 1)
+    n = A_prev.shape[1]
+    g0, g1, g2, g3 = G[0, :n], G[1, :n], G[2, :n], G[3, :n]
+    for k in range(n):
+        g0[k] = zero
+        g1[k] = zero
+        g2[k] = zero
+        g3[k] = zero
+    fuse = nj == 4
+    w0, w1, w2, w3 = W[j0], W[j1], W[j2], W[j3]
+    v0, v1, v2, v3 = vW[j0], vW[j1], vW[j2], vW[j3]
+    for i in range(0, m, 5):
+        a0, a1, a2, a3, a4 = _rows5(A_prev, i, m)
+        e00, e01, e02, e03, e04 = _coefs5(delta, i, m, j0, zero)
+        e10, e11, e12, e13, e14 = _coefs5(delta, i, m, j1, zero)
+        e20, e21, e22, e23, e24 = _coefs5(delta, i, m, j2, zero)
+        e30, e31, e32, e33, e34 = _coefs5(delta, i, m, j3, zero)
+        if i + 5 < m or not fuse:
+            for k in range(n):
+                x0 = a0[k]
+                x1 = a1[k]
+                x2 = a2[k]
+                x3 = a3[k]
+                x4 = a4[k]
+                g0[k] += e00 * x0 + e01 * x1 + e02 * x2 + e03 * x3 + e04 * x4
+                g1[k] += e10 * x0 + e11 * x1 + e12 * x2 + e13 * x3 + e14 * x4
+                g2[k] += e20 * x0 + e21 * x1 + e22 * x2 + e23 * x3 + e24 * x4
+                g3[k] += e30 * x0 + e31 * x1 + e32 * x2 + e33 * x3 + e34 * x4
+        elif mu == 0:  # last pass fused with (U1)-(U2): w -= lr (g / m + l2 w)
+            for k in range(n):
+                x0 = a0[k]
+                x1 = a1[k]
+                x2 = a2[k]
+                x3 = a3[k]
+                x4 = a4[k]
+                w0[k] -= lr * ((g0[k] + (e00 * x0 + e01 * x1 + e02 * x2 + e03 * x3 + e04 * x4)) * inv
+                               + l2 * w0[k])
+                w1[k] -= lr * ((g1[k] + (e10 * x0 + e11 * x1 + e12 * x2 + e13 * x3 + e14 * x4)) * inv
+                               + l2 * w1[k])
+                w2[k] -= lr * ((g2[k] + (e20 * x0 + e21 * x1 + e22 * x2 + e23 * x3 + e24 * x4)) * inv
+                               + l2 * w2[k])
+                w3[k] -= lr * ((g3[k] + (e30 * x0 + e31 * x1 + e32 * x2 + e33 * x3 + e34 * x4)) * inv
+                               + l2 * w3[k])
+        else:  # last pass fused with (U2)-(U4)
+            for k in range(n):
+                x0 = a0[k]
+                x1 = a1[k]
+                x2 = a2[k]
+                x3 = a3[k]
+                x4 = a4[k]
+                q0 = (g0[k] + (e00 * x0 + e01 * x1 + e02 * x2 + e03 * x3 + e04 * x4)) * inv + l2 * w0[k]
+                q1 = (g1[k] + (e10 * x0 + e11 * x1 + e12 * x2 + e13 * x3 + e14 * x4)) * inv + l2 * w1[k]
+                q2 = (g2[k] + (e20 * x0 + e21 * x1 + e22 * x2 + e23 * x3 + e24 * x4)) * inv + l2 * w2[k]
+                q3 = (g3[k] + (e30 * x0 + e31 * x1 + e32 * x2 + e33 * x3 + e34 * x4)) * inv + l2 * w3[k]
+                u0 = v0[k] * mu - lr * q0
+                u1 = v1[k] * mu - lr * q1
+                u2 = v2[k] * mu - lr * q2
+                u3 = v3[k] * mu - lr * q3
+                v0[k] = u0
+                v1[k] = u1
+                v2[k] = u2
+                v3[k] = u3
+                w0[k] += c1 * u0 + c2 * q0
+                w1[k] += c1 * u1 + c2 * q1
+                w2[k] += c1 * u2 + c2 * q2
+                w3[k] += c1 * u3 + c2 * q3
+    if not fuse:
+        for r in range(nj):
+            _update_row(W[j0 + r], vW[j0 + r], G[r], inv, lr, mu, nesterov, l2)
+    for r in range(nj):
+        _bias_update(delta, m, b, vb, lr, mu, nesterov, j0 + r)
+
+
 @_parallel
-def _update_layer(delta, A_prev, m, W, b, vW, vb, lr, mu, nesterov, l2, G, par):
-    """(G) ``dW = delta^T A_prev / m``, ``db = mean(delta)`` and (U) applied row by
-    row, so no ``dW`` is ever stored: each row's gradient is built in a small
-    row buffer (in L1), then that row of W is updated in the same pass.
+def _update_layer(delta, A_prev, m, W, b, vW, vb, hyper, nesterov, G, par):
+    """(G) ``dW = delta^T A_prev / m``, ``db = mean(delta)`` and (U) applied block
+    by block of 4 rows, so no ``dW`` is ever stored (each block's gradient lives
+    in a small per-thread buffer in L1).
 
     equivalent reference: ``gradients(delta, A_prev)`` then ``sgd_update(...)``.
-    ``par`` runs the rows in parallel (each row belongs to one iteration; the
-    buffer row is picked by thread id, which does not change the numbers).
+    ``par`` runs the blocks in parallel (each row belongs to one block; the
+    buffer is picked by thread id, which does not change the numbers).
     """
-    n_out = W.shape[0]
-    dt = W.dtype.type
-    lr_, mu_, l2_ = dt(lr), dt(mu), dt(l2)
-    inv = dt(1.0) / dt(m)
+    n_blocks = (W.shape[0] + 3) // 4
     if par:
-        for j in prange(n_out):
-            g = G[numba.get_thread_id()]
-            _grad_row_axpy(delta, A_prev, m, j, g)
-            _update_row(W[j], vW[j], g, inv, lr_, mu_, nesterov, l2_)
-            _bias_update(delta, m, b, vb, lr_, mu_, nesterov, j)
+        for q in prange(n_blocks):
+            _grad_update_block(delta, A_prev, m, W, b, vW, vb, hyper, nesterov, 4 * q,
+                               G[numba.get_thread_id()])
     else:
-        g = G[0]
-        for j in range(n_out):
-            _grad_row_axpy(delta, A_prev, m, j, g)
-            _update_row(W[j], vW[j], g, inv, lr_, mu_, nesterov, l2_)
-            _bias_update(delta, m, b, vb, lr_, mu_, nesterov, j)
+        for q in range(n_blocks):
+            _grad_update_block(delta, A_prev, m, W, b, vW, vb, hyper, nesterov, 4 * q, G[0])
+
+
+@_parallel
+def _update_forward_first(delta, A_prev, m, W, b, vW, vb, hyper, nesterov, G, par,
+                          A_next, m_next, code, Z, A, keep_z, X, order, start2, scale, A_gather):
+    """The first layer's (G)+(U) for this batch fused with its (F) for the next
+    batch, in one parallel region: a block of 4 rows of W is updated and then,
+    while it is still in L1, multiplied with the next batch's inputs ``A_next``
+    (``m_next`` rows; 0 at the end of the epoch).  One pass over W instead of
+    two and one parallel region per batch instead of two.  The same region also
+    gathers the inputs of the batch after next (X) into ``A_gather``: iteration
+    ``q`` copies rows ``q, q + n_blocks, ...`` (nothing in this region reads them).
+
+    equivalent reference: ``sgd_update(W, ...)`` then ``dense_forward(A_next, W, b)``.
+    """
+    n_blocks = (W.shape[0] + 3) // 4
+    m2 = A_gather.shape[0]
+    if par:
+        for q in prange(n_blocks):
+            _grad_update_block(delta, A_prev, m, W, b, vW, vb, hyper, nesterov, 4 * q,
+                               G[numba.get_thread_id()])
+            if m_next > 0:
+                _fwd_block(A_next, m_next, W, b, code, Z, A, 4 * q, keep_z)
+            for i in range(q, m2, n_blocks):
+                _gather_row(X, order[start2 + i], scale, A_gather[i])
+    else:
+        for q in range(n_blocks):
+            _grad_update_block(delta, A_prev, m, W, b, vW, vb, hyper, nesterov, 4 * q, G[0])
+            if m_next > 0:
+                _fwd_block(A_next, m_next, W, b, code, Z, A, 4 * q, keep_z)
+        for i in range(m2):
+            _gather_row(X, order[start2 + i], scale, A_gather[i])
+    if m_next > 0:
+        _softmax_rows(A, m_next, code)
 
 
 # --- (X) input rows: gathered, converted and scaled once per mini-batch ----------
 
 @_serial
-def _gather_input(X, order, start, m, scale, A0):
-    """(X) ``A0 = X[order[start:start+m]] * scale`` in the parameters' dtype (uint8
-    pixels are divided by 255 here, so the training set stays uint8)."""
-    dt = A0.dtype.type
+def _gather_row(X, r, scale, dst):
+    """(X) ``dst = X[r] * scale`` in the parameters' dtype (uint8 pixels are
+    divided by 255 here, so the training set stays uint8)."""
+    dt = dst.dtype.type
     s = dt(scale)
+    src = X[r]
+    for k in range(dst.shape[0]):
+        dst[k] = dt(src[k]) * s
+
+
+@_serial
+def _gather_input(X, order, start, m, scale, A0):
+    """(X) ``A0 = X[order[start:start+m]] * scale``."""
     for i in range(m):
-        src = X[order[start + i]]
-        dst = A0[i]
-        for k in range(dst.shape[0]):
-            dst[k] = dt(src[k]) * s
+        _gather_row(X, order[start + i], scale, A0[i])
 
 
 # --- a whole epoch in one compiled call --------------------------------------------
@@ -477,12 +609,20 @@ def _layer_views(params, velocity, offsets, sizes, l):
     return W, b, vW, vb
 
 
+@_serial
+def _act_view(buf, a_off, sizes, l, m):
+    return buf[a_off[l]:a_off[l] + m * sizes[l]].reshape((m, sizes[l]))
+
+
 @_parallel
 def _train_epoch(params, velocity, offsets, sizes, acts, cost, hyper, nesterov, X, y, order,
                  batch_size, scale, par, n_threads):
     """All mini-batches of one epoch: for each batch (F) forward through every
     layer, (C)/(D_L) at the output, then from the last layer back (D_l) with the
-    old weights followed by the fused (G)+(U) update of that layer.
+    old weights followed by the fused (G)+(U) update of that layer.  The first
+    layer's update is fused with its forward pass for the *next* batch
+    (``_update_forward_first``), so the first layer's forward for batch t+1
+    happens at the end of batch t.
 
     ``hyper = (lr, momentum, l2)``; ``par[l]`` says whether layer l's loops run in
     parallel (decided from the shapes by the wrapper).  Work buffers are
@@ -490,41 +630,62 @@ def _train_epoch(params, velocity, offsets, sizes, acts, cost, hyper, nesterov, 
     """
     L = sizes.shape[0] - 1
     dt = params.dtype
-    lr, mu, l2 = hyper[0], hyper[1], hyper[2]
-    # activations A_0..A_L and deltas delta_1..delta_L, one flat buffer each
+    # activations A_0..A_L and deltas delta_1..delta_L, one flat buffer each;
+    # A_0 twice (this batch and the next)
     a_off = np.zeros(L + 2, np.int64)
     for l in range(L + 1):
         a_off[l + 1] = a_off[l] + batch_size * sizes[l]
     A_buf = np.zeros(a_off[L + 1], dt)
     D_buf = np.zeros(a_off[L + 1], dt)
+    # inputs (X) of batches t, t + 1 and t + 2 in rotation (t + 2 is gathered
+    # inside batch t's last parallel region)
+    XB = np.zeros((3, batch_size * sizes[0]), dt)
     Z_L = np.zeros((batch_size, sizes[L]), dt)
-    G = np.zeros((n_threads, sizes[:L].max()), dt)
+    G = np.zeros((n_threads, 4, sizes.max()), dt)
     n = order.shape[0]
     loss_sum = 0.0
     n_correct = 0
+    # (X) for batches 0 and 1, (F) of the first layer for batch 0; later batches
+    # get theirs at the end of the batch before
+    m = min(batch_size, n)
+    _gather_input(X, order, 0, m, scale, XB[0, :m * sizes[0]].reshape((m, sizes[0])))
+    if n > batch_size:
+        m1 = min(batch_size, n - batch_size)
+        _gather_input(X, order, batch_size, m1, scale, XB[1, :m1 * sizes[0]].reshape((m1, sizes[0])))
+    W, b, vW, vb = _layer_views(params, velocity, offsets, sizes, 0)
+    _forward_layer(XB[0, :m * sizes[0]].reshape((m, sizes[0])), m, W, b, acts[0], Z_L,
+                   _act_view(A_buf, a_off, sizes, 1, m), L == 1, par[0])
+    t = 0
     for start in range(0, n, batch_size):
         m = min(batch_size, n - start)
-        A0 = A_buf[0:m * sizes[0]].reshape((m, sizes[0]))
-        _gather_input(X, order, start, m, scale, A0)
-        for l in range(L):
+        for l in range(1, L):
             W, b, vW, vb = _layer_views(params, velocity, offsets, sizes, l)
-            A_prev = A_buf[a_off[l]:a_off[l] + m * sizes[l]].reshape((m, sizes[l]))
-            A_out = A_buf[a_off[l + 1]:a_off[l + 1] + m * sizes[l + 1]].reshape((m, sizes[l + 1]))
-            _forward_layer(A_prev, m, W, b, acts[l], Z_L, A_out, l == L - 1, par[l])
-        A_L = A_buf[a_off[L]:a_off[L] + m * sizes[L]].reshape((m, sizes[L]))
-        delta = D_buf[a_off[L]:a_off[L] + m * sizes[L]].reshape((m, sizes[L]))
-        loss, correct = _output_rows(Z_L, A_L, y, order, start, m, acts[L - 1], cost, delta)
+            _forward_layer(_act_view(A_buf, a_off, sizes, l, m), m, W, b, acts[l], Z_L,
+                           _act_view(A_buf, a_off, sizes, l + 1, m), l == L - 1, par[l])
+        delta = _act_view(D_buf, a_off, sizes, L, m)
+        loss, correct = _output_rows(Z_L, _act_view(A_buf, a_off, sizes, L, m), y, order, start, m,
+                                     acts[L - 1], cost, delta)
         loss_sum += loss
         n_correct += correct
-        for l in range(L - 1, -1, -1):  # from the output layer back
+        for l in range(L - 1, 0, -1):  # from the output layer back, all but the first
             W, b, vW, vb = _layer_views(params, velocity, offsets, sizes, l)
-            A_prev = A_buf[a_off[l]:a_off[l] + m * sizes[l]].reshape((m, sizes[l]))
-            if l > 0:  # (D_l) with the weights before this batch's update
-                delta_prev = D_buf[a_off[l]:a_off[l] + m * sizes[l]].reshape((m, sizes[l]))
-                _hidden_layer(delta, W, A_prev, m, acts[l - 1], delta_prev, par[l])
-            _update_layer(delta, A_prev, m, W, b, vW, vb, lr, mu, nesterov, l2, G, par[l])
-            if l > 0:
-                delta = delta_prev
+            A_prev = _act_view(A_buf, a_off, sizes, l, m)
+            # (D_l) with the weights before this batch's update
+            delta_prev = _act_view(D_buf, a_off, sizes, l, m)
+            _hidden_layer(delta, W, A_prev, m, acts[l - 1], delta_prev, par[l], G)
+            _update_layer(delta, A_prev, m, W, b, vW, vb, hyper, nesterov, G, par[l])
+            delta = delta_prev
+        # first layer: (G)+(U) for batch t, (F) for batch t + 1, (X) for batch t + 2
+        s1, s2 = start + batch_size, start + 2 * batch_size
+        m1 = min(batch_size, n - s1) if s1 < n else 0
+        m2 = min(batch_size, n - s2) if s2 < n else 0
+        W, b, vW, vb = _layer_views(params, velocity, offsets, sizes, 0)
+        _update_forward_first(
+            delta, XB[t % 3, :m * sizes[0]].reshape((m, sizes[0])), m, W, b, vW, vb, hyper,
+            nesterov, G, par[0], XB[(t + 1) % 3, :m1 * sizes[0]].reshape((m1, sizes[0])), m1,
+            acts[0], Z_L, _act_view(A_buf, a_off, sizes, 1, m1), L == 1, X, order, s2, scale,
+            XB[(t + 2) % 3, :m2 * sizes[0]].reshape((m2, sizes[0])))
+        t += 1
     return loss_sum, n_correct
 
 
@@ -542,32 +703,28 @@ def _predict(params, offsets, sizes, acts, X, scale, out):
     for c in prange(n_chunks):
         start = c * PREDICT_CHUNK
         m = min(PREDICT_CHUNK, n - start)
-        cur = np.empty((m, width), params.dtype)
-        nxt = np.empty((m, width), params.dtype)
-        rows = np.arange(start, start + m)
-        A0 = cur[:, :sizes[0]]
-        dt = params.dtype.type
-        s = dt(scale)
-        for i in range(m):
-            for k in range(sizes[0]):
-                A0[i, k] = dt(X[rows[i], k]) * s
+        cur = np.empty(m * width, params.dtype)
+        nxt = np.empty(m * width, params.dtype)
+        A0 = cur[:m * sizes[0]].reshape((m, sizes[0]))
+        _gather_input(X, np.arange(start, start + m), 0, m, scale, A0)
         for l in range(L):
-            o = offsets[l]
-            n_in, n_out = sizes[l], sizes[l + 1]
-            W = params[o:o + n_out * n_in].reshape((n_out, n_in))
-            b = params[o + n_out * n_in:o + (n_in + 1) * n_out]
-            A_prev = np.ascontiguousarray(cur[:, :n_in])
-            A_new = np.empty((m, n_out), params.dtype)
-            _forward_serial(A_prev, m, W, b, acts[l], A_new, A_new, False)
-            if l == L - 1:
-                out[start:start + m] = A_new
-            else:
-                nxt[:, :n_out] = A_new
-                cur, nxt = nxt, cur
+            W, b, _, _ = _layer_views(params, params, offsets, sizes, l)
+            A_prev = cur[:m * sizes[l]].reshape((m, sizes[l]))
+            A_new = nxt[:m * sizes[l + 1]].reshape((m, sizes[l + 1]))
+            for q in range((sizes[l + 1] + 3) // 4):
+                _fwd_block(A_prev, m, W, b, acts[l], A_new, A_new, 4 * q, False)
+            _softmax_rows(A_new, m, acts[l])
+            cur, nxt = nxt, cur
+        out[start:start + m] = cur[:m * sizes[L]].reshape((m, sizes[L]))
     return out
 
 
 # --- public wrappers (mirrors of fastmlp.reference) ----------------------------------
+
+def _thread_buffers(n, dtype):
+    """One ``(4, n)`` work buffer per thread (see ``_grad_update_block``)."""
+    return np.zeros((numba.config.NUMBA_NUM_THREADS, 4, max(n, 1)), dtype)
+
 
 def _codes(net):
     return np.array([ACTIVATION_CODES[a] for a in net.activations], dtype=np.int64)
@@ -663,22 +820,43 @@ def hidden_delta(delta_next, W_next, A, activation):
     m = A.shape[0]
     delta = np.empty_like(A)
     _hidden_layer(delta_next, W_next, A, m, ACTIVATION_CODES[activation], delta,
-                  bool(m * W_next.size >= PARALLEL_MIN_MACS))
+                  bool(m * W_next.size >= PARALLEL_MIN_MACS), _thread_buffers(A.shape[1], A.dtype))
     return delta
 
 
+@_serial
+def _grad_rows(delta, A_prev, m, j0, nj, G):
+    """``G[r] = sum_i delta[i, j0 + r] A_prev[i]`` for the valid rows of a block
+    (for ``gradients``; training uses the fused ``_grad_update_block``)."""
+    n = A_prev.shape[1]
+    for r in range(nj):
+        g = G[r, :n]
+        for k in range(n):
+            g[k] = delta.dtype.type(0)
+        for i in range(m):
+            e = delta[i, j0 + r]
+            a = A_prev[i]
+            for k in range(n):
+                g[k] += e * a[k]
+
+
 @_parallel
-def _gradients(delta, A_prev, dW, db):
+def _gradients(delta, A_prev, dW, db, G):
     m = delta.shape[0]
     n_out = dW.shape[0]
-    for j in prange(n_out):
-        _grad_row_axpy(delta, A_prev, m, j, dW[j])
-        for k in range(dW.shape[1]):
-            dW[j, k] = dW[j, k] / delta.dtype.type(m)
-        s = delta.dtype.type(0)
-        for i in range(m):
-            s += delta[i, j]
-        db[j] = s / delta.dtype.type(m)
+    dt = delta.dtype.type
+    for q in prange((n_out + 3) // 4):
+        j0 = 4 * q
+        nj = min(4, n_out - j0)
+        g = G[numba.get_thread_id()]
+        _grad_rows(delta, A_prev, m, j0, nj, g)
+        for r in range(nj):
+            for k in range(dW.shape[1]):
+                dW[j0 + r, k] = g[r, k] / dt(m)
+            s = dt(0)
+            for i in range(m):
+                s += delta[i, j0 + r]
+            db[j0 + r] = s / dt(m)
 
 
 def gradients(delta, A_prev):
@@ -687,7 +865,7 @@ def gradients(delta, A_prev):
     delta, A_prev = np.ascontiguousarray(delta), np.ascontiguousarray(A_prev)
     dW = np.empty((delta.shape[1], A_prev.shape[1]), delta.dtype)
     db = np.empty(delta.shape[1], delta.dtype)
-    _gradients(delta, A_prev, dW, db)
+    _gradients(delta, A_prev, dW, db, _thread_buffers(A_prev.shape[1], delta.dtype))
     return dW, db
 
 
@@ -705,3 +883,10 @@ def sgd_update(W, b, dW, db, vW, vb, sgd):
     """(U1)-(U4) update one layer in place (L2 on the weights only).
     Mirror: ``fastmlp.reference.sgd_update``."""
     _sgd_update(W, b, dW, db, vW, vb, sgd.lr, sgd.momentum, bool(sgd.nesterov), sgd.l2)
+
+
+# Damaged cache files must not crash a run (see fastmlp/_numba_cache.py).
+for _kernel in list(globals().values()):
+    if isinstance(_kernel, numba.core.dispatcher.Dispatcher):
+        _numba_cache.protect(_kernel)
+del _kernel

@@ -116,11 +116,6 @@ def test_read_only_install_caches_kernels_in_the_user_cache(install):
     assert not list(install["site"].rglob("__pycache__"))
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "known bug, owned by fastmlp/_numba_cache.py + kernels.py: Numba 0.68 unpickles cache "
-    "files without catching errors, so any truncated or garbage .nbi/.nbc entry makes the first "
-    "kernel call raise UnpicklingError/EOFError; nothing in fastmlp removes bad entries or retries "
-    "without the cache. Remove this marker when fixed (strict: an unexpected pass fails)."))
 def test_corrupt_cache_entries_do_not_crash_the_run(install):
     if not cache_files(install["cache"]):
         assert install["run"]().returncode == 0
