@@ -46,7 +46,7 @@ def read_images(path, *, resize=False, invert=False):
     elif suffix == ".npy":
         X = _read_npy(path)
     elif suffix == ".csv":
-        from fastmlp.data import read_csv
+        from fastmlp.formats import read_csv
 
         X, labels = read_csv(path)
     else:
@@ -95,7 +95,7 @@ def _read_npy(path):
 
 
 def _read_idx_images(path):
-    from fastmlp.data import read_idx
+    from fastmlp.formats import read_idx
 
     X = read_idx(path)
     if X.dtype != np.uint8:

@@ -12,7 +12,7 @@ import struct
 import numpy as np
 import pytest
 
-from fastmlp import data
+from fastmlp import data, formats
 from fastmlp.data import Dataset, load_mnist, read_csv, read_idx, read_idx_images, read_idx_labels, read_npz
 from fastmlp.errors import DataError, DataUnavailableError
 
@@ -175,7 +175,7 @@ def test_read_idx_huge_declared_size_rejected_before_reading(tmp_path, gz, monke
     # any read, so a reader that allocated the declared size would fail here.
     path = write_idx(tmp_path / "f", np.zeros((1, 28, 28), np.uint8), gz=gz, dims=(2**31 - 1, 28, 28))
     calls = []
-    monkeypatch.setattr(data, "_read_exactly", lambda *a, **k: calls.append(a))
+    monkeypatch.setattr(formats, "_read_exactly", lambda *a, **k: calls.append(a))
     with pytest.raises(DataError, match="truncated" if not gz else "at most .* bytes inside a .*gzip file"):
         read_idx(path)
     assert calls == []

@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 
 from fastmlp import data
+from fastmlp import download as download_module
 from fastmlp.data import download, load_mnist
 from fastmlp.errors import DataError, DataUnavailableError
 
@@ -281,7 +282,7 @@ def test_interrupt_removes_temporary_file(server, cache, monkeypatch):
         out.write(b"partial")
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(data, "_copy_with_progress", interrupted)
+    monkeypatch.setattr(download_module, "_copy_with_progress", interrupted)
     with pytest.raises(KeyboardInterrupt):
         load_mnist(mirrors=[server.url("good")], progress=False)
     assert visible_files(cache) == []
@@ -319,7 +320,7 @@ def test_two_processes_download_once(tmp_path):
 
 
 def test_fallback_lock_without_fcntl(tmp_path, monkeypatch):
-    monkeypatch.setattr(data, "_fcntl", None)
+    monkeypatch.setattr(download_module, "_fcntl", None)
     srv = Server(mirror_files("good"), delay=0.05)
     dest = tmp_path / "c"
     errors = []
