@@ -181,25 +181,34 @@ def blas_info():
 
 def run_bench(rows=None, backends=None, repeats=3):
     """Time every row with every backend; returns a list of dicts with keys
-    ``sizes, batch, dtype, backend, seconds, gflops, speedup`` (over numpy)."""
+    ``sizes, batch, dtype, backend, seconds, gflops, speedup`` (over numpy).
+
+    PyTorch's rows are timed last, after every fastmlp row: once its OpenMP
+    threads exist they keep spinning for a while after each call, which slowed
+    the next row's NumPy and Numba epochs by up to 1.8x when the rows were
+    interleaved (measured).
+    """
     rows = BENCH_ROWS if rows is None else rows
     if backends is None:
         backends = tuple(b for b in BACKENDS if b != "torch" or torch_available())
+    ordered = [b for b in backends if b != "torch"] + [b for b in backends if b == "torch" and torch_available()]
+    data = {}
+    seconds = {}
+    for backend in ordered:
+        for sizes, batch, dtype in rows:
+            if (sizes[0], sizes[-1]) not in data:
+                data[(sizes[0], sizes[-1])] = make_data(n_in=sizes[0], n_classes=sizes[-1])
+            X, y = data[(sizes[0], sizes[-1])]
+            seconds[(sizes, batch, dtype, backend)] = epoch_time(backend, sizes, batch, dtype, repeats, X, y)
     results = []
     for sizes, batch, dtype in rows:
-        X, y = make_data(n_in=sizes[0], n_classes=sizes[-1])
-        flops = flops_per_epoch(sizes)
-        base = None
-        for backend in backends:
-            if backend == "torch" and not torch_available():
-                continue
-            seconds = epoch_time(backend, sizes, batch, dtype, repeats, X, y)
-            if backend == "numpy":
-                base = seconds
+        base = seconds.get((sizes, batch, dtype, "numpy"))
+        for backend in ordered:
+            t = seconds[(sizes, batch, dtype, backend)]
             results.append({
                 "sizes": "-".join(map(str, sizes)), "batch": batch, "dtype": dtype,
-                "backend": backend, "seconds": seconds, "gflops": flops / seconds / 1e9,
-                "speedup": (base / seconds) if base else float("nan"),
+                "backend": backend, "seconds": t, "gflops": flops_per_epoch(sizes) / t / 1e9,
+                "speedup": (base / t) if base else float("nan"),
             })
     return results
 
