@@ -1,9 +1,9 @@
 """One training epoch per backend, side by side (pytest-benchmark).
 
 Run with ``python -m pytest benchmarks/ --benchmark-only`` (the normal test run
-collects only tests/; pytest collects ``bench_*.py`` once ``python_files`` in
-pyproject.toml lists that pattern, until then add ``-o python_files=bench_*.py``).  Each standard row of ``fastmlp.bench.BENCH_ROWS`` is one
-benchmark group, so numpy, numba and (when importable) torch print together.
+collects only tests/; ``python_files`` in pyproject.toml lets pytest collect
+``bench_*.py`` when benchmarks/ is named).  Each standard row of
+``fastmlp.bench.BENCH_ROWS`` is one benchmark group, so numpy, numba and (when importable) torch print together.
 ``warmup_rounds=1`` keeps Numba's compile time out of the numbers.  For a fair
 NumPy baseline unset ``OPENBLAS_CORETYPE`` and ``OPENBLAS_L2_SIZE`` for the
 command (see fastmlp/bench.py).
