@@ -104,28 +104,28 @@ def path_arg(text):
     return text
 
 
+def _path_with_format(text, check_format):
+    """A path whose suffix ``check_format`` accepts (it raises ValueError otherwise)."""
+    path_arg(text)
+    try:
+        check_format(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return text
+
+
 def log_path(text):
     """``--log``: a file ending in .csv or .jsonl."""
     from fastmlp.report import log_format
 
-    path_arg(text)
-    try:
-        log_format(text)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
-    return text
+    return _path_with_format(text, log_format)
 
 
 def image_path(text):
     """``--plot``/``-o``: a file ending in .png, .pdf or .svg."""
     from fastmlp.plot import image_format
 
-    path_arg(text)
-    try:
-        image_format(text)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
-    return text
+    return _path_with_format(text, image_format)
 
 
 # --- the parser -------------------------------------------------------------------
