@@ -26,11 +26,12 @@ import numpy as np
 
 from fastmlp import _numba_cache  # noqa: F401  (sets NUMBA_CACHE_DIR before numba compiles)
 from fastmlp import config
+from fastmlp._tile import NONNEG, PANEL, TILE_ROWS, TILE_SIZE, tile_buffer
 from fastmlp.functions import ACTIVATION_CODES, COST_CODES, LEAKY_SLOPE
 from fastmlp.network import weight_offsets
 
 import numba  # noqa: E402  (after _numba_cache on purpose)
-from numba import njit, prange  # noqa: E402
+from numba import carray, njit, prange  # noqa: E402
 
 _CACHE = bool(config.CACHE and _numba_cache.CACHE_OK)
 #: Serial helpers (inlined into the kernels by LLVM).
@@ -54,6 +55,12 @@ NLL = COST_CODES["nll"]
 #: thread, because a parallel region costs about 2 us to launch (measured; see
 #: docs/performance.md).  Depends only on the shape, so determinism is kept.
 PARALLEL_MIN_MACS = 120_000
+#: A layer uses the outer-product panel kernels (``_hid_panel``,
+#: ``_grad_update_panel``) for its first ``PANEL * (n_in // PANEL)`` input
+#: columns when the mini-batch has at least this many samples; smaller batches
+#: and the leftover columns use the row-block kernels.  From measurements (see
+#: docs/performance.md); depends only on the shapes.
+PANEL_MIN_BATCH = 16
 #: Rows per chunk in predict_proba (each chunk is one parallel iteration).
 PREDICT_CHUNK = 256
 
@@ -337,33 +344,73 @@ def _hid_tile(delta_next, W_next, A, m, code, delta, i, k0, k1, scratch):
         o3[k] *= _derivative(a3[k], code, slope, one)
 
 
+@_serial
+def _hid_panel(delta_next, W_next, A, m, code, delta, k0):
+    """Columns ``k0:k0+PANEL`` of ``(delta_next W_next) * f'(A)`` for all ``m`` rows.
+
+    Outer-product form: a tile of 4 samples x PANEL columns is summed in
+    registers (``tile_buffer``) over the ``n_next`` rows of ``W_next``; per row
+    j, 4 vector loads of ``W_next[j, k0:k0+PANEL]`` and 4 broadcasts of
+    ``delta_next[i, j]`` feed 16 vector FMAs.  No horizontal sums, W read in its
+    natural layout.  Samples past ``m`` are clamped copies, not stored.
+    """
+    dt = W_next.dtype.type
+    slope = dt(LEAKY_SLOPE)
+    one = dt(1.0)
+    n_next = W_next.shape[0]
+    k0 = k0 & NONNEG
+    acc = carray(tile_buffer(W_next.dtype), (TILE_SIZE,))
+    for i in range(0, m, TILE_ROWS):
+        for t in range(TILE_SIZE):
+            acc[t] = dt(0.0)
+        for j in range(n_next):
+            w = W_next[j]
+            for r in range(TILE_ROWS):
+                e = delta_next[min(i + r, m - 1), j]
+                for c in range(PANEL):
+                    acc[r * PANEL + c] += e * w[k0 + c]
+        for r in range(min(TILE_ROWS, m - i)):
+            out = delta[i + r]
+            a = A[i + r]
+            for c in range(PANEL):
+                out[k0 + c] = acc[r * PANEL + c] * _derivative(a[k0 + c], code, slope, one)
+
+
 #: Columns per hidden-delta block: a block of W_next (n_next x HID_COLS) should
 #: stay in L2 while all sample tiles pass over it.
 HID_COLS = 256
 
 
 @_parallel
-def _hidden_layer(delta_next, W_next, A, m, code, delta, par, G):
+def _hidden_layer(delta_next, W_next, A, m, code, delta, par, G, panels):
     """(D_l) ``delta = (delta_next W_next) * f'(A)`` for the first ``m`` rows.
 
     equivalent reference: ``delta = (delta_next @ W_next) * f'(A)``.
-    The work items are (column block, tile of 4 samples); each owns its part of
-    ``delta``.  ``par`` runs them in parallel.  ``G`` gives each thread its own
-    scratch rows (for samples past ``m``; which one is used changes no number).
+    The work items are the ``panels`` column panels of ``PANEL`` columns
+    (``_hid_panel``), then (column block, tile of 4 samples) over the columns
+    left (``_hid_tile``); each item owns its part of ``delta``.  ``par`` runs
+    them in parallel.  ``G`` gives each thread its own scratch rows (for samples
+    past ``m``; which one is used changes no number).
     """
     n = W_next.shape[1]
-    n_kb = (n + HID_COLS - 1) // HID_COLS
+    k_rest = panels * PANEL
+    n_kb = (n - k_rest + HID_COLS - 1) // HID_COLS
     n_it = (m + 3) // 4
     if par:
-        for q in prange(n_kb * n_it):
-            kb, t = q // n_it, q % n_it
-            k0 = kb * HID_COLS
-            _hid_tile(delta_next, W_next, A, m, code, delta, 4 * t, k0, min(n, k0 + HID_COLS),
-                      G[numba.get_thread_id()])
+        for q in prange(panels + n_kb * n_it):
+            if q < panels:
+                _hid_panel(delta_next, W_next, A, m, code, delta, q * PANEL)
+            else:
+                kb, t = (q - panels) // n_it, (q - panels) % n_it
+                k0 = k_rest + kb * HID_COLS
+                _hid_tile(delta_next, W_next, A, m, code, delta, 4 * t, k0, min(n, k0 + HID_COLS),
+                          G[numba.get_thread_id()])
     else:
+        for q in range(panels):
+            _hid_panel(delta_next, W_next, A, m, code, delta, q * PANEL)
         for q in range(n_kb * n_it):
             kb, t = q // n_it, q % n_it
-            k0 = kb * HID_COLS
+            k0 = k_rest + kb * HID_COLS
             _hid_tile(delta_next, W_next, A, m, code, delta, 4 * t, k0, min(n, k0 + HID_COLS), G[0])
 
 
@@ -429,7 +476,44 @@ def _rows5(A, i, m):
 
 
 @_serial
-def _grad_update_block(delta, A_prev, m, W, b, vW, vb, hyper, nesterov, j0, G):
+def _grad_update_panel(delta, A_prev, m, W, vW, j0, nj, k0, inv, lr, mu, l2, c1, c2):
+    """(G)+(U) for rows ``j0..j0+nj-1`` (``nj <= 4``) and columns ``k0:k0+PANEL``.
+
+    Outer-product form: the 4 x PANEL gradient tile ``sum_i delta[i, j] A_prev[i, k]``
+    stays in registers (``tile_buffer``) for the whole mini-batch (per sample, 4
+    vector loads of ``A_prev[i, k0:k0+PANEL]`` and 4 broadcasts of ``delta[i, j]``
+    feed 16 vector FMAs), then (U) is applied straight from the registers, so the
+    gradient is never stored.  Rows past ``nj`` are clamped copies, not stored.
+    ``c1``/``c2`` select momentum or Nesterov as in ``_grad_update_block``.
+    """
+    dt = W.dtype.type
+    k0 = k0 & NONNEG
+    acc = carray(tile_buffer(W.dtype), (TILE_SIZE,))
+    for t in range(TILE_SIZE):
+        acc[t] = dt(0.0)
+    for i in range(m):
+        a = A_prev[i]
+        d = delta[i]
+        for r in range(TILE_ROWS):
+            e = d[j0 + min(r, nj - 1)]
+            for c in range(PANEL):
+                acc[r * PANEL + c] += e * a[k0 + c]
+    for r in range(nj):
+        w = W[j0 + r]
+        v = vW[j0 + r]
+        if mu == 0:  # (U1)-(U2)
+            for c in range(PANEL):
+                w[k0 + c] -= lr * (acc[r * PANEL + c] * inv + l2 * w[k0 + c])
+        else:  # (U2)-(U4)
+            for c in range(PANEL):
+                g = acc[r * PANEL + c] * inv + l2 * w[k0 + c]
+                u = v[k0 + c] * mu - lr * g
+                v[k0 + c] = u
+                w[k0 + c] += c1 * u + c2 * g
+
+
+@_serial
+def _grad_update_block(delta, A_prev, m, W, b, vW, vb, hyper, nesterov, j0, G, panels):
     """(G)+(U) for the row block ``j0..j0+3``.
 
     The gradient rows ``g_r = sum_i delta[i, j0 + r] A_prev[i]`` are summed 5
@@ -439,7 +523,9 @@ def _grad_update_block(delta, A_prev, m, W, b, vW, vb, hyper, nesterov, j0, G):
     coefficients.  For a full block the last pass also applies (U) to the 4 rows
     of W directly, so the finished gradient is never stored.  A partial block
     (the end of a layer) keeps its gradient in ``G`` and updates its valid rows
-    from there.  equivalent reference: ``gradients`` then ``sgd_update``.
+    from there.  The first ``panels * PANEL`` columns are done by
+    ``_grad_update_panel`` instead, the passes above cover the columns left.
+    equivalent reference: ``gradients`` then ``sgd_update``.
     """
     dt = W.dtype.type
     zero = dt(0.0)
@@ -451,8 +537,11 @@ def _grad_update_block(delta, A_prev, m, W, b, vW, vb, hyper, nesterov, j0, G):
     nj = min(4, W.shape[0] - j0)
     j1, j2, j3 = j0 + min(1, nj - 1), j0 + min(2, nj - 1), j0 + min(3, nj - 1)
     n = A_prev.shape[1]
+    for p in range(panels):
+        _grad_update_panel(delta, A_prev, m, W, vW, j0, nj, p * PANEL, inv, lr, mu, l2, c1, c2)
+    klo = panels * PANEL
     g0, g1, g2, g3 = G[0, :n], G[1, :n], G[2, :n], G[3, :n]
-    for k in range(n):
+    for k in range(klo, n):
         g0[k] = zero
         g1[k] = zero
         g2[k] = zero
@@ -466,8 +555,10 @@ def _grad_update_block(delta, A_prev, m, W, b, vW, vb, hyper, nesterov, j0, G):
         e10, e11, e12, e13, e14 = _coefs5(delta, i, m, j1, zero)
         e20, e21, e22, e23, e24 = _coefs5(delta, i, m, j2, zero)
         e30, e31, e32, e33, e34 = _coefs5(delta, i, m, j3, zero)
+        if klo == n:
+            break
         if i + 5 < m or not fuse:
-            for k in range(n):
+            for k in range(klo, n):
                 x0 = a0[k]
                 x1 = a1[k]
                 x2 = a2[k]
@@ -478,7 +569,7 @@ def _grad_update_block(delta, A_prev, m, W, b, vW, vb, hyper, nesterov, j0, G):
                 g2[k] += e20 * x0 + e21 * x1 + e22 * x2 + e23 * x3 + e24 * x4
                 g3[k] += e30 * x0 + e31 * x1 + e32 * x2 + e33 * x3 + e34 * x4
         elif mu == 0:  # last pass fused with (U1)-(U2): w -= lr (g / m + l2 w)
-            for k in range(n):
+            for k in range(klo, n):
                 x0 = a0[k]
                 x1 = a1[k]
                 x2 = a2[k]
@@ -493,7 +584,7 @@ def _grad_update_block(delta, A_prev, m, W, b, vW, vb, hyper, nesterov, j0, G):
                 w3[k] -= lr * ((g3[k] + (e30 * x0 + e31 * x1 + e32 * x2 + e33 * x3 + e34 * x4)) * inv
                                + l2 * w3[k])
         else:  # last pass fused with (U2)-(U4)
-            for k in range(n):
+            for k in range(klo, n):
                 x0 = a0[k]
                 x1 = a1[k]
                 x2 = a2[k]
@@ -517,13 +608,13 @@ def _grad_update_block(delta, A_prev, m, W, b, vW, vb, hyper, nesterov, j0, G):
                 w3[k] += c1 * u3 + c2 * q3
     if not fuse:
         for r in range(nj):
-            _update_row(W[j0 + r], vW[j0 + r], G[r], inv, lr, mu, nesterov, l2)
+            _update_row(W[j0 + r, klo:], vW[j0 + r, klo:], G[r, klo:n], inv, lr, mu, nesterov, l2)
     for r in range(nj):
         _bias_update(delta, m, b, vb, lr, mu, nesterov, j0 + r)
 
 
 @_parallel
-def _update_layer(delta, A_prev, m, W, b, vW, vb, hyper, nesterov, G, par):
+def _update_layer(delta, A_prev, m, W, b, vW, vb, hyper, nesterov, G, par, panels):
     """(G) ``dW = delta^T A_prev / m``, ``db = mean(delta)`` and (U) applied block
     by block of 4 rows, so no ``dW`` is ever stored (each block's gradient lives
     in a small per-thread buffer in L1).
@@ -536,14 +627,14 @@ def _update_layer(delta, A_prev, m, W, b, vW, vb, hyper, nesterov, G, par):
     if par:
         for q in prange(n_blocks):
             _grad_update_block(delta, A_prev, m, W, b, vW, vb, hyper, nesterov, 4 * q,
-                               G[numba.get_thread_id()])
+                               G[numba.get_thread_id()], panels)
     else:
         for q in range(n_blocks):
-            _grad_update_block(delta, A_prev, m, W, b, vW, vb, hyper, nesterov, 4 * q, G[0])
+            _grad_update_block(delta, A_prev, m, W, b, vW, vb, hyper, nesterov, 4 * q, G[0], panels)
 
 
 @_parallel
-def _update_forward_first(delta, A_prev, m, W, b, vW, vb, hyper, nesterov, G, par,
+def _update_forward_first(delta, A_prev, m, W, b, vW, vb, hyper, nesterov, G, par, panels,
                           A_next, m_next, code, Z, A, keep_z, X, order, start2, scale, A_gather):
     """The first layer's (G)+(U) for this batch fused with its (F) for the next
     batch, in one parallel region: a block of 4 rows of W is updated and then,
@@ -560,14 +651,14 @@ def _update_forward_first(delta, A_prev, m, W, b, vW, vb, hyper, nesterov, G, pa
     if par:
         for q in prange(n_blocks):
             _grad_update_block(delta, A_prev, m, W, b, vW, vb, hyper, nesterov, 4 * q,
-                               G[numba.get_thread_id()])
+                               G[numba.get_thread_id()], panels)
             if m_next > 0:
                 _fwd_block(A_next, m_next, W, b, code, Z, A, 4 * q, keep_z)
             for i in range(q, m2, n_blocks):
                 _gather_row(X, order[start2 + i], scale, A_gather[i])
     else:
         for q in range(n_blocks):
-            _grad_update_block(delta, A_prev, m, W, b, vW, vb, hyper, nesterov, 4 * q, G[0])
+            _grad_update_block(delta, A_prev, m, W, b, vW, vb, hyper, nesterov, 4 * q, G[0], panels)
             if m_next > 0:
                 _fwd_block(A_next, m_next, W, b, code, Z, A, 4 * q, keep_z)
         for i in range(m2):
@@ -616,7 +707,7 @@ def _act_view(buf, a_off, sizes, l, m):
 
 @_parallel
 def _train_epoch(params, velocity, offsets, sizes, acts, cost, hyper, nesterov, X, y, order,
-                 batch_size, scale, par, n_threads):
+                 batch_size, scale, par, panels, n_threads):
     """All mini-batches of one epoch: for each batch (F) forward through every
     layer, (C)/(D_L) at the output, then from the last layer back (D_l) with the
     old weights followed by the fused (G)+(U) update of that layer.  The first
@@ -625,7 +716,8 @@ def _train_epoch(params, velocity, offsets, sizes, acts, cost, hyper, nesterov, 
     happens at the end of batch t.
 
     ``hyper = (lr, momentum, l2)``; ``par[l]`` says whether layer l's loops run in
-    parallel (decided from the shapes by the wrapper).  Work buffers are
+    parallel, ``panels[l]`` how many input-column panels use the panel kernels
+    (both decided from the shapes by the wrapper).  Work buffers are
     allocated once here, outside the batch loop.
     """
     L = sizes.shape[0] - 1
@@ -672,8 +764,8 @@ def _train_epoch(params, velocity, offsets, sizes, acts, cost, hyper, nesterov, 
             A_prev = _act_view(A_buf, a_off, sizes, l, m)
             # (D_l) with the weights before this batch's update
             delta_prev = _act_view(D_buf, a_off, sizes, l, m)
-            _hidden_layer(delta, W, A_prev, m, acts[l - 1], delta_prev, par[l], G)
-            _update_layer(delta, A_prev, m, W, b, vW, vb, hyper, nesterov, G, par[l])
+            _hidden_layer(delta, W, A_prev, m, acts[l - 1], delta_prev, par[l], G, panels[l])
+            _update_layer(delta, A_prev, m, W, b, vW, vb, hyper, nesterov, G, par[l], panels[l])
             delta = delta_prev
         # first layer: (G)+(U) for batch t, (F) for batch t + 1, (X) for batch t + 2
         s1, s2 = start + batch_size, start + 2 * batch_size
@@ -682,7 +774,7 @@ def _train_epoch(params, velocity, offsets, sizes, acts, cost, hyper, nesterov, 
         W, b, vW, vb = _layer_views(params, velocity, offsets, sizes, 0)
         _update_forward_first(
             delta, XB[t % 3, :m * sizes[0]].reshape((m, sizes[0])), m, W, b, vW, vb, hyper,
-            nesterov, G, par[0], XB[(t + 1) % 3, :m1 * sizes[0]].reshape((m1, sizes[0])), m1,
+            nesterov, G, par[0], panels[0], XB[(t + 1) % 3, :m1 * sizes[0]].reshape((m1, sizes[0])), m1,
             acts[0], Z_L, _act_view(A_buf, a_off, sizes, 1, m1), L == 1, X, order, s2, scale,
             XB[(t + 2) % 3, :m2 * sizes[0]].reshape((m2, sizes[0])))
         t += 1
@@ -736,6 +828,13 @@ def _parallel_flags(sizes, batch_size):
                      for n_in, n_out in zip(sizes[:-1], sizes[1:])], dtype=np.bool_)
 
 
+def _panel_counts(sizes, batch_size):
+    """Per layer: how many whole ``PANEL``-column panels of its inputs go to the
+    panel kernels (none for small mini-batches)."""
+    return np.array([n_in // PANEL if batch_size >= PANEL_MIN_BATCH else 0 for n_in in sizes[:-1]],
+                    dtype=np.int64)
+
+
 def _check_input(X, dtype):
     X = np.ascontiguousarray(X)
     if X.dtype != np.uint8 and X.dtype != dtype:
@@ -762,7 +861,8 @@ def train_batches(params, velocity, net, sgd, X, y, order, batch_size):
     loss_sum, n_correct = _train_epoch(
         params, velocity, weight_offsets(net.sizes), sizes, _codes(net), COST_CODES[net.cost],
         hyper, bool(sgd.nesterov), X, y, order, batch_size, scale,
-        _parallel_flags(net.sizes, batch_size), numba.config.NUMBA_NUM_THREADS)
+        _parallel_flags(net.sizes, batch_size), _panel_counts(net.sizes, batch_size),
+        numba.config.NUMBA_NUM_THREADS)
     return float(loss_sum), int(n_correct)
 
 
@@ -819,8 +919,10 @@ def hidden_delta(delta_next, W_next, A, activation):
     W_next, A = np.ascontiguousarray(W_next), np.ascontiguousarray(A)
     m = A.shape[0]
     delta = np.empty_like(A)
+    panels = A.shape[1] // PANEL if m >= PANEL_MIN_BATCH else 0
     _hidden_layer(delta_next, W_next, A, m, ACTIVATION_CODES[activation], delta,
-                  bool(m * W_next.size >= PARALLEL_MIN_MACS), _thread_buffers(A.shape[1], A.dtype))
+                  bool(m * W_next.size >= PARALLEL_MIN_MACS), _thread_buffers(A.shape[1], A.dtype),
+                  panels)
     return delta
 
 

@@ -162,7 +162,9 @@ def test_train_batches_threads_do_not_matter_in_process():
 
 # --- per-layer kernels against their namesakes ----------------------------------------
 
-LAYER_SHAPES = [(1, 1, 1), (1, 7, 13), (5, 13, 7), (10, 784, 30), (33, 17, 1), (64, 65, 67)]
+# The last two have batches of at least PANEL_MIN_BATCH and >= 64 inputs, so
+# hidden_delta runs its outer-product panels and the leftover columns.
+LAYER_SHAPES = [(1, 1, 1), (1, 7, 13), (5, 13, 7), (10, 784, 30), (33, 17, 1), (64, 65, 67), (37, 200, 13)]
 
 
 def layer_inputs(m, n_in, n_out, dtype, seed=0):
@@ -271,5 +273,37 @@ def test_sgd_update(sgd, dtype):
     for _ in range(3):  # several steps so the velocity matters
         reference.sgd_update(*ref, sgd)
         kernels.sgd_update(*comp, sgd)
+    for c, r in zip(comp, ref):
+        assert_close(c, r, dtype)
+
+
+# --- the fused (G)+(U) of a training step, panel and row-block paths ---------------
+
+UPDATE_SGDS = [SGD(0.1), SGD(0.1, 0.0, False, 1e-2), SGD(0.1, 0.9), SGD(0.1, 0.9, True, 1e-2)]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("sgd", UPDATE_SGDS, ids=["plain", "l2", "momentum", "nesterov_l2"])
+@pytest.mark.parametrize("shape", [(16, 64, 4), (33, 130, 7), (64, 784, 30), (17, 200, 1), (5, 70, 9)])
+@pytest.mark.parametrize("use_panels", [True, False], ids=["panels", "row_blocks"])
+def test_update_layer(shape, sgd, use_panels, dtype):
+    """``_update_layer`` (gradient fused with the update, used inside the compiled
+    epoch) against reference ``gradients`` followed by ``sgd_update``, through
+    the outer-product panels (whole panels plus leftover columns) and through the
+    row blocks alone.  Row counts that are not multiples of 4 exercise the
+    clamped tile rows; two steps so the velocity matters."""
+    m, n_in, n_out = shape
+    A_prev, W, b = layer_inputs(m, n_in, n_out, dtype, seed=7)
+    delta = np.random.default_rng(8).standard_normal((m, n_out)).astype(dtype)
+    ref = [W.copy(), b.copy(), np.zeros_like(W), np.zeros_like(b)]
+    comp = [W.copy(), b.copy(), np.zeros_like(W), np.zeros_like(b)]
+    hyper = np.array([sgd.lr, sgd.momentum, sgd.l2])
+    panels = n_in // kernels.PANEL if use_panels else 0
+    G = kernels._thread_buffers(n_in, np.dtype(dtype))
+    for _ in range(2):
+        dW, db = reference.gradients(delta, A_prev)
+        reference.sgd_update(ref[0], ref[1], dW, db, ref[2], ref[3], sgd)
+        kernels._update_layer(delta, A_prev, m, comp[0], comp[1], comp[2], comp[3], hyper,
+                              sgd.nesterov, G, m * n_in * n_out >= kernels.PARALLEL_MIN_MACS, panels)
     for c, r in zip(comp, ref):
         assert_close(c, r, dtype)
