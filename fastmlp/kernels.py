@@ -469,10 +469,11 @@ def _coefs5(delta, i, m, j, zero):
 
 
 @_serial
-def _rows5(A, i, m):
-    """Rows ``i..i+4`` of ``A``; past ``m`` the last row again (its coefficient is 0)."""
-    return (A[i], A[min(i + 1, m - 1)], A[min(i + 2, m - 1)], A[min(i + 3, m - 1)],
-            A[min(i + 4, m - 1)])
+def _rows5(A, i, m, klo):
+    """Rows ``i..i+4`` of ``A`` from column ``klo``; past ``m`` the last row again
+    (its coefficient is 0)."""
+    return (A[i, klo:], A[min(i + 1, m - 1), klo:], A[min(i + 2, m - 1), klo:],
+            A[min(i + 3, m - 1), klo:], A[min(i + 4, m - 1), klo:])
 
 
 @_serial
@@ -523,8 +524,8 @@ def _grad_update_block(delta, A_prev, m, W, b, vW, vb, hyper, nesterov, j0, G, p
     coefficients.  For a full block the last pass also applies (U) to the 4 rows
     of W directly, so the finished gradient is never stored.  A partial block
     (the end of a layer) keeps its gradient in ``G`` and updates its valid rows
-    from there.  The first ``panels * PANEL`` columns are done by
-    ``_grad_update_panel`` instead, the passes above cover the columns left.
+    from there.  Only columns from ``panels * PANEL`` on are done here (the
+    panels before them belong to ``_grad_update_columns``); the bias always.
     equivalent reference: ``gradients`` then ``sgd_update``.
     """
     dt = W.dtype.type
@@ -537,28 +538,27 @@ def _grad_update_block(delta, A_prev, m, W, b, vW, vb, hyper, nesterov, j0, G, p
     nj = min(4, W.shape[0] - j0)
     j1, j2, j3 = j0 + min(1, nj - 1), j0 + min(2, nj - 1), j0 + min(3, nj - 1)
     n = A_prev.shape[1]
-    for p in range(panels):
-        _grad_update_panel(delta, A_prev, m, W, vW, j0, nj, p * PANEL, inv, lr, mu, l2, c1, c2)
+    # the columns left, as views starting at column klo (loops from 0, as the
+    # vectoriser likes them: counting from klo made this path 4x slower)
     klo = panels * PANEL
-    g0, g1, g2, g3 = G[0, :n], G[1, :n], G[2, :n], G[3, :n]
-    for k in range(klo, n):
+    nk = n - klo
+    g0, g1, g2, g3 = G[0, klo:n], G[1, klo:n], G[2, klo:n], G[3, klo:n]
+    for k in range(nk):
         g0[k] = zero
         g1[k] = zero
         g2[k] = zero
         g3[k] = zero
     fuse = nj == 4
-    w0, w1, w2, w3 = W[j0], W[j1], W[j2], W[j3]
-    v0, v1, v2, v3 = vW[j0], vW[j1], vW[j2], vW[j3]
-    for i in range(0, m, 5):
-        a0, a1, a2, a3, a4 = _rows5(A_prev, i, m)
+    w0, w1, w2, w3 = W[j0, klo:], W[j1, klo:], W[j2, klo:], W[j3, klo:]
+    v0, v1, v2, v3 = vW[j0, klo:], vW[j1, klo:], vW[j2, klo:], vW[j3, klo:]
+    for i in range(0, m if nk > 0 else 0, 5):
+        a0, a1, a2, a3, a4 = _rows5(A_prev, i, m, klo)
         e00, e01, e02, e03, e04 = _coefs5(delta, i, m, j0, zero)
         e10, e11, e12, e13, e14 = _coefs5(delta, i, m, j1, zero)
         e20, e21, e22, e23, e24 = _coefs5(delta, i, m, j2, zero)
         e30, e31, e32, e33, e34 = _coefs5(delta, i, m, j3, zero)
-        if klo == n:
-            break
         if i + 5 < m or not fuse:
-            for k in range(klo, n):
+            for k in range(nk):
                 x0 = a0[k]
                 x1 = a1[k]
                 x2 = a2[k]
@@ -569,7 +569,7 @@ def _grad_update_block(delta, A_prev, m, W, b, vW, vb, hyper, nesterov, j0, G, p
                 g2[k] += e20 * x0 + e21 * x1 + e22 * x2 + e23 * x3 + e24 * x4
                 g3[k] += e30 * x0 + e31 * x1 + e32 * x2 + e33 * x3 + e34 * x4
         elif mu == 0:  # last pass fused with (U1)-(U2): w -= lr (g / m + l2 w)
-            for k in range(klo, n):
+            for k in range(nk):
                 x0 = a0[k]
                 x1 = a1[k]
                 x2 = a2[k]
@@ -584,7 +584,7 @@ def _grad_update_block(delta, A_prev, m, W, b, vW, vb, hyper, nesterov, j0, G, p
                 w3[k] -= lr * ((g3[k] + (e30 * x0 + e31 * x1 + e32 * x2 + e33 * x3 + e34 * x4)) * inv
                                + l2 * w3[k])
         else:  # last pass fused with (U2)-(U4)
-            for k in range(klo, n):
+            for k in range(nk):
                 x0 = a0[k]
                 x1 = a1[k]
                 x2 = a2[k]
@@ -613,24 +613,57 @@ def _grad_update_block(delta, A_prev, m, W, b, vW, vb, hyper, nesterov, j0, G, p
         _bias_update(delta, m, b, vb, lr, mu, nesterov, j0 + r)
 
 
+@_serial
+def _grad_update_columns(delta, A_prev, m, W, vW, hyper, nesterov, k0):
+    """(G)+(U) of columns ``k0:k0+PANEL`` for every row of W, 4 rows at a time
+    (``_grad_update_panel``).  Running down the rows for one panel keeps that
+    panel of ``A_prev`` (m x PANEL) in L1/L2 while ``delta`` streams past; the
+    other order re-read all of ``A_prev`` for every 4 rows."""
+    dt = W.dtype.type
+    lr, mu, l2 = dt(hyper[0]), dt(hyper[1]), dt(hyper[2])
+    inv = dt(1.0) / dt(m)
+    c1 = mu if nesterov else dt(1.0)
+    c2 = -lr if nesterov else dt(0.0)
+    n_out = W.shape[0]
+    for j0 in range(0, n_out, 4):
+        _grad_update_panel(delta, A_prev, m, W, vW, j0, min(4, n_out - j0), k0, inv, lr, mu, l2, c1, c2)
+
+
+@_serial
+def _update_item(delta, A_prev, m, W, b, vW, vb, hyper, nesterov, G, panels, q, n_blocks):
+    """Work item ``q`` of a layer's (G)+(U).  Without panels: row block ``q``.
+    With panels: column panel ``q`` of every row, plus the leftover columns and
+    the biases of row blocks ``q, q + panels, ...`` (so each item has a similar
+    share of the small work and every element has exactly one owner)."""
+    if panels == 0:
+        _grad_update_block(delta, A_prev, m, W, b, vW, vb, hyper, nesterov, 4 * q, G, 0)
+    else:
+        _grad_update_columns(delta, A_prev, m, W, vW, hyper, nesterov, q * PANEL)
+        for jb in range(q, n_blocks, panels):
+            _grad_update_block(delta, A_prev, m, W, b, vW, vb, hyper, nesterov, 4 * jb, G, panels)
+
+
 @_parallel
 def _update_layer(delta, A_prev, m, W, b, vW, vb, hyper, nesterov, G, par, panels):
-    """(G) ``dW = delta^T A_prev / m``, ``db = mean(delta)`` and (U) applied block
-    by block of 4 rows, so no ``dW`` is ever stored (each block's gradient lives
+    """(G) ``dW = delta^T A_prev / m``, ``db = mean(delta)`` and (U) applied tile
+    by tile, so no ``dW`` is ever stored (a tile's gradient lives in registers or
     in a small per-thread buffer in L1).
 
     equivalent reference: ``gradients(delta, A_prev)`` then ``sgd_update(...)``.
-    ``par`` runs the blocks in parallel (each row belongs to one block; the
-    buffer is picked by thread id, which does not change the numbers).
+    The work items (``_update_item``) are row blocks, or column panels when
+    ``panels > 0``; ``par`` runs them in parallel (each element of W belongs to
+    one item; the buffer is picked by thread id, which does not change the
+    numbers).
     """
     n_blocks = (W.shape[0] + 3) // 4
+    n_items = panels if panels > 0 else n_blocks
     if par:
-        for q in prange(n_blocks):
-            _grad_update_block(delta, A_prev, m, W, b, vW, vb, hyper, nesterov, 4 * q,
-                               G[numba.get_thread_id()], panels)
+        for q in prange(n_items):
+            _update_item(delta, A_prev, m, W, b, vW, vb, hyper, nesterov, G[numba.get_thread_id()],
+                         panels, q, n_blocks)
     else:
-        for q in range(n_blocks):
-            _grad_update_block(delta, A_prev, m, W, b, vW, vb, hyper, nesterov, 4 * q, G[0], panels)
+        for q in range(n_items):
+            _update_item(delta, A_prev, m, W, b, vW, vb, hyper, nesterov, G[0], panels, q, n_blocks)
 
 
 @_parallel
@@ -643,22 +676,29 @@ def _update_forward_first(delta, A_prev, m, W, b, vW, vb, hyper, nesterov, G, pa
     two and one parallel region per batch instead of two.  The same region also
     gathers the inputs of the batch after next (X) into ``A_gather``: iteration
     ``q`` copies rows ``q, q + n_blocks, ...`` (nothing in this region reads them).
+    With ``panels > 0`` the update runs first as its own region
+    (``_update_layer``), then the forward and the gather.
 
     equivalent reference: ``sgd_update(W, ...)`` then ``dense_forward(A_next, W, b)``.
     """
     n_blocks = (W.shape[0] + 3) // 4
     m2 = A_gather.shape[0]
+    fused = panels == 0
+    if not fused:  # panels run down all rows, so the forward has to wait
+        _update_layer(delta, A_prev, m, W, b, vW, vb, hyper, nesterov, G, par, panels)
     if par:
         for q in prange(n_blocks):
-            _grad_update_block(delta, A_prev, m, W, b, vW, vb, hyper, nesterov, 4 * q,
-                               G[numba.get_thread_id()], panels)
+            if fused:
+                _grad_update_block(delta, A_prev, m, W, b, vW, vb, hyper, nesterov, 4 * q,
+                                   G[numba.get_thread_id()], 0)
             if m_next > 0:
                 _fwd_block(A_next, m_next, W, b, code, Z, A, 4 * q, keep_z)
             for i in range(q, m2, n_blocks):
                 _gather_row(X, order[start2 + i], scale, A_gather[i])
     else:
         for q in range(n_blocks):
-            _grad_update_block(delta, A_prev, m, W, b, vW, vb, hyper, nesterov, 4 * q, G[0], panels)
+            if fused:
+                _grad_update_block(delta, A_prev, m, W, b, vW, vb, hyper, nesterov, 4 * q, G[0], 0)
             if m_next > 0:
                 _fwd_block(A_next, m_next, W, b, code, Z, A, 4 * q, keep_z)
         for i in range(m2):
@@ -828,11 +868,18 @@ def _parallel_flags(sizes, batch_size):
                      for n_in, n_out in zip(sizes[:-1], sizes[1:])], dtype=np.bool_)
 
 
-def _panel_counts(sizes, batch_size):
-    """Per layer: how many whole ``PANEL``-column panels of its inputs go to the
-    panel kernels (none for small mini-batches)."""
-    return np.array([n_in // PANEL if batch_size >= PANEL_MIN_BATCH else 0 for n_in in sizes[:-1]],
-                    dtype=np.int64)
+def _panels(n_in, batch_size, dtype):
+    """How many whole ``PANEL``-column panels of a layer's ``n_in`` inputs go to
+    the panel kernels: none for small mini-batches, and none in float64, where a
+    4 x 64 tile needs all 32 vector registers and spills (measured slower than
+    the row blocks, docs/performance.md)."""
+    use = batch_size >= PANEL_MIN_BATCH and np.dtype(dtype) == np.float32
+    return n_in // PANEL if use else 0
+
+
+def _panel_counts(sizes, batch_size, dtype):
+    """``_panels`` for every layer."""
+    return np.array([_panels(n_in, batch_size, dtype) for n_in in sizes[:-1]], dtype=np.int64)
 
 
 def _check_input(X, dtype):
@@ -861,7 +908,7 @@ def train_batches(params, velocity, net, sgd, X, y, order, batch_size):
     loss_sum, n_correct = _train_epoch(
         params, velocity, weight_offsets(net.sizes), sizes, _codes(net), COST_CODES[net.cost],
         hyper, bool(sgd.nesterov), X, y, order, batch_size, scale,
-        _parallel_flags(net.sizes, batch_size), _panel_counts(net.sizes, batch_size),
+        _parallel_flags(net.sizes, batch_size), _panel_counts(net.sizes, batch_size, params.dtype),
         numba.config.NUMBA_NUM_THREADS)
     return float(loss_sum), int(n_correct)
 
@@ -919,7 +966,7 @@ def hidden_delta(delta_next, W_next, A, activation):
     W_next, A = np.ascontiguousarray(W_next), np.ascontiguousarray(A)
     m = A.shape[0]
     delta = np.empty_like(A)
-    panels = A.shape[1] // PANEL if m >= PANEL_MIN_BATCH else 0
+    panels = _panels(A.shape[1], m, A.dtype)
     _hidden_layer(delta_next, W_next, A, m, ACTIVATION_CODES[activation], delta,
                   bool(m * W_next.size >= PARALLEL_MIN_MACS), _thread_buffers(A.shape[1], A.dtype),
                   panels)

@@ -163,7 +163,7 @@ def test_train_batches_threads_do_not_matter_in_process():
 # --- per-layer kernels against their namesakes ----------------------------------------
 
 # The last two have batches of at least PANEL_MIN_BATCH and >= 64 inputs, so
-# hidden_delta runs its outer-product panels and the leftover columns.
+# in float32 hidden_delta runs its outer-product panels and the leftover columns.
 LAYER_SHAPES = [(1, 1, 1), (1, 7, 13), (5, 13, 7), (10, 784, 30), (33, 17, 1), (64, 65, 67), (37, 200, 13)]
 
 
