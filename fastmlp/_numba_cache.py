@@ -67,6 +67,12 @@ def configure():
 CACHE_OK = configure()
 
 
+def cache_root():
+    """The folder Numba caches this package's kernels under."""
+    folder = os.environ.get("NUMBA_CACHE_DIR")
+    return Path(folder) if folder else _PACKAGE_DIR / "__pycache__"
+
+
 _noted = False
 
 

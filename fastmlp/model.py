@@ -304,7 +304,7 @@ class MLP:
         backend = get_backend(self.backend)
         best = None  # (val_accuracy, epoch, params copy) for early stopping
         with self._threads():
-            self._warm_up(backend, X, y, batch_size, momentum, nesterov)
+            self._warm_up(backend, X, y, batch_size, momentum, nesterov, validation_data, test_data)
             for i in range(epochs):
                 sgd = SGD(learning_rate_at(schedule, learning_rate, i, epochs, step_size, gamma),
                           momentum, bool(nesterov), l2)
@@ -326,11 +326,19 @@ class MLP:
             self.best_epoch_ = best[1]
         return self
 
-    def _warm_up(self, backend, X, y, batch_size, momentum, nesterov):
+    def _warm_up(self, backend, X, y, batch_size, momentum, nesterov, validation_data, test_data):
         """Run one mini-batch on copies of the parameters, so that compiling the
         Numba kernels (or loading them from the cache) happens before the clock
-        of the first epoch starts; its time is kept in ``warm_up_seconds_``."""
+        of the first epoch starts; its time is kept in ``warm_up_seconds_``.
+        Kernels not in the cache yet are compiled in a child process first, so
+        this run executes the same cached code as every later one
+        (``fastmlp._precompile``)."""
         start = time.perf_counter()
+        if self.backend == "numba":
+            from fastmlp import _precompile
+
+            _precompile.ensure_compiled(self.dtype_, X, *[data[0] for data in (validation_data, test_data)
+                                                           if data is not None])
         m = min(batch_size, len(X))
         backend.train_batches(self.params_.copy(), self.velocity_.copy(), self.net_,
                               SGD(1e-3, momentum, bool(nesterov), 0.0), X, y, np.arange(m, dtype=np.int64), m)
@@ -412,6 +420,10 @@ class MLP:
 
     def _predict_proba(self, params, X):
         """``predict_proba`` for an ``X`` that has passed ``check_features``."""
+        if self.backend == "numba":  # cached code, as in fit (see _warm_up)
+            from fastmlp import _precompile
+
+            _precompile.ensure_compiled(self.dtype_, X)
         with self._threads(), self._guard():
             return get_backend(self.backend).predict_proba(params, self.net_, X)
 

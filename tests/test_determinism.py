@@ -6,9 +6,9 @@ flat parameter buffer with ``np.save``; the files are compared byte for byte.
 
 All runs share one fresh ``NUMBA_CACHE_DIR`` and a warm-up run fills it first,
 so every compared run executes the same cached machine code.  (With fast-math
-on, code compiled in-process and code loaded from Numba's cache were seen to
-round differently; that is a property of the build, not of the thread count,
-which is what this test is about.)
+on, code compiled in-process and code loaded from Numba's cache round
+differently; ``MLP`` avoids that by compiling in a child process, see
+``test_first_run_equals_later_runs``; these scripts call the kernels directly.)
 """
 
 import os
@@ -65,3 +65,36 @@ def test_params_bitwise_equal_for_1_and_2_threads(sizes, batch, dtype, tmp_path,
     a, b = np.load(one), np.load(two)
     assert a.dtype == b.dtype and a.shape == b.shape
     assert a.tobytes() == b.tobytes(), f"max difference {np.abs(a - b).max()}"
+
+
+FIT_SCRIPT = r"""
+import sys
+import numpy as np
+from fastmlp import MLP, kernels
+
+rng = np.random.default_rng(0)
+X = rng.integers(0, 256, size=(600, 784), dtype=np.uint8)
+y = rng.integers(0, 10, size=600).astype(np.uint8)
+model = MLP([784, 30, 10], dtype="float32", seed=0)
+model.fit(X, y, epochs=1, batch_size=10, learning_rate=3.0, val_split=0.2, progress=False)
+proba = model.predict_proba(X)
+misses = sum(kernels._train_epoch.stats.cache_misses.values()) + sum(kernels._predict.stats.cache_misses.values())
+np.save(sys.argv[1], np.concatenate([model.params_, proba.ravel(), np.array([misses], np.float32)]))
+"""
+
+
+def test_first_run_equals_later_runs(tmp_path):
+    """With an empty cache, MLP.fit has the kernels compiled in a child process
+    (fastmlp._precompile) and loads them from the cache, so the very first run
+    gives the same bits as the next one; neither compiles in-process."""
+    cache = tmp_path / "empty-cache"
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(cache),
+               PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    runs = []
+    for name in ("first.npy", "second.npy"):
+        subprocess.run([sys.executable, "-c", FIT_SCRIPT, str(tmp_path / name)], env=env, check=True, timeout=900)
+        runs.append(np.load(tmp_path / name))
+    assert runs[0][-1] == 0 and runs[1][-1] == 0, "a kernel was compiled in-process"
+    assert runs[0].tobytes() == runs[1].tobytes(), f"max difference {np.abs(runs[0] - runs[1]).max()}"
+    assert list(cache.glob("fastmlp-compiled-float32-uint8-rw-*"))
