@@ -87,6 +87,18 @@ def test_train_batches_costs(cost, output, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("sizes,batch_size", [((100, 70, 130, 65, 3), 20), ((40, 30, 64, 70, 3), 16)],
+                         ids=["panels_everywhere", "first_layer_fused"])
+def test_train_batches_panel_paths(sizes, batch_size, dtype):
+    """Shapes that send layers through the outer-product panels (in float32):
+    whole panels with leftover columns, a first layer too narrow for panels (its
+    update stays fused with its forward) before wider layers, short last
+    batches, two epochs."""
+    net = make_net(sizes, "relu", "softmax", "nll")
+    check_epoch(net, SGD(0.05, 0.9, True, 1e-4), dtype, n=97, batch_size=batch_size, uint8=False, epochs=2)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("hidden", HIDDEN_ACTIVATIONS)
 @pytest.mark.parametrize("sgd", [SGD(0.2), SGD(0.05, 0.9), SGD(0.05, 0.9, True, 1e-3), SGD(0.1, 0.0, False, 1e-2)],
                          ids=["plain", "momentum", "nesterov_l2", "l2"])
