@@ -82,7 +82,10 @@ def _discard(cache, exc):
     cache_file = cache._cache_file
     folder = Path(cache_file._cache_path)
     base = cache_file._index_name[:-len(".nbi")]
-    for path in [folder / cache_file._index_name, *folder.glob(base + ".*.nbc")]:
+    # with the entry go fastmlp._precompile's markers, so the next run compiles
+    # in a child process again instead of in-process
+    markers = cache_root().glob("fastmlp-compiled-*")
+    for path in [folder / cache_file._index_name, *folder.glob(base + ".*.nbc"), *markers]:
         try:
             path.unlink()
         except OSError:
