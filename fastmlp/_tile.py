@@ -16,7 +16,7 @@ uninitialised and must not outlive the function that made it.
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils
-from numba.extending import intrinsic
+from numba.extending import intrinsic, overload
 
 #: Columns of a panel: 4 AVX-512 vectors of float32 (8 of float64).  Measured
 #: (docs/performance.md): 32 columns or fewer let LLVM unroll the column loop
@@ -24,7 +24,8 @@ from numba.extending import intrinsic
 #: the column loop as the vectorised one for both dtypes.
 PANEL = 64
 #: Rows of a tile (samples for the hidden delta, output neurons for the
-#: gradient): 4 x 64 float32 sums = 16 vector registers.
+#: gradient): 4 x 64 float32 sums = 16 vector registers.  In float64 the same
+#: 16 registers hold 2 x 64 (``tile_rows``).
 TILE_ROWS = 4
 TILE_SIZE = TILE_ROWS * PANEL
 
@@ -42,3 +43,15 @@ def tile_buffer(typingctx, dtype):
         elem = context.get_value_type(dtype.dtype)
         return cgutils.alloca_once(builder, elem, size=ir.Constant(ir.IntType(64), TILE_SIZE))
     return types.CPointer(dtype.dtype)(dtype), codegen
+
+
+def tile_rows(arr):
+    """Rows of a tile for ``arr``'s dtype: 4 for float32, 2 for float64 (so the
+    tile is always 16 AVX-512 registers).  A compile-time constant in Numba."""
+    return TILE_ROWS if arr.dtype.itemsize == 4 else TILE_ROWS // 2
+
+
+@overload(tile_rows)
+def _tile_rows_constant(arr):
+    rows = TILE_ROWS if arr.dtype.bitwidth == 32 else TILE_ROWS // 2
+    return lambda arr: rows

@@ -26,7 +26,7 @@ import numpy as np
 
 from fastmlp import _numba_cache  # noqa: F401  (sets NUMBA_CACHE_DIR before numba compiles)
 from fastmlp import config
-from fastmlp._tile import NONNEG, PANEL, TILE_ROWS, TILE_SIZE, tile_buffer
+from fastmlp._tile import NONNEG, PANEL, TILE_SIZE, tile_buffer, tile_rows
 from fastmlp.functions import ACTIVATION_CODES, COST_CODES, LEAKY_SLOPE
 from fastmlp.network import weight_offsets
 
@@ -57,10 +57,11 @@ NLL = COST_CODES["nll"]
 PARALLEL_MIN_MACS = 120_000
 #: A layer uses the outer-product panel kernels (``_hid_panel``,
 #: ``_grad_update_panel``) for its first ``PANEL * (n_in // PANEL)`` input
-#: columns when the mini-batch has at least this many samples; smaller batches
-#: and the leftover columns use the row-block kernels.  From measurements (see
-#: docs/performance.md); depends only on the shapes.
-PANEL_MIN_BATCH = 16
+#: columns when the mini-batch has at least this many samples (float32,
+#: float64); smaller batches and the leftover columns use the row-block kernels.
+#: From measurements (docs/performance.md: float64 tiles have half the rows and
+#: lose to the row blocks at batch 64, win from 128); depends only on the shapes.
+PANEL_MIN_BATCH = {"float32": 16, "float64": 128}
 #: Rows per chunk in predict_proba (each chunk is one parallel iteration).
 PREDICT_CHUNK = 256
 
@@ -348,10 +349,11 @@ def _hid_tile(delta_next, W_next, A, m, code, delta, i, k0, k1, scratch):
 def _hid_panel(delta_next, W_next, A, m, code, delta, k0):
     """Columns ``k0:k0+PANEL`` of ``(delta_next W_next) * f'(A)`` for all ``m`` rows.
 
-    Outer-product form: a tile of 4 samples x PANEL columns is summed in
-    registers (``tile_buffer``) over the ``n_next`` rows of ``W_next``; per row
-    j, 4 vector loads of ``W_next[j, k0:k0+PANEL]`` and 4 broadcasts of
-    ``delta_next[i, j]`` feed 16 vector FMAs.  No horizontal sums, W read in its
+    Outer-product form: a tile of 4 samples x PANEL columns (2 in float64,
+    ``tile_rows``) is summed in registers (``tile_buffer``) over the ``n_next``
+    rows of ``W_next``; per row j (float32), 4 vector loads of
+    ``W_next[j, k0:k0+PANEL]`` and 4 broadcasts of ``delta_next[i, j]`` feed 16
+    vector FMAs.  No horizontal sums, W read in its
     natural layout.  Samples past ``m`` are clamped copies, not stored.
     """
     dt = W_next.dtype.type
@@ -359,17 +361,18 @@ def _hid_panel(delta_next, W_next, A, m, code, delta, k0):
     one = dt(1.0)
     n_next = W_next.shape[0]
     k0 = k0 & NONNEG
+    rows = tile_rows(W_next)
     acc = carray(tile_buffer(W_next.dtype), (TILE_SIZE,))
-    for i in range(0, m, TILE_ROWS):
-        for t in range(TILE_SIZE):
+    for i in range(0, m, rows):
+        for t in range(rows * PANEL):
             acc[t] = dt(0.0)
         for j in range(n_next):
             w = W_next[j]
-            for r in range(TILE_ROWS):
+            for r in range(rows):
                 e = delta_next[min(i + r, m - 1), j]
                 for c in range(PANEL):
                     acc[r * PANEL + c] += e * w[k0 + c]
-        for r in range(min(TILE_ROWS, m - i)):
+        for r in range(min(rows, m - i)):
             out = delta[i + r]
             a = A[i + r]
             for c in range(PANEL):
@@ -478,7 +481,8 @@ def _rows5(A, i, m, klo):
 
 @_serial
 def _grad_update_panel(delta, A_prev, m, W, vW, j0, nj, k0, inv, lr, mu, l2, c1, c2):
-    """(G)+(U) for rows ``j0..j0+nj-1`` (``nj <= 4``) and columns ``k0:k0+PANEL``.
+    """(G)+(U) for rows ``j0..j0+nj-1`` (``nj <= tile_rows``: 4 in float32, 2 in
+    float64) and columns ``k0:k0+PANEL``.
 
     Outer-product form: the 4 x PANEL gradient tile ``sum_i delta[i, j] A_prev[i, k]``
     stays in registers (``tile_buffer``) for the whole mini-batch (per sample, 4
@@ -490,12 +494,12 @@ def _grad_update_panel(delta, A_prev, m, W, vW, j0, nj, k0, inv, lr, mu, l2, c1,
     dt = W.dtype.type
     k0 = k0 & NONNEG
     acc = carray(tile_buffer(W.dtype), (TILE_SIZE,))
-    for t in range(TILE_SIZE):
+    for t in range(tile_rows(W) * PANEL):
         acc[t] = dt(0.0)
     for i in range(m):
         a = A_prev[i]
         d = delta[i]
-        for r in range(TILE_ROWS):
+        for r in range(tile_rows(W)):
             e = d[j0 + min(r, nj - 1)]
             for c in range(PANEL):
                 acc[r * PANEL + c] += e * a[k0 + c]
@@ -615,8 +619,8 @@ def _grad_update_block(delta, A_prev, m, W, b, vW, vb, hyper, nesterov, j0, G, p
 
 @_serial
 def _grad_update_columns(delta, A_prev, m, W, vW, hyper, nesterov, k0):
-    """(G)+(U) of columns ``k0:k0+PANEL`` for every row of W, 4 rows at a time
-    (``_grad_update_panel``).  Running down the rows for one panel keeps that
+    """(G)+(U) of columns ``k0:k0+PANEL`` for every row of W, ``tile_rows`` rows
+    at a time (``_grad_update_panel``).  Running down the rows for one panel keeps that
     panel of ``A_prev`` (m x PANEL) in L1/L2 while ``delta`` streams past; the
     other order re-read all of ``A_prev`` for every 4 rows."""
     dt = W.dtype.type
@@ -625,8 +629,9 @@ def _grad_update_columns(delta, A_prev, m, W, vW, hyper, nesterov, k0):
     c1 = mu if nesterov else dt(1.0)
     c2 = -lr if nesterov else dt(0.0)
     n_out = W.shape[0]
-    for j0 in range(0, n_out, 4):
-        _grad_update_panel(delta, A_prev, m, W, vW, j0, min(4, n_out - j0), k0, inv, lr, mu, l2, c1, c2)
+    rows = tile_rows(W)
+    for j0 in range(0, n_out, rows):
+        _grad_update_panel(delta, A_prev, m, W, vW, j0, min(rows, n_out - j0), k0, inv, lr, mu, l2, c1, c2)
 
 
 @_serial
@@ -870,11 +875,8 @@ def _parallel_flags(sizes, batch_size):
 
 def _panels(n_in, batch_size, dtype):
     """How many whole ``PANEL``-column panels of a layer's ``n_in`` inputs go to
-    the panel kernels: none for small mini-batches, and none in float64, where a
-    4 x 64 tile needs all 32 vector registers and spills (measured slower than
-    the row blocks, docs/performance.md)."""
-    use = batch_size >= PANEL_MIN_BATCH and np.dtype(dtype) == np.float32
-    return n_in // PANEL if use else 0
+    the panel kernels (none for small mini-batches, see ``PANEL_MIN_BATCH``)."""
+    return n_in // PANEL if batch_size >= PANEL_MIN_BATCH[np.dtype(dtype).name] else 0
 
 
 def _panel_counts(sizes, batch_size, dtype):

@@ -87,15 +87,16 @@ def test_train_batches_costs(cost, output, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("sizes,batch_size", [((100, 70, 130, 65, 3), 20), ((40, 30, 64, 70, 3), 16)],
-                         ids=["panels_everywhere", "first_layer_fused"])
-def test_train_batches_panel_paths(sizes, batch_size, dtype):
-    """Shapes that send layers through the outer-product panels (in float32):
-    whole panels with leftover columns, a first layer too narrow for panels (its
-    update stays fused with its forward) before wider layers, short last
-    batches, two epochs."""
+@pytest.mark.parametrize("sizes,batch_size,n", [((100, 70, 130, 65, 3), 20, 97), ((40, 30, 64, 70, 3), 16, 97),
+                                                 ((100, 70, 130, 3), 128, 300)],
+                         ids=["panels_everywhere", "first_layer_fused", "float64_panels"])
+def test_train_batches_panel_paths(sizes, batch_size, n, dtype):
+    """Shapes that send layers through the outer-product panels (float32 from
+    batch 16, float64 from batch 128): whole panels with leftover columns, a
+    first layer too narrow for panels (its update stays fused with its forward)
+    before wider layers, short last batches, two epochs."""
     net = make_net(sizes, "relu", "softmax", "nll")
-    check_epoch(net, SGD(0.05, 0.9, True, 1e-4), dtype, n=97, batch_size=batch_size, uint8=False, epochs=2)
+    check_epoch(net, SGD(0.05, 0.9, True, 1e-4), dtype, n=n, batch_size=batch_size, uint8=False, epochs=2)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -174,9 +175,11 @@ def test_train_batches_threads_do_not_matter_in_process():
 
 # --- per-layer kernels against their namesakes ----------------------------------------
 
-# The last two have batches of at least PANEL_MIN_BATCH and >= 64 inputs, so
-# in float32 hidden_delta runs its outer-product panels and the leftover columns.
-LAYER_SHAPES = [(1, 1, 1), (1, 7, 13), (5, 13, 7), (10, 784, 30), (33, 17, 1), (64, 65, 67), (37, 200, 13)]
+# The last three have batches of at least PANEL_MIN_BATCH and >= 64 inputs, so
+# hidden_delta runs its outer-product panels and the leftover columns (float32
+# from batch 16, float64 from batch 128).
+LAYER_SHAPES = [(1, 1, 1), (1, 7, 13), (5, 13, 7), (10, 784, 30), (33, 17, 1), (64, 65, 67), (37, 200, 13),
+                (129, 70, 9)]
 
 
 def layer_inputs(m, n_in, n_out, dtype, seed=0):

@@ -15,6 +15,7 @@ from llvmlite import binding as llvm
 from numba import njit
 
 from fastmlp import config, kernels
+from fastmlp._tile import tile_rows
 
 HAS_AVX512 = "+avx512f" in llvm.get_host_cpu_features().flatten()
 
@@ -41,11 +42,13 @@ def test_panel_kernels_use_vector_fmas_and_no_gathers(dtype):
     delta = rng.standard_normal((m, n_out)).astype(dtype)
     W = rng.standard_normal((n_out, n_in)).astype(dtype)
     one, zero = dtype(1.0), dtype(0.0)
-    grad_asm = _fresh_asm(kernels._grad_update_panel, delta, A_prev, m, W, np.zeros_like(W), 0, 4, 0,
+    grad_asm = _fresh_asm(kernels._grad_update_panel, delta, A_prev, m, W, np.zeros_like(W), 0,
+                          tile_rows(W), 0,
                           one / m, dtype(0.1), zero, zero, one, zero)
     hid_asm = _fresh_asm(kernels._hid_panel, delta, W, A_prev, m, 0, np.zeros_like(A_prev), 0)
-    # one vector register holds 16 float32 / 8 float64: a 4 x PANEL tile is 16 or 32 FMAs
-    per_tile = kernels.TILE_ROWS * kernels.PANEL * np.dtype(dtype).itemsize // 64
+    # a tile is 16 vector registers (4 x 64 float32, 2 x 64 float64): 16 FMAs a step
+    per_tile = tile_rows(A_prev) * kernels.PANEL * np.dtype(dtype).itemsize // 64
+    assert per_tile == 16
     for asm in (grad_asm, hid_asm):
         assert "vgather" not in asm
         assert len(_fma_lines(asm, dtype)) >= per_tile
