@@ -96,6 +96,27 @@ def _discard(cache, exc):
               f"({type(exc).__name__}); the kernels are compiled again.", file=sys.stderr)
 
 
+#: Numba keys a cache entry on the kernel's own source file and bytecode only,
+#: but the kernels also freeze in globals from these modules (tile sizes,
+#: activation codes, tolerances) and the fast-math setting; an entry compiled
+#: under other values must not be loaded (with ``boundscheck`` off a stale tile
+#: size would write out of bounds).  So their stamps join every key.
+_DEPENDENCIES = ("_tile.py", "functions.py", "config.py", "network.py")
+
+
+def _dependency_stamp():
+    stamps = [os.environ.get("FASTMLP_FASTMATH", "1")]
+    for name in _DEPENDENCIES:
+        try:
+            st = (_PACKAGE_DIR / name).stat()
+            stamps.append(f"{name}:{st.st_mtime_ns}:{st.st_size}")
+        except OSError:
+            stamps.append(f"{name}:missing")
+    return "|".join(stamps)
+
+
+DEPENDENCY_STAMP = _dependency_stamp()
+
 _safe_classes = {}
 
 
@@ -103,6 +124,9 @@ def _safe_class(base):
     """A subclass of Numba's cache class whose load/save failures are misses."""
     if base not in _safe_classes:
         class SafeCache(base):
+            def _index_key(self, sig, codegen):
+                return super()._index_key(sig, codegen) + (DEPENDENCY_STAMP,)
+
             def load_overload(self, sig, target_context):
                 try:
                     return super().load_overload(sig, target_context)

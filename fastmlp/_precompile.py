@@ -6,15 +6,19 @@ process that loads the very same kernels from Numba's on-disk cache were
 measured to round differently in the last bits (docs/performance.md,
 "Determinism").  Without this module the first run after an install or an
 upgrade would end with slightly different weights from every later run with
-the same seed.  So when ``MLP.fit`` (numba backend) finds no record that its
-kernels are in the cache, it runs ``python -m fastmlp._precompile`` once: the
-child compiles ``train_batches`` and ``predict_proba`` for the run's array
-types and writes the cache, the parent then loads them like every later run.
+the same seed.  So when ``MLP.fit`` or ``MLP.predict_proba`` (numba backend)
+finds no record that its kernels are in the cache, it starts a child Python
+once: the child compiles ``train_batches`` and ``predict_proba`` for the run's
+array types and writes the cache; the parent then loads them like every later
+run.  If the parent still had to compile (the cache missed anyway), it drops
+the record so the next run tries again (``forget_if_compiled_here``).
 
 The record is a small marker file next to Numba's cache, named after what
-invalidates Numba's own entries (the Numba version and the kernel sources'
-modification time and size) and the array types.  If the child fails, or no
-cache location is writable, the parent simply compiles in-process, as before.
+invalidates the cache entries (the Numba version, the kernel source's
+modification time and size, ``_numba_cache.DEPENDENCY_STAMP``) and the array
+types.  If the child cannot start, fails or takes longer than
+``CHILD_TIMEOUT``, or no cache location is writable, the parent compiles
+in-process, as before, after a one-line note.
 """
 
 import hashlib
@@ -28,8 +32,15 @@ import numpy as np
 from fastmlp import _numba_cache
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
-#: Sources whose kernels are compiled here (their stamps key the marker).
-_SOURCES = ("kernels.py", "_tile.py")
+#: Sources whose kernels are compiled here (their stamps key the marker, with
+#: those of the modules they take constants from).
+_SOURCES = ("kernels.py",)
+#: Longest wait for the child; a compile takes 35-40 s on the development machine.
+CHILD_TIMEOUT = 1800
+#: The child: import fastmlp from this package's folder even if the current
+#: folder holds another copy (``python -c`` puts the current folder first).
+_CHILD = ("import sys; sys.path.insert(0, sys.argv[1]); import fastmlp._precompile as p; "
+          "p._child(sys.argv[1:])")
 
 
 def _types_key(dtype, X):
@@ -47,7 +58,7 @@ def _types_key(dtype, X):
 def _marker(types_key):
     import numba
 
-    stamps = [numba.__version__, os.environ.get("FASTMLP_FASTMATH", "1")]
+    stamps = [numba.__version__, _numba_cache.DEPENDENCY_STAMP]
     for name in _SOURCES:
         st = (_PACKAGE_DIR / name).stat()
         stamps.append(f"{name}:{st.st_mtime_ns}:{st.st_size}")
@@ -68,21 +79,22 @@ def ensure_compiled(dtype, *inputs):
     missing = [key for key in keys if not _marker(key).exists()]
     if not missing:
         return True
-    env = dict(os.environ)
-    # the child must import this very package, wherever it was imported from
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_PACKAGE_DIR.parent), env.get("PYTHONPATH")]))
-    done = subprocess.run([sys.executable, "-m", "fastmlp._precompile", *missing], env=env,
-                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    if done.returncode != 0:
-        last = (done.stderr.strip().splitlines() or ["no message"])[-1]
-        print(f"fastmlp: compiling the kernels in a child process failed ({last}); "
+    try:
+        done = subprocess.run([sys.executable, "-c", _CHILD, str(_PACKAGE_DIR.parent), *missing],
+                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                              text=True, timeout=CHILD_TIMEOUT)
+        failure = None if done.returncode == 0 else ((done.stderr.strip().splitlines() or ["no message"])[-1])
+    except (OSError, subprocess.SubprocessError) as exc:  # cannot start, or timed out
+        failure = f"{type(exc).__name__}: {exc}"
+    if failure is not None:
+        print(f"fastmlp: compiling the kernels in a child process failed ({failure}); "
               "compiling in this process instead.", file=sys.stderr)
         return False
     for key in missing:
         marker = _marker(key)
         tmp = marker.with_name(marker.name + f".{os.getpid()}.tmp")
         try:
-            tmp.write_text("kernels compiled by python -m fastmlp._precompile\n")
+            tmp.write_text("kernels compiled by a child process (fastmlp._precompile)\n")
             os.replace(tmp, marker)
         except OSError:
             pass  # no marker: the next run checks again, which costs a cache load only
@@ -105,6 +117,27 @@ def _compile(types_key):
     kernels.predict_proba(params, net, X)
 
 
-if __name__ == "__main__":
-    for _key in sys.argv[1:]:
-        _compile(_key)
+def forget_if_compiled_here(dtype, *inputs):
+    """After a run's first kernel calls: if this process compiled the kernels
+    after all (the marker was there but the cache missed, e.g. a cache folder
+    shared with another kind of CPU), drop the markers so the next run compiles
+    in a child again."""
+    from fastmlp import kernels
+
+    if sum(kernels._train_epoch.stats.cache_misses.values()) + sum(kernels._predict.stats.cache_misses.values()):
+        for key in {_types_key(dtype, X) for X in inputs if X is not None}:
+            try:
+                _marker(key).unlink()
+            except OSError:
+                pass
+
+
+def _child(argv):
+    """``argv``: the folder fastmlp must come from, then the types keys."""
+    import fastmlp
+
+    folder, keys = Path(argv[0]).resolve(), argv[1:]
+    if Path(fastmlp.__file__).resolve().parent.parent != folder:
+        sys.exit(f"imported fastmlp from {fastmlp.__file__}, expected it under {folder}")
+    for key in keys:
+        _compile(key)

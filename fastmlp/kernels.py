@@ -346,15 +346,16 @@ def _hid_tile(delta_next, W_next, A, m, code, delta, i, k0, k1, scratch):
 
 
 @_serial
-def _hid_panel(delta_next, W_next, A, m, code, delta, k0):
-    """Columns ``k0:k0+PANEL`` of ``(delta_next W_next) * f'(A)`` for all ``m`` rows.
+def _hid_panel(delta_next, W_next, A, i_lo, i_hi, code, delta, k0):
+    """Columns ``k0:k0+PANEL`` of ``(delta_next W_next) * f'(A)`` for rows
+    ``i_lo:i_hi``.
 
     Outer-product form: a tile of 4 samples x PANEL columns (2 in float64,
     ``tile_rows``) is summed in registers (``tile_buffer``) over the ``n_next``
     rows of ``W_next``; per row j (float32), 4 vector loads of
     ``W_next[j, k0:k0+PANEL]`` and 4 broadcasts of ``delta_next[i, j]`` feed 16
     vector FMAs.  No horizontal sums, W read in its
-    natural layout.  Samples past ``m`` are clamped copies, not stored.
+    natural layout.  Samples past ``i_hi`` are clamped copies, not stored.
     """
     dt = W_next.dtype.type
     slope = dt(LEAKY_SLOPE)
@@ -363,16 +364,16 @@ def _hid_panel(delta_next, W_next, A, m, code, delta, k0):
     k0 = k0 & NONNEG
     rows = tile_rows(W_next)
     acc = carray(tile_buffer(W_next.dtype), (TILE_SIZE,))
-    for i in range(0, m, rows):
+    for i in range(i_lo, i_hi, rows):
         for t in range(rows * PANEL):
             acc[t] = dt(0.0)
         for j in range(n_next):
             w = W_next[j]
             for r in range(rows):
-                e = delta_next[min(i + r, m - 1), j]
+                e = delta_next[min(i + r, i_hi - 1), j]
                 for c in range(PANEL):
                     acc[r * PANEL + c] += e * w[k0 + c]
-        for r in range(min(rows, m - i)):
+        for r in range(min(rows, i_hi - i)):
             out = delta[i + r]
             a = A[i + r]
             for c in range(PANEL):
@@ -382,6 +383,27 @@ def _hid_panel(delta_next, W_next, A, m, code, delta, k0):
 #: Columns per hidden-delta block: a block of W_next (n_next x HID_COLS) should
 #: stay in L2 while all sample tiles pass over it.
 HID_COLS = 256
+#: Samples per hidden-delta panel work item (a multiple of 4), so that layers
+#: with one or two panels still split over the threads.
+HID_PANEL_ROWS = 64
+
+
+@_serial
+def _hid_item(delta_next, W_next, A, m, code, delta, panels, q, scratch):
+    """Work item ``q`` of (D_l): (column panel, chunk of HID_PANEL_ROWS samples)
+    for the ``panels`` panels, then (column block, tile of 4 samples) over the
+    columns left."""
+    n = W_next.shape[1]
+    n_chunks = (m + HID_PANEL_ROWS - 1) // HID_PANEL_ROWS
+    if q < panels * n_chunks:
+        p, ch = q // n_chunks, q % n_chunks
+        i_lo = ch * HID_PANEL_ROWS
+        _hid_panel(delta_next, W_next, A, i_lo, min(m, i_lo + HID_PANEL_ROWS), code, delta, p * PANEL)
+    else:
+        n_it = (m + 3) // 4
+        kb, t = (q - panels * n_chunks) // n_it, (q - panels * n_chunks) % n_it
+        k0 = panels * PANEL + kb * HID_COLS
+        _hid_tile(delta_next, W_next, A, m, code, delta, 4 * t, k0, min(n, k0 + HID_COLS), scratch)
 
 
 @_parallel
@@ -389,32 +411,21 @@ def _hidden_layer(delta_next, W_next, A, m, code, delta, par, G, panels):
     """(D_l) ``delta = (delta_next W_next) * f'(A)`` for the first ``m`` rows.
 
     equivalent reference: ``delta = (delta_next @ W_next) * f'(A)``.
-    The work items are the ``panels`` column panels of ``PANEL`` columns
-    (``_hid_panel``), then (column block, tile of 4 samples) over the columns
-    left (``_hid_tile``); each item owns its part of ``delta``.  ``par`` runs
+    The work items (``_hid_item``) cover the ``panels`` column panels of
+    ``PANEL`` columns (``_hid_panel``), then the columns left in tiles of 4
+    samples (``_hid_tile``); each item owns its part of ``delta``.  ``par`` runs
     them in parallel.  ``G`` gives each thread its own scratch rows (for samples
     past ``m``; which one is used changes no number).
     """
     n = W_next.shape[1]
-    k_rest = panels * PANEL
-    n_kb = (n - k_rest + HID_COLS - 1) // HID_COLS
-    n_it = (m + 3) // 4
+    n_kb = (n - panels * PANEL + HID_COLS - 1) // HID_COLS
+    n_items = panels * ((m + HID_PANEL_ROWS - 1) // HID_PANEL_ROWS) + n_kb * ((m + 3) // 4)
     if par:
-        for q in prange(panels + n_kb * n_it):
-            if q < panels:
-                _hid_panel(delta_next, W_next, A, m, code, delta, q * PANEL)
-            else:
-                kb, t = (q - panels) // n_it, (q - panels) % n_it
-                k0 = k_rest + kb * HID_COLS
-                _hid_tile(delta_next, W_next, A, m, code, delta, 4 * t, k0, min(n, k0 + HID_COLS),
-                          G[numba.get_thread_id()])
+        for q in prange(n_items):
+            _hid_item(delta_next, W_next, A, m, code, delta, panels, q, G[numba.get_thread_id()])
     else:
-        for q in range(panels):
-            _hid_panel(delta_next, W_next, A, m, code, delta, q * PANEL)
-        for q in range(n_kb * n_it):
-            kb, t = q // n_it, q % n_it
-            k0 = k_rest + kb * HID_COLS
-            _hid_tile(delta_next, W_next, A, m, code, delta, 4 * t, k0, min(n, k0 + HID_COLS), G[0])
+        for q in range(n_items):
+            _hid_item(delta_next, W_next, A, m, code, delta, panels, q, G[0])
 
 
 # --- (G) + (U) gradient fused with the SGD update --------------------------------
@@ -618,34 +629,46 @@ def _grad_update_block(delta, A_prev, m, W, b, vW, vb, hyper, nesterov, j0, G, p
 
 
 @_serial
-def _grad_update_columns(delta, A_prev, m, W, vW, hyper, nesterov, k0):
-    """(G)+(U) of columns ``k0:k0+PANEL`` for every row of W, ``tile_rows`` rows
-    at a time (``_grad_update_panel``).  Running down the rows for one panel keeps that
-    panel of ``A_prev`` (m x PANEL) in L1/L2 while ``delta`` streams past; the
-    other order re-read all of ``A_prev`` for every 4 rows."""
+def _grad_update_columns(delta, A_prev, m, W, vW, hyper, nesterov, k0, j_lo, j_hi):
+    """(G)+(U) of columns ``k0:k0+PANEL`` for rows ``j_lo:j_hi`` of W,
+    ``tile_rows`` rows at a time (``_grad_update_panel``).  Running down the rows
+    for one panel keeps that panel of ``A_prev`` (m x PANEL) in L1/L2 while
+    ``delta`` streams past; the other order re-read all of ``A_prev`` for every 4
+    rows."""
     dt = W.dtype.type
     lr, mu, l2 = dt(hyper[0]), dt(hyper[1]), dt(hyper[2])
     inv = dt(1.0) / dt(m)
     c1 = mu if nesterov else dt(1.0)
     c2 = -lr if nesterov else dt(0.0)
-    n_out = W.shape[0]
     rows = tile_rows(W)
-    for j0 in range(0, n_out, rows):
-        _grad_update_panel(delta, A_prev, m, W, vW, j0, min(rows, n_out - j0), k0, inv, lr, mu, l2, c1, c2)
+    for j0 in range(j_lo, j_hi, rows):
+        _grad_update_panel(delta, A_prev, m, W, vW, j0, min(rows, j_hi - j0), k0, inv, lr, mu, l2, c1, c2)
+
+
+#: Rows of W per panel work item (a multiple of 4): with few panels (64 <= n_in
+#: < 128 gives one) the items still split over the threads.
+PANEL_ITEM_ROWS = 64
 
 
 @_serial
 def _update_item(delta, A_prev, m, W, b, vW, vb, hyper, nesterov, G, panels, q, n_blocks):
     """Work item ``q`` of a layer's (G)+(U).  Without panels: row block ``q``.
-    With panels: column panel ``q`` of every row, plus the leftover columns and
-    the biases of row blocks ``q, q + panels, ...`` (so each item has a similar
-    share of the small work and every element has exactly one owner)."""
+    With panels: column panel ``p`` of the rows of group ``g`` (PANEL_ITEM_ROWS
+    rows), plus the leftover columns and the biases of the row blocks of that
+    group whose index is ``p`` modulo ``panels`` (so the small work is spread too
+    and every element has exactly one owner)."""
     if panels == 0:
         _grad_update_block(delta, A_prev, m, W, b, vW, vb, hyper, nesterov, 4 * q, G, 0)
     else:
-        _grad_update_columns(delta, A_prev, m, W, vW, hyper, nesterov, q * PANEL)
-        for jb in range(q, n_blocks, panels):
-            _grad_update_block(delta, A_prev, m, W, b, vW, vb, hyper, nesterov, 4 * jb, G, panels)
+        n_out = W.shape[0]
+        n_groups = (n_out + PANEL_ITEM_ROWS - 1) // PANEL_ITEM_ROWS
+        p, g = q // n_groups, q % n_groups
+        j_lo = g * PANEL_ITEM_ROWS
+        j_hi = min(n_out, j_lo + PANEL_ITEM_ROWS)
+        _grad_update_columns(delta, A_prev, m, W, vW, hyper, nesterov, p * PANEL, j_lo, j_hi)
+        for jb in range(j_lo // 4, (j_hi + 3) // 4):
+            if jb % panels == p:
+                _grad_update_block(delta, A_prev, m, W, b, vW, vb, hyper, nesterov, 4 * jb, G, panels)
 
 
 @_parallel
@@ -655,13 +678,14 @@ def _update_layer(delta, A_prev, m, W, b, vW, vb, hyper, nesterov, G, par, panel
     in a small per-thread buffer in L1).
 
     equivalent reference: ``gradients(delta, A_prev)`` then ``sgd_update(...)``.
-    The work items (``_update_item``) are row blocks, or column panels when
-    ``panels > 0``; ``par`` runs them in parallel (each element of W belongs to
+    The work items (``_update_item``) are row blocks, or (column panel, group of
+    rows) when ``panels > 0``; ``par`` runs them in parallel (each element of W belongs to
     one item; the buffer is picked by thread id, which does not change the
     numbers).
     """
     n_blocks = (W.shape[0] + 3) // 4
-    n_items = panels if panels > 0 else n_blocks
+    n_groups = (W.shape[0] + PANEL_ITEM_ROWS - 1) // PANEL_ITEM_ROWS
+    n_items = panels * n_groups if panels > 0 else n_blocks
     if par:
         for q in prange(n_items):
             _update_item(delta, A_prev, m, W, b, vW, vb, hyper, nesterov, G[numba.get_thread_id()],
@@ -902,6 +926,8 @@ def train_batches(params, velocity, net, sgd, X, y, order, batch_size):
     sizes = np.asarray(net.sizes, dtype=np.int64)
     X, scale = _check_input(X, params.dtype)
     y = np.ascontiguousarray(y, dtype=np.uint8)
+    if not y.flags.writeable:  # a read-only y would compile a second _train_epoch
+        y = y.copy()
     order = np.ascontiguousarray(order, dtype=np.int64)
     hyper = np.array([sgd.lr, sgd.momentum, sgd.l2], dtype=np.float64)
     batch_size = int(min(batch_size, max(len(order), 1)))

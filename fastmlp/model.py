@@ -342,6 +342,8 @@ class MLP:
         m = min(batch_size, len(X))
         backend.train_batches(self.params_.copy(), self.velocity_.copy(), self.net_,
                               SGD(1e-3, momentum, bool(nesterov), 0.0), X, y, np.arange(m, dtype=np.int64), m)
+        if self.backend == "numba":
+            _precompile.forget_if_compiled_here(self.dtype_, X)
         self.warm_up_seconds_ = time.perf_counter() - start
 
     def _train_one_epoch(self, backend, X, y, batch_size, sgd, progress):

@@ -53,3 +53,59 @@ def test_existing_marker_means_no_child(tmp_path, monkeypatch):
     _precompile._marker("float64-uint8-rw").write_text("")
     monkeypatch.setattr(_precompile.subprocess, "run", lambda *a, **k: pytest.fail("no child expected"))
     assert _precompile.ensure_compiled("float64", np.zeros((2, 3), np.uint8)) is True
+
+
+def test_child_that_cannot_start_falls_back_with_a_note(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(_numba_cache, "CACHE_OK", True)
+    monkeypatch.setattr(_precompile.sys, "executable", str(tmp_path / "no-such-python"))
+    assert _precompile.ensure_compiled("float32", np.zeros((2, 3), np.uint8)) is False
+    assert "FileNotFoundError" in capsys.readouterr().err
+
+
+def test_child_refuses_another_copy_of_fastmlp(tmp_path):
+    """The child checks it imported fastmlp from the folder it was given."""
+    with pytest.raises(SystemExit, match="expected it under"):
+        _precompile._child([str(tmp_path), "float64-uint8-rw"])
+
+
+def test_markers_dropped_when_this_process_compiled(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from fastmlp import kernels
+
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path))
+    marker = _precompile._marker("float64-uint8-rw")
+    marker.write_text("")
+    compiled = SimpleNamespace(stats=SimpleNamespace(cache_misses={"sig": 1}))
+    monkeypatch.setattr(kernels, "_train_epoch", compiled)
+    _precompile.forget_if_compiled_here("float64", np.zeros((2, 3), np.uint8))
+    assert not marker.exists()
+
+
+def test_read_only_labels_do_not_compile_another_epoch_kernel():
+    """``train_batches`` copies a read-only ``y`` (small), so the array types the
+    markers name are the only ones that select a specialisation."""
+    from fastmlp import kernels
+    from fastmlp.network import SGD, Net, n_params
+
+    net = Net((3, 2, 2), ("sigmoid", "sigmoid"), "quadratic")
+    params = np.zeros(n_params(net.sizes))
+    X = np.zeros((2, 3), np.uint8)
+    y = np.zeros(2, np.uint8)
+    kernels.train_batches(params, np.zeros_like(params), net, SGD(0.1), X, y, np.arange(2), 2)
+    before = len(kernels._train_epoch.signatures)
+    y.flags.writeable = False
+    kernels.train_batches(params, np.zeros_like(params), net, SGD(0.1), X, y, np.arange(2), 2)
+    assert len(kernels._train_epoch.signatures) == before
+
+
+def test_cache_keys_carry_the_dependency_stamp():
+    """Constants frozen in from other modules (tile size, codes) and the
+    fast-math switch are part of every cache key of the kernels."""
+    from fastmlp import kernels
+
+    cache = kernels._train_epoch._cache
+    key = cache._index_key(kernels._train_epoch.signatures[0], kernels._train_epoch.targetctx.codegen())
+    assert key[-1] == _numba_cache.DEPENDENCY_STAMP
+    assert "_tile.py:" in key[-1] and "functions.py:" in key[-1]
