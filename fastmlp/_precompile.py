@@ -66,6 +66,11 @@ def _marker(types_key):
     return _numba_cache.cache_root() / f"fastmlp-compiled-{types_key}-{digest}"
 
 
+#: Types keys already checked in this process (``predict_proba`` runs every
+#: epoch; once a key's kernels are loaded there is nothing more to check).
+_ensured = set()
+
+
 def ensure_compiled(dtype, *inputs):
     """Make sure the kernels for parameters of ``dtype`` and each input array in
     ``inputs`` come from Numba's cache.
@@ -75,9 +80,10 @@ def ensure_compiled(dtype, *inputs):
     child failed)."""
     if not _numba_cache.CACHE_OK:
         return False
-    keys = sorted({_types_key(dtype, X) for X in inputs if X is not None})
+    keys = sorted({_types_key(dtype, X) for X in inputs if X is not None} - _ensured)
     missing = [key for key in keys if not _marker(key).exists()]
     if not missing:
+        _ensured.update(keys)
         return True
     try:
         done = subprocess.run([sys.executable, "-c", _CHILD, str(_PACKAGE_DIR.parent), *missing],
@@ -98,6 +104,7 @@ def ensure_compiled(dtype, *inputs):
             os.replace(tmp, marker)
         except OSError:
             pass  # no marker: the next run checks again, which costs a cache load only
+    _ensured.update(keys)
     return True
 
 
@@ -126,6 +133,7 @@ def forget_if_compiled_here(dtype, *inputs):
 
     if sum(kernels._train_epoch.stats.cache_misses.values()) + sum(kernels._predict.stats.cache_misses.values()):
         for key in {_types_key(dtype, X) for X in inputs if X is not None}:
+            _ensured.discard(key)
             try:
                 _marker(key).unlink()
             except OSError:

@@ -47,6 +47,12 @@ def test_no_child_without_a_writable_cache(monkeypatch):
     assert _precompile.ensure_compiled("float64", np.zeros((2, 3), np.uint8)) is False
 
 
+@pytest.fixture(autouse=True)
+def fresh_memory(monkeypatch):
+    """Each test starts with no types key remembered as checked."""
+    monkeypatch.setattr(_precompile, "_ensured", set())
+
+
 def test_existing_marker_means_no_child(tmp_path, monkeypatch):
     monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path))
     monkeypatch.setattr(_numba_cache, "CACHE_OK", True)
@@ -109,3 +115,13 @@ def test_cache_keys_carry_the_dependency_stamp():
     key = cache._index_key(kernels._train_epoch.signatures[0], kernels._train_epoch.targetctx.codegen())
     assert key[-1] == _numba_cache.DEPENDENCY_STAMP
     assert "_tile.py:" in key[-1] and "functions.py:" in key[-1]
+
+
+def test_checked_once_per_process(tmp_path, monkeypatch):
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(_numba_cache, "CACHE_OK", True)
+    _precompile._marker("float64-uint8-rw").write_text("")
+    X = np.zeros((2, 3), np.uint8)
+    assert _precompile.ensure_compiled("float64", X) is True
+    monkeypatch.setattr(_precompile, "_marker", lambda key: pytest.fail("checked twice"))
+    assert _precompile.ensure_compiled("float64", X) is True
