@@ -58,16 +58,33 @@ def rounding_sensitivity(model_args, fit_args, seed, X, y):
     nudged by one unit in the last place: the amplification of rounding noise by
     the training dynamics.  In some trajectories (large N(0, 1) weights, many
     small batches) that noise grows by orders of magnitude within one epoch, and
-    no implementation with a different summation order can stay closer than it."""
-    a = MLP(backend="numpy", seed=seed, **model_args).initialize()
-    a.params_[...] = np.nextafter(a.params_, np.inf)
-    a.warm_start = True
-    a.fit(X, y, **fit_args)
+    no implementation with a different summation order can stay closer than it.
+
+    Three nudges (all up, all down, random signs), the largest move counts: with
+    ReLU a weighted input within rounding of 0 takes the derivative's jump on
+    one side or the other, and which nudge finds such an input is luck (found by
+    hypothesis in CI: 14-9-6-11-3 tanh/relu float32, seed 11783; numba moved
+    0.14 from the reference, the reference itself 0.00075 nudged up, 0.17
+    nudged down; with tanh instead of ReLU both stay below 6e-5)."""
     b = MLP(backend="numpy", seed=seed, **model_args).fit(X, y, **fit_args)
-    return float(np.abs(a.params_ - b.params_).max()) if len(a.history_) == len(b.history_) else np.inf
+    signs = np.random.default_rng(seed).random(b.params_.shape) < 0.5
+    moves = []
+    for nudge in (lambda p: np.nextafter(p, np.inf), lambda p: np.nextafter(p, -np.inf),
+                  lambda p: np.where(signs, np.nextafter(p, np.inf), np.nextafter(p, -np.inf))):
+        a = MLP(backend="numpy", seed=seed, **model_args).initialize()
+        a.params_[...] = nudge(a.params_)
+        a.warm_start = True
+        a.fit(X, y, **fit_args)
+        if len(a.history_) != len(b.history_):
+            return np.inf
+        moves.append(float(np.abs(a.params_ - b.params_).max()))
+    return max(moves)
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# derandomize: the same 40 combinations in every run, so CI does not pass or fail
+# by the luck of the draw on chaotic trajectories; change the examples on purpose
+# (e.g. max_examples) to explore further.
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True)
 @given(configurations(), st.integers(0, 2**16))
 def test_numba_model_equals_reference_model(configuration, seed):
     model_args, fit_args = configuration
