@@ -8,6 +8,12 @@ outputs, then calls one private ``@njit`` loop.  Equation labels refer to
 ``docs/math.md``; ``docs/performance.md`` explains, with measurements, why each
 kernel has the shape it has.
 
+Two kernel shapes: row blocks (4 rows of W, dot products vectorised along the
+inputs) for every layer, and for wide layers with big enough mini-batches
+outer-product panels (a 4 x 64 register tile, ``fastmlp/_tile.py``) for the
+hidden delta and the fused gradient + update; docs/performance.md has the
+measurements behind the choice (``_panels``).
+
 Layout (as in the reference): activations and deltas are ``(m, n)`` row-major,
 one row per sample; ``W`` is ``(n_out, n_in)`` so row ``j`` (the weights into
 neuron ``j``) is contiguous.  All parameters live in one flat buffer, layer after
