@@ -104,9 +104,11 @@ def _discard(cache, exc):
 _DEPENDENCIES = ("_tile.py", "functions.py", "config.py", "network.py")
 
 
-def _dependency_stamp():
-    stamps = [os.environ.get("FASTMLP_FASTMATH", "1")]
-    for name in _DEPENDENCIES:
+def file_stamps(names):
+    """``name:mtime:size`` of each of this package's files ``names``, joined by
+    ``|`` (what Numba itself compares to decide a cache entry is stale)."""
+    stamps = []
+    for name in names:
         try:
             st = (_PACKAGE_DIR / name).stat()
             stamps.append(f"{name}:{st.st_mtime_ns}:{st.st_size}")
@@ -115,7 +117,7 @@ def _dependency_stamp():
     return "|".join(stamps)
 
 
-DEPENDENCY_STAMP = _dependency_stamp()
+DEPENDENCY_STAMP = os.environ.get("FASTMLP_FASTMATH", "1") + "|" + file_stamps(_DEPENDENCIES)
 
 _safe_classes = {}
 

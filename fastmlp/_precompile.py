@@ -58,10 +58,7 @@ def _types_key(dtype, X):
 def _marker(types_key):
     import numba
 
-    stamps = [numba.__version__, _numba_cache.DEPENDENCY_STAMP]
-    for name in _SOURCES:
-        st = (_PACKAGE_DIR / name).stat()
-        stamps.append(f"{name}:{st.st_mtime_ns}:{st.st_size}")
+    stamps = [numba.__version__, _numba_cache.DEPENDENCY_STAMP, _numba_cache.file_stamps(_SOURCES)]
     digest = hashlib.sha256("|".join(stamps).encode()).hexdigest()[:16]
     return _numba_cache.cache_root() / f"fastmlp-compiled-{types_key}-{digest}"
 
