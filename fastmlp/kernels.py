@@ -19,6 +19,11 @@ one row per sample; ``W`` is ``(n_out, n_in)`` so row ``j`` (the weights into
 neuron ``j``) is contiguous.  All parameters live in one flat buffer, layer after
 layer (``fastmlp.network``).
 
+Compile time: a helper called with a literal (``0``, ``False``) or with a
+``prange`` index (``uint64``) in one place and a variable or ``range`` index
+(``int64``) in another is compiled twice; calls pass variables and
+``np.int64(q)`` so each helper has one specialisation per dtype.
+
 Determinism: every parallel loop (``prange``) gives each output element to
 exactly one iteration, and the split into iterations and the summation order
 inside an iteration depend only on the shapes, never on the number of threads.
@@ -428,7 +433,7 @@ def _hidden_layer(delta_next, W_next, A, m, code, delta, par, G, panels):
     n_items = panels * ((m + HID_PANEL_ROWS - 1) // HID_PANEL_ROWS) + n_kb * ((m + 3) // 4)
     if par:
         for q in prange(n_items):
-            _hid_item(delta_next, W_next, A, m, code, delta, panels, q, G[numba.get_thread_id()])
+            _hid_item(delta_next, W_next, A, m, code, delta, panels, np.int64(q), G[numba.get_thread_id()])
     else:
         for q in range(n_items):
             _hid_item(delta_next, W_next, A, m, code, delta, panels, q, G[0])
@@ -664,7 +669,7 @@ def _update_item(delta, A_prev, m, W, b, vW, vb, hyper, nesterov, G, panels, q, 
     group whose index is ``p`` modulo ``panels`` (so the small work is spread too
     and every element has exactly one owner)."""
     if panels == 0:
-        _grad_update_block(delta, A_prev, m, W, b, vW, vb, hyper, nesterov, 4 * q, G, 0)
+        _grad_update_block(delta, A_prev, m, W, b, vW, vb, hyper, nesterov, 4 * q, G, panels)
     else:
         n_out = W.shape[0]
         n_groups = (n_out + PANEL_ITEM_ROWS - 1) // PANEL_ITEM_ROWS
@@ -695,7 +700,7 @@ def _update_layer(delta, A_prev, m, W, b, vW, vb, hyper, nesterov, G, par, panel
     if par:
         for q in prange(n_items):
             _update_item(delta, A_prev, m, W, b, vW, vb, hyper, nesterov, G[numba.get_thread_id()],
-                         panels, q, n_blocks)
+                         panels, np.int64(q), n_blocks)
     else:
         for q in range(n_items):
             _update_item(delta, A_prev, m, W, b, vW, vb, hyper, nesterov, G[0], panels, q, n_blocks)
@@ -725,7 +730,7 @@ def _update_forward_first(delta, A_prev, m, W, b, vW, vb, hyper, nesterov, G, pa
         for q in prange(n_blocks):
             if fused:
                 _grad_update_block(delta, A_prev, m, W, b, vW, vb, hyper, nesterov, 4 * q,
-                                   G[numba.get_thread_id()], 0)
+                                   G[numba.get_thread_id()], panels)
             if m_next > 0:
                 _fwd_block(A_next, m_next, W, b, code, Z, A, 4 * q, keep_z)
             for i in range(q, m2, n_blocks):
@@ -733,7 +738,7 @@ def _update_forward_first(delta, A_prev, m, W, b, vW, vb, hyper, nesterov, G, pa
     else:
         for q in range(n_blocks):
             if fused:
-                _grad_update_block(delta, A_prev, m, W, b, vW, vb, hyper, nesterov, 4 * q, G[0], 0)
+                _grad_update_block(delta, A_prev, m, W, b, vW, vb, hyper, nesterov, 4 * q, G[0], panels)
             if m_next > 0:
                 _fwd_block(A_next, m_next, W, b, code, Z, A, 4 * q, keep_z)
         for i in range(m2):
@@ -867,6 +872,9 @@ def _predict(params, offsets, sizes, acts, X, scale, out):
     n = X.shape[0]
     n_chunks = (n + PREDICT_CHUNK - 1) // PREDICT_CHUNK
     width = sizes.max()
+    # never keep Z; a runtime bool rather than the literal False, which would
+    # compile a second copy of _fwd_block (see "Compile time" in the docs)
+    no_z = L < 0
     for c in prange(n_chunks):
         start = c * PREDICT_CHUNK
         m = min(PREDICT_CHUNK, n - start)
@@ -879,7 +887,7 @@ def _predict(params, offsets, sizes, acts, X, scale, out):
             A_prev = cur[:m * sizes[l]].reshape((m, sizes[l]))
             A_new = nxt[:m * sizes[l + 1]].reshape((m, sizes[l + 1]))
             for q in range((sizes[l + 1] + 3) // 4):
-                _fwd_block(A_prev, m, W, b, acts[l], A_new, A_new, 4 * q, False)
+                _fwd_block(A_prev, m, W, b, acts[l], A_new, A_new, 4 * q, no_z)
             _softmax_rows(A_new, m, acts[l])
             cur, nxt = nxt, cur
         out[start:start + m] = cur[:m * sizes[L]].reshape((m, sizes[L]))

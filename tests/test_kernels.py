@@ -175,11 +175,12 @@ def test_train_batches_threads_do_not_matter_in_process():
 
 # --- per-layer kernels against their namesakes ----------------------------------------
 
-# The last three have batches of at least PANEL_MIN_BATCH and >= 64 inputs, so
+# The last four have batches of at least PANEL_MIN_BATCH and >= 64 inputs, so
 # hidden_delta runs its outer-product panels and the leftover columns (float32
-# from batch 16, float64 from batch 128).
+# from batch 16, float64 from batch 128); the last one also has more rows in
+# W_next than a work item has samples.
 LAYER_SHAPES = [(1, 1, 1), (1, 7, 13), (5, 13, 7), (10, 784, 30), (33, 17, 1), (64, 65, 67), (37, 200, 13),
-                (129, 70, 9)]
+                (129, 70, 9), (130, 70, 200)]
 
 
 def layer_inputs(m, n_in, n_out, dtype, seed=0):
@@ -299,14 +300,16 @@ UPDATE_SGDS = [SGD(0.1), SGD(0.1, 0.0, False, 1e-2), SGD(0.1, 0.9), SGD(0.1, 0.9
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("sgd", UPDATE_SGDS, ids=["plain", "l2", "momentum", "nesterov_l2"])
-@pytest.mark.parametrize("shape", [(16, 64, 4), (33, 130, 7), (64, 784, 30), (17, 200, 1), (5, 70, 9)])
+@pytest.mark.parametrize("shape", [(16, 64, 4), (33, 130, 7), (64, 784, 30), (17, 200, 1), (5, 70, 9),
+                                   (300, 130, 70)])
 @pytest.mark.parametrize("use_panels", [True, False], ids=["panels", "row_blocks"])
 def test_update_layer(shape, sgd, use_panels, dtype):
     """``_update_layer`` (gradient fused with the update, used inside the compiled
     epoch) against reference ``gradients`` followed by ``sgd_update``, through
     the outer-product panels (whole panels plus leftover columns) and through the
     row blocks alone.  Row counts that are not multiples of 4 exercise the
-    clamped tile rows; two steps so the velocity matters."""
+    clamped tile rows; 300 samples and 70 rows give several work items per
+    panel; two steps so the velocity matters."""
     m, n_in, n_out = shape
     A_prev, W, b = layer_inputs(m, n_in, n_out, dtype, seed=7)
     delta = np.random.default_rng(8).standard_normal((m, n_out)).astype(dtype)
