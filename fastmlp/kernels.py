@@ -872,7 +872,7 @@ def _predict(params, offsets, sizes, acts, X, scale, out, par):
 
     Calling the training kernel instead of a parallel loop over chunks of its
     own costs one parallel region per layer and chunk (about 2 us, dozens per
-    call) and saves about 5 s of compiling on the first run (docs/performance.md).
+    call) and saves about 3 s of compiling on the first run (docs/performance.md).
     """
     L = sizes.shape[0] - 1
     n = X.shape[0]
