@@ -19,10 +19,11 @@ one row per sample; ``W`` is ``(n_out, n_in)`` so row ``j`` (the weights into
 neuron ``j``) is contiguous.  All parameters live in one flat buffer, layer after
 layer (``fastmlp.network``).
 
-Compile time: a helper called with a literal (``0``, ``False``) or with a
-``prange`` index (``uint64``) in one place and a variable or ``range`` index
-(``int64``) in another is compiled twice; calls pass variables and
-``np.int64(q)`` so each helper has one specialisation per dtype.
+Compile time: a helper called with a literal (``0``, ``False``) in one place
+and a variable in another is compiled twice, so calls pass variables.  (The
+work-item helpers are still compiled twice, for a ``prange`` index, which is
+``uint64``, and a ``range`` index: casting the index to int64 saved 1.5 s of
+compiling but made 784-128-64-10 about 2 % slower, docs/performance.md.)
 
 Determinism: every parallel loop (``prange``) gives each output element to
 exactly one iteration, and the split into iterations and the summation order
@@ -433,7 +434,7 @@ def _hidden_layer(delta_next, W_next, A, m, code, delta, par, G, panels):
     n_items = panels * ((m + HID_PANEL_ROWS - 1) // HID_PANEL_ROWS) + n_kb * ((m + 3) // 4)
     if par:
         for q in prange(n_items):
-            _hid_item(delta_next, W_next, A, m, code, delta, panels, np.int64(q), G[numba.get_thread_id()])
+            _hid_item(delta_next, W_next, A, m, code, delta, panels, q, G[numba.get_thread_id()])
     else:
         for q in range(n_items):
             _hid_item(delta_next, W_next, A, m, code, delta, panels, q, G[0])
@@ -700,7 +701,7 @@ def _update_layer(delta, A_prev, m, W, b, vW, vb, hyper, nesterov, G, par, panel
     if par:
         for q in prange(n_items):
             _update_item(delta, A_prev, m, W, b, vW, vb, hyper, nesterov, G[numba.get_thread_id()],
-                         panels, np.int64(q), n_blocks)
+                         panels, q, n_blocks)
     else:
         for q in range(n_items):
             _update_item(delta, A_prev, m, W, b, vW, vb, hyper, nesterov, G[0], panels, q, n_blocks)
