@@ -872,8 +872,9 @@ def _predict(params, offsets, sizes, acts, X, scale, out, par):
     computed by one iteration whatever the thread count, as in training.
 
     Calling the training kernel instead of a parallel loop over chunks of its
-    own costs one parallel region per layer and chunk (about 2 us, dozens per
-    call) and saves about 3 s of compiling on the first run (docs/performance.md).
+    own costs one parallel region per layer and chunk (about 2 us each; 40
+    chunks for 10,000 rows) and saves about 3 s of compiling on the first run
+    (docs/performance.md).
     """
     L = sizes.shape[0] - 1
     n = X.shape[0]
