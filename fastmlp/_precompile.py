@@ -35,7 +35,7 @@ _PACKAGE_DIR = Path(__file__).resolve().parent
 #: Sources whose kernels are compiled here (their stamps key the marker, with
 #: those of the modules they take constants from).
 _SOURCES = ("kernels.py",)
-#: Longest wait for the child; a compile takes 35-40 s on the development machine.
+#: Longest wait for the child; a compile takes 30-40 s on the development machine.
 CHILD_TIMEOUT = 1800
 #: The child: import fastmlp from this package's folder even if the current
 #: folder holds another copy (``python -c`` puts the current folder first).

@@ -864,33 +864,32 @@ def _train_epoch(params, velocity, offsets, sizes, acts, cost, hyper, nesterov, 
 
 # --- predict ----------------------------------------------------------------------
 
-@_serial
-def _predict(params, offsets, sizes, acts, X, scale, out, par):
-    """(F) through every layer for all rows of X, PREDICT_CHUNK rows at a time,
-    with the training forward (``_forward_layer``, the same compiled code:
-    ``par[l]`` runs layer l's row blocks in parallel).  Each output element is
-    computed by one iteration whatever the thread count, as in training.
-
-    Calling the training kernel instead of a parallel loop over chunks of its
-    own costs one parallel region per layer and chunk (about 2 us each; 40
-    chunks for 10,000 rows) and saves about 3 s of compiling on the first run
-    (docs/performance.md).
-    """
+@_parallel
+def _predict(params, offsets, sizes, acts, X, scale, out):
+    """(F) through every layer for all rows of X, in chunks of PREDICT_CHUNK rows;
+    the chunks run in parallel, each with its own buffers and its own rows of
+    ``out`` (so the numbers do not depend on the thread count)."""
     L = sizes.shape[0] - 1
     n = X.shape[0]
+    n_chunks = (n + PREDICT_CHUNK - 1) // PREDICT_CHUNK
     width = sizes.max()
-    dt = params.dtype
-    cur = np.empty(PREDICT_CHUNK * width, dt)
-    nxt = np.empty(PREDICT_CHUNK * width, dt)
-    no_z = np.zeros((0, 0), dt)  # Z is not kept
-    rows = np.arange(n)
-    for start in range(0, n, PREDICT_CHUNK):
+    # never keep Z; a runtime bool rather than the literal False, which would
+    # compile a second copy of _fwd_block (see "Compile time" in the docs)
+    no_z = L < 0
+    for c in prange(n_chunks):
+        start = c * PREDICT_CHUNK
         m = min(PREDICT_CHUNK, n - start)
-        _gather_input(X, rows, start, m, scale, cur[:m * sizes[0]].reshape((m, sizes[0])))
+        cur = np.empty(m * width, params.dtype)
+        nxt = np.empty(m * width, params.dtype)
+        A0 = cur[:m * sizes[0]].reshape((m, sizes[0]))
+        _gather_input(X, np.arange(start, start + m), 0, m, scale, A0)
         for l in range(L):
             W, b, _, _ = _layer_views(params, params, offsets, sizes, l)
-            _forward_layer(cur[:m * sizes[l]].reshape((m, sizes[l])), m, W, b, acts[l], no_z,
-                           nxt[:m * sizes[l + 1]].reshape((m, sizes[l + 1])), L < 0, par[l])
+            A_prev = cur[:m * sizes[l]].reshape((m, sizes[l]))
+            A_new = nxt[:m * sizes[l + 1]].reshape((m, sizes[l + 1]))
+            for q in range((sizes[l + 1] + 3) // 4):
+                _fwd_block(A_prev, m, W, b, acts[l], A_new, A_new, 4 * q, no_z)
+            _softmax_rows(A_new, m, acts[l])
             cur, nxt = nxt, cur
         out[start:start + m] = cur[:m * sizes[L]].reshape((m, sizes[L]))
     return out
@@ -964,7 +963,7 @@ def predict_proba(params, net, X):
     out = np.empty((len(X), net.sizes[-1]), dtype=params.dtype)
     if len(X):
         _predict(params, weight_offsets(net.sizes), np.asarray(net.sizes, dtype=np.int64),
-                 _codes(net), X, scale, out, _parallel_flags(net.sizes, PREDICT_CHUNK))
+                 _codes(net), X, scale, out)
     return out
 
 
