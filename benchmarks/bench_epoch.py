@@ -3,7 +3,7 @@
 Run with ``python -m pytest benchmarks/ --benchmark-only`` (the normal test run
 collects only tests/; ``python_files`` in pyproject.toml lets pytest collect
 ``bench_*.py`` when benchmarks/ is named).  Each standard row of
-``fastmlp.bench.BENCH_ROWS`` is one benchmark group, so numpy, numba and (when importable) torch print together.
+``fastmlp.cli.bench.BENCH_ROWS`` is one benchmark group, so numpy, numba and (when importable) torch print together.
 ``warmup_rounds=1`` keeps Numba's compile time out of the numbers.  For a fair
 NumPy baseline unset ``OPENBLAS_CORETYPE`` and ``OPENBLAS_L2_SIZE`` for the
 command (see fastmlp/bench.py).
@@ -11,7 +11,7 @@ command (see fastmlp/bench.py).
 
 import pytest
 
-from fastmlp import bench
+from fastmlp.cli import bench
 
 ROWS = [pytest.param(sizes, batch, dtype, id=f"{'-'.join(map(str, sizes))}-b{batch}-{dtype}",
                      marks=pytest.mark.benchmark(group=f"{'-'.join(map(str, sizes))} batch {batch} {dtype}"))

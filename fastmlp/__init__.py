@@ -1,13 +1,11 @@
 """fastmlp: a from-scratch multi-layer perceptron for MNIST, with a readable
 NumPy reference and a Numba backend proven equal to it."""
 
-__version__ = "0.1.0"
-
-from fastmlp.data import load_mnist  # noqa: E402
-from fastmlp.errors import (DataError, DataUnavailableError, DivergenceError, FastMLPError,  # noqa: E402
+from fastmlp._version import __version__
+from fastmlp.datasets.mnist import load_mnist
+from fastmlp.errors import (DataError, DataUnavailableError, DivergenceError, FastMLPError,
                             ModelFileError)
-from fastmlp.io import load  # noqa: E402
-from fastmlp.model import MLP  # noqa: E402
+from fastmlp.model import MLP, load
 
 __all__ = ["MLP", "load", "load_mnist", "DataError", "DataUnavailableError", "DivergenceError",
            "FastMLPError", "ModelFileError", "__version__"]

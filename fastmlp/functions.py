@@ -1,6 +1,6 @@
 """Activations, their derivatives, costs and initialisations, by name.
 
-These are the NumPy building blocks of the reference (``fastmlp.reference``);
+These are the NumPy building blocks of the reference (``fastmlp.backends.reference``);
 the Numba backend re-implements each one inside its loops and refers to the
 integer codes defined here so both sides agree on what a name means.
 

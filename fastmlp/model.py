@@ -1,52 +1,28 @@
-"""``MLP``: the estimator users train, in the style of scikit-learn.
+"""``MLP``: the estimator users train, in the style of scikit-learn, and
+``load``, which reads one back from a model file.
 
 The model owns the parameters (one flat buffer, see ``fastmlp.network``), the
-random generator and the training history; the arithmetic is delegated to a
-backend module (``"numpy"``: the reference, ``"numba"``: the compiled kernels),
-which takes the same arguments, so the backend is a setting, not a code path.
+random generator and the training history; the arithmetic, and whatever a
+backend needs around it (threads, compiling), is delegated to a backend module
+(``"numpy"``: the reference, ``"numba"``: the compiled kernels) through the
+same functions (``fastmlp.backends``), so the backend is a setting, not a code path.
 """
 
-import contextlib
 import math
 import os
-import threading
 import time
+from pathlib import Path
 import warnings
 
 import numpy as np
 
-from fastmlp import validation
+from fastmlp import modelfile, validation
 from fastmlp.backends import BACKENDS, DEFAULT_BACKEND, get_backend
 from fastmlp.errors import DivergenceError
 from fastmlp.functions import (ACTIVATIONS, COST_OUTPUTS, COSTS, HIDDEN_ACTIVATIONS, INITS,
                                default_init)
 from fastmlp.network import SGD, Net, init_params, n_params, unpack
-from fastmlp.reference import PREDICT_CHUNK
 from fastmlp.schedules import SCHEDULES, learning_rate_at
-
-#: The Numba kernels take labels as uint8, so that backend has at most 256 classes.
-NUMBA_MAX_CLASSES = 256
-#: Serialises calls into the Numba kernels when Numba runs on its ``workqueue``
-#: threading layer, which is not thread-safe: two Python threads launching
-#: parallel kernels at once abort the whole process ("Concurrent access has been
-#: detected").  The tbb and omp layers are thread-safe and are not locked.
-_WORKQUEUE_LOCK = threading.Lock()
-
-
-@contextlib.contextmanager
-def _numba_call_guard():
-    import numba
-
-    try:
-        layer = numba.threading_layer()
-    except ValueError:  # no parallel kernel has run yet: the layer is not chosen
-        layer = None
-    if layer in ("tbb", "omp"):
-        yield
-        return
-    with _WORKQUEUE_LOCK:
-        yield
-
 
 def memory_limit():
     """Physical memory of this machine in bytes (the bound for up-front size checks)."""
@@ -167,13 +143,12 @@ class MLP:
         # Refuse up front what would not fit in memory: parameters, velocities
         # and two snapshots (last epoch, best epoch), plus the activations of
         # one prediction chunk (the largest working set of either backend).
-        need = (4 * n_params(self.sizes) + 2 * PREDICT_CHUNK * sum(self.sizes)) * self.dtype_.itemsize
+        backend = get_backend(self.backend)
+        need = (4 * n_params(self.sizes) + 2 * backend.PREDICT_CHUNK * sum(self.sizes)) * self.dtype_.itemsize
         if need > memory_limit():
             raise ValueError(f"layer sizes {list(self.sizes)} would need {need / 2**30:.1f} GiB for weights, "
                              f"optimiser state and activations; this machine has {memory_limit() / 2**30:.1f} GiB")
-        if self.backend == "numba" and self.sizes[-1] > NUMBA_MAX_CLASSES:
-            raise ValueError(f"the numba backend supports at most {NUMBA_MAX_CLASSES} output classes "
-                             f"(labels are uint8), got {self.sizes[-1]}; use backend='numpy'")
+        backend.check_network(self.sizes)
         self.net_ = Net(self.sizes, tuple(self.activations_), self.cost)
 
     @staticmethod
@@ -220,36 +195,14 @@ class MLP:
             raise RuntimeError("this MLP has no weights yet: call fit() (or initialize()) first")
         return self.params_
 
-    @contextlib.contextmanager
     def _threads(self):
-        """Run the Numba backend on ``n_threads`` threads for the duration.
-
-        ``numba.set_num_threads`` is per calling thread, so models used from
-        several Python threads at once do not disturb each other.  Above
-        ``NUMBA_NUM_THREADS`` the count is clipped with a warning (see the class
-        docstring).
-        """
-        if self.backend != "numba" or self.n_threads is None:
-            yield
-            return
-        import numba
-
-        limit = numba.config.NUMBA_NUM_THREADS
-        if self.n_threads > limit and getattr(self, "_warned_threads", None) != self.n_threads:
-            self._warned_threads = self.n_threads
-            warnings.warn(f"n_threads={self.n_threads} is more than NUMBA_NUM_THREADS={limit}; "
-                          f"using {limit} (set NUMBA_NUM_THREADS before starting Python to allow more)",
-                          stacklevel=3)
-        previous = numba.get_num_threads()
-        numba.set_num_threads(min(self.n_threads, limit))
-        try:
-            yield
-        finally:
-            numba.set_num_threads(previous)
+        """The backend's thread count for the duration of a call (see ``n_threads``)."""
+        return get_backend(self.backend).threads(self.n_threads, owner=self)
 
     def _guard(self):
-        """Around every call into the backend: see ``_WORKQUEUE_LOCK``."""
-        return _numba_call_guard() if self.backend == "numba" else contextlib.nullcontext()
+        """Around every call into the backend (the Numba backend serialises calls
+        on a threading layer that is not thread-safe)."""
+        return get_backend(self.backend).call_guard()
 
     # --- training ----------------------------------------------------------------
 
@@ -330,20 +283,16 @@ class MLP:
         """Run one mini-batch on copies of the parameters, so that compiling the
         Numba kernels (or loading them from the cache) happens before the clock
         of the first epoch starts; its time is kept in ``warm_up_seconds_``.
-        Kernels not in the cache yet are compiled in a child process first, so
-        this run executes the same cached code as every later one
-        (``fastmlp._precompile``)."""
+        ``backend.prepare`` compiles what the cache lacks (the Numba backend does
+        it in a child process, so this run executes the same cached code as
+        every later one)."""
         start = time.perf_counter()
-        if self.backend == "numba":
-            from fastmlp import _precompile
-
-            _precompile.ensure_compiled(self.dtype_, X, *[data[0] for data in (validation_data, test_data)
-                                                           if data is not None])
+        backend.prepare(self.dtype_, X, *[data[0] for data in (validation_data, test_data) if data is not None])
         m = min(batch_size, len(X))
-        backend.train_batches(self.params_.copy(), self.velocity_.copy(), self.net_,
-                              SGD(1e-3, momentum, bool(nesterov), 0.0), X, y, np.arange(m, dtype=np.int64), m)
-        if self.backend == "numba":
-            _precompile.forget_if_compiled_here(self.dtype_, X)
+        with self._guard():
+            backend.train_batches(self.params_.copy(), self.velocity_.copy(), self.net_,
+                                  SGD(1e-3, momentum, bool(nesterov), 0.0), X, y, np.arange(m, dtype=np.int64), m)
+        backend.after_first_call(self.dtype_, X)
         self.warm_up_seconds_ = time.perf_counter() - start
 
     def _train_one_epoch(self, backend, X, y, batch_size, sgd, progress):
@@ -422,12 +371,10 @@ class MLP:
 
     def _predict_proba(self, params, X):
         """``predict_proba`` for an ``X`` that has passed ``check_features``."""
-        if self.backend == "numba":  # cached code, as in fit (see _warm_up)
-            from fastmlp import _precompile
-
-            _precompile.ensure_compiled(self.dtype_, X)
+        backend = get_backend(self.backend)
+        backend.prepare(self.dtype_, X)  # cached code, as in fit (see _warm_up)
         with self._threads(), self._guard():
-            return get_backend(self.backend).predict_proba(params, self.net_, X)
+            return backend.predict_proba(params, self.net_, X)
 
     def predict(self, X):
         """The class with the largest output activation, for each row of ``X``."""
@@ -446,14 +393,69 @@ class MLP:
         return float(np.mean(self._predict_proba(params, X).argmax(axis=1) == y))
 
     def save(self, path):
-        """Write the model to ``path`` (an ``.npz``); ``fastmlp.io.load`` reads it back."""
-        from fastmlp.io import save
-
-        return save(self, path)
+        """Write the model to ``path`` (an ``.npz``); ``fastmlp.load`` reads it back."""
+        return modelfile.save(self, path)
 
     def __repr__(self):
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items() if v is not None)
         return f"MLP({args})"
+
+
+def load(path, *, backend=None):
+    """Read a model written by ``MLP.save`` (``fastmlp.modelfile.save``) and return an ``MLP``.
+
+    Parameters
+    ----------
+    path : str or Path
+    backend : {"numpy", "numba"}, optional
+        Overrides the backend recorded in the file.
+
+    Raises
+    ------
+    ModelFileError
+        With one line naming the file when it is missing, not a fastmlp model,
+        written by a newer format version, truncated or corrupt, or when any
+        array disagrees with the metadata.
+    """
+    path = Path(path)
+    fail = modelfile.failer(path)
+    meta, arrays = modelfile.read_model_file(path)
+    try:
+        args = {key: meta.get(key) for key in modelfile.INIT_ARGS if key in meta}
+        args["sizes"] = meta["sizes"]
+        args.setdefault("activation", meta["activations"])
+        args.setdefault("init", meta["inits"])
+        if backend is not None:
+            args["backend"] = backend
+        args["warm_start"] = bool(args.get("warm_start", False))
+        model = MLP(**args, seed=meta["seed"])
+    except (TypeError, ValueError) as error:
+        raise fail(f"describes a network fastmlp cannot build ({error})") from None
+    if model.activations_ != list(meta["activations"]) or model.inits_ != list(meta["inits"]):
+        raise fail(f"its activations/inits {meta['activations']}/{meta['inits']} disagree with its "
+                   f"constructor arguments (resolved to {model.activations_}/{model.inits_})")
+    if str(model.dtype_) != meta["dtype"]:
+        raise fail(f"metadata dtype {meta['dtype']} disagrees with its constructor dtype {model.dtype}")
+    expected = {"shape": [n_params(model.sizes)], "dtype": model.dtype_}
+    for name, array in arrays.items():
+        if array.shape != tuple(expected["shape"]) or array.dtype != expected["dtype"]:
+            raise fail(f"array {name!r} has shape {array.shape} and dtype {array.dtype}, but a "
+                       f"{'-'.join(map(str, model.sizes))} {model.dtype_} network needs "
+                       f"shape ({expected['shape'][0]},) and dtype {model.dtype_}")
+    if "params" not in arrays:
+        raise fail("has no 'params' array")
+    params = arrays["params"]
+    if not np.isfinite(params).all():
+        raise fail("holds non-finite weights")
+    model.params_ = np.ascontiguousarray(params, dtype=model.dtype_)
+    velocity = arrays.get("velocity")
+    model.velocity_ = (np.zeros_like(model.params_) if velocity is None
+                       else np.ascontiguousarray(velocity, dtype=model.dtype_))
+    model.history_ = modelfile.check_history(meta["history"], fail)
+    if "best_epoch" in meta:
+        model.best_epoch_ = meta["best_epoch"]
+    model.metadata_ = meta
+    return model
 
 
 def _chunks(order, batch_size, progress):

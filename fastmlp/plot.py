@@ -4,7 +4,7 @@ matplotlib is an optional extra (``pip install 'fastmlp[plot]'``), imported only
 when a figure is drawn.  Figures are drawn on matplotlib's Agg canvas directly
 (``Figure`` + ``FigureCanvasAgg``), never through ``pyplot``: no window, no
 display needed, and no global figure state shared with the caller.  Every file
-is written through a temporary file and renamed (``fastmlp.io.atomic_write``).
+is written through a temporary file and renamed (``fastmlp._files.atomic_write``).
 """
 
 import importlib
@@ -49,7 +49,7 @@ def _new_figure(size):
 
 
 def _save(figure, path):
-    from fastmlp.io import atomic_write
+    from fastmlp._files import atomic_write
 
     fmt = image_format(path)
     with atomic_write(path) as f:

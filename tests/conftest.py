@@ -48,7 +48,7 @@ def mnist_dir():
 @pytest.fixture(scope="session")
 def mnist(mnist_dir):
     """The full MNIST as uint8 arrays: (X_train, y_train, X_test, y_test)."""
-    from fastmlp.data import load_mnist
+    from fastmlp.datasets.mnist import load_mnist
 
     return load_mnist(data_dir=mnist_dir, download=False)
 

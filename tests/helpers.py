@@ -20,7 +20,7 @@ def subprocess_env(**overrides):
     on the path (works whether or not fastmlp is installed); ``overrides`` are
     set on top (a value of ``None`` removes the variable)."""
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO), *filter(None, [env.get("PYTHONPATH")])])
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), str(REPO / "tests"), *filter(None, [env.get("PYTHONPATH")])])
     for key, value in overrides.items():
         if value is None:
             env.pop(key, None)
@@ -58,11 +58,3 @@ def write_synthetic_mnist(folder, n_train=1000, n_test=300):
     write_idx(folder / "t10k-labels-idx1-ubyte", y_test)
     return folder
 
-
-def numba_available():
-    """True if the Numba backend imports (it is still being finished elsewhere)."""
-    try:
-        import fastmlp.kernels  # noqa: F401
-    except Exception:  # ImportError, or an error while the kernels module is edited
-        return False
-    return True

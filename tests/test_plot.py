@@ -50,8 +50,8 @@ def test_plot_history_from_a_log_or_a_model(run, tmp_path, capsys, source):
 
 def test_plot_history_from_csv(run, tmp_path):
     log, out = tmp_path / "h.csv", tmp_path / "curves.svg"
-    from fastmlp.report import HistoryLog
-    from fastmlp.io import load
+    from fastmlp.cli.report import HistoryLog
+    from fastmlp.model import load
 
     writer = HistoryLog(log, load(run["model"]).history_)
     writer.close()
@@ -76,7 +76,7 @@ def test_plot_weights_grid(run, tmp_path):
 
 
 def test_plot_functions_directly(run, tmp_path):
-    from fastmlp.io import load
+    from fastmlp.model import load
     from fastmlp.plot import plot_confusion, plot_history, plot_weights
 
     model = load(run["model"])

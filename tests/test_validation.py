@@ -13,15 +13,14 @@ import warnings
 import numpy as np
 import numpy.testing as npt
 import pytest
-from helpers import numba_available
 
 from fastmlp import MLP
 from fastmlp.cli import main
-from fastmlp.io import load
+from fastmlp.backends import get_backend
+from fastmlp.model import load
 from fastmlp.validation import check_features, check_labels
 
-BACKENDS = ["numpy", pytest.param("numba", marks=pytest.mark.skipif(
-    not numba_available(), reason="fastmlp.kernels does not import"))]
+BACKENDS = ["numpy", "numba"]
 
 
 @pytest.fixture(scope="module")
@@ -151,8 +150,7 @@ def test_odd_layouts_give_the_same_answers(fitted, blobs):
 def test_conversions_leave_what_reaches_the_backend_c_contiguous_and_native(fitted, blobs):
     X, y = blobs
     seen = []
-    backend = __import__(f"fastmlp.{'kernels' if fitted.backend == 'numba' else 'reference'}",
-                         fromlist=["predict_proba"])
+    backend = get_backend(fitted.backend)
     original = backend.predict_proba
 
     def spy(params, net, X):
@@ -206,8 +204,6 @@ def test_batch_larger_than_the_data_is_clipped_like_batch_len_x(blobs, backend):
 
 
 def test_batch_clipping_is_the_same_in_both_backends(blobs):
-    if not numba_available():
-        pytest.skip("fastmlp.kernels does not import")
     X, y = blobs[0][:40], blobs[1][:40]
     with pytest.warns(UserWarning):
         a = MLP([12, 8, 3], backend="numpy", seed=0).fit(X, y, epochs=3, batch_size=1000, learning_rate=2.0)

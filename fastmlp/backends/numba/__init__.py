@@ -1,0 +1,60 @@
+"""The Numba backend: the mathematics of ``fastmlp.backends.reference`` as
+compiled loops, a whole epoch in one compiled call.
+
+Every public function here has a namesake with the same arguments in
+``fastmlp.backends.reference`` and computes the same numbers up to rounding
+(``tests/backends/test_kernels.py``).  The modules, by stage (equation labels
+refer to ``docs/math.md``):
+
+``elementwise``  activations and derivatives (A1-A5)
+``forward``      (F) register-tiled forward pass, (X) input rows
+``deltas``       (D_L) output delta, cost and accuracy; (D_l) hidden deltas
+``update``       (G) + (U) gradients fused with the SGD update
+``epoch``        ``train_batches``: every mini-batch of an epoch in one call
+``predict``      ``predict_proba``
+``mirrors``      the per-layer namesakes of the reference's functions
+``shapes``       which kernel shape each layer takes, decided from its sizes
+``tile``         the register tile of the panel kernels
+``jit``          the compile settings and integer codes they all share
+``cache``, ``precompile``, ``runtime``  where compiled code is kept, compiling
+                 in a child process, and what runs around each kernel call
+
+Layout (as in the reference): activations and deltas are ``(m, n)`` row-major,
+one row per sample; ``W`` is ``(n_out, n_in)`` so row ``j`` (the weights into
+neuron ``j``) is contiguous.  All parameters live in one flat buffer, layer
+after layer (``fastmlp.network``).
+
+Two kernel shapes: row blocks (4 rows of W, dot products vectorised along the
+inputs) for every layer, and for wide layers with big enough mini-batches
+outer-product panels (a register tile, ``tile``) for the hidden delta and the
+fused gradient + update; ``docs/performance.md`` has the measurements behind
+the choice (``shapes._panels``).
+
+Compile time: Numba compiles a function once per tuple of argument types, and a
+literal (``0``, ``False``) is a type of its own, so calls pass variables.
+
+Determinism: every parallel loop (``prange``) gives each output element to
+exactly one iteration, and the split into iterations and the summation order
+inside an iteration depend only on the shapes, never on the number of threads.
+So the results are bitwise identical for any ``NUMBA_NUM_THREADS``.  There are
+no atomics and no shared accumulators.
+"""
+
+import numba as _numba
+
+from fastmlp.backends.numba import cache as _cache
+from fastmlp.backends.numba import deltas, elementwise, epoch, forward, mirrors, predict, update
+from fastmlp.backends.numba.epoch import train_batches
+from fastmlp.backends.numba.mirrors import dense_forward, gradients, hidden_delta, output_delta, sgd_update
+from fastmlp.backends.numba.predict import PREDICT_CHUNK, predict_proba
+from fastmlp.backends.numba.runtime import after_first_call, call_guard, check_network, prepare, threads
+
+__all__ = ["PREDICT_CHUNK", "after_first_call", "call_guard", "check_network", "dense_forward", "gradients",
+           "hidden_delta", "output_delta", "predict_proba", "prepare", "sgd_update", "threads", "train_batches"]
+
+# A damaged cache file must not crash a run (see ``cache``).
+for _module in (deltas, elementwise, epoch, forward, mirrors, predict, update):
+    for _kernel in vars(_module).values():
+        if isinstance(_kernel, _numba.core.dispatcher.Dispatcher):
+            _cache.protect(_kernel)
+del _module, _kernel

@@ -1,0 +1,208 @@
+"""(D_L) the output delta with the cost and the accuracy of a mini-batch, and
+(D_l) the hidden deltas: tiles of 4 samples x a block of columns, or
+outer-product panels for wide layers.
+
+Mirror: ``fastmlp.backends.reference.output_delta`` and ``hidden_delta``.
+"""
+
+import math
+
+import numba
+from numba import carray, prange
+
+from fastmlp.backends.numba.elementwise import _derivative
+from fastmlp.backends.numba.jit import CROSS_ENTROPY, NLL, QUADRATIC, parallel, serial
+from fastmlp.backends.numba.tile import NONNEG, PANEL, TILE_SIZE, tile_buffer, tile_rows
+from fastmlp.functions import LEAKY_SLOPE
+
+
+@serial
+def _output_rows(Z, A, y, order, start, m, code, cost, delta):
+    """(D_L) the output delta of ``m`` samples, and (C1-C3) the summed cost and
+    the number of correct argmax predictions (measured before the update)."""
+    slope = A.dtype.type(LEAKY_SLOPE)
+    one = A.dtype.type(1.0)
+    zero = A.dtype.type(0.0)
+    n = A.shape[1]
+    loss = 0.0
+    correct = 0
+    for i in range(m):
+        label = y[order[start + i]]
+        best = 0
+        for j in range(1, n):
+            if A[i, j] > A[i, best]:
+                best = j
+        if best == label:
+            correct += 1
+        if cost == NLL:  # logsumexp(z) - z_label, maximum subtracted (C3)
+            top = Z[i, 0]
+            for j in range(1, n):
+                if Z[i, j] > top:
+                    top = Z[i, j]
+            total = 0.0
+            for j in range(n):
+                total += math.exp(Z[i, j] - top)
+            loss += top + math.log(total) - Z[i, label]
+        for j in range(n):
+            a = A[i, j]
+            t = one if j == label else zero
+            if cost == QUADRATIC:  # (C1) and (D_L) BP1
+                loss += 0.5 * (a - t) * (a - t)
+                delta[i, j] = (a - t) * _derivative(a, code, slope, one)
+            else:
+                if cost == CROSS_ENTROPY:  # (C2) softplus(z) - y z
+                    z = Z[i, j]
+                    loss += (z if z > 0 else zero) + math.log1p(math.exp(-abs(z))) - t * z
+                delta[i, j] = a - t
+    return loss, correct
+
+
+# --- (D_l) hidden delta: tiles of 4 samples x a block of columns ------------------
+
+@serial
+def _hid_tile(delta_next, W_next, A, m, code, delta, i, k0, k1, scratch):
+    """Columns ``k0:k1`` of rows ``i..i+3`` of ``(delta_next W_next) * f'(A)``.
+
+    Rows of ``W_next`` are combined 4 at a time ("axpy" over contiguous rows, no
+    transposed copy of W): 16 FMAs per 4 loads of W and 4 load/stores of the
+    outputs, which stay in L1 (k1 - k0 <= HID_COLS).  Rows of W past the end
+    get a zero coefficient; samples past ``m`` write into ``scratch``.
+    """
+    dt = W_next.dtype.type
+    slope = dt(LEAKY_SLOPE)
+    one = dt(1.0)
+    zero = dt(0.0)
+    n_next = W_next.shape[0]
+    i1, i2, i3 = min(i + 1, m - 1), min(i + 2, m - 1), min(i + 3, m - 1)
+    o0 = delta[i, k0:k1]
+    o1 = delta[i1, k0:k1] if i + 1 < m else scratch[0, :k1 - k0]
+    o2 = delta[i2, k0:k1] if i + 2 < m else scratch[1, :k1 - k0]
+    o3 = delta[i3, k0:k1] if i + 3 < m else scratch[2, :k1 - k0]
+    nk = k1 - k0
+    for k in range(nk):
+        o0[k] = zero
+        o1[k] = zero
+        o2[k] = zero
+        o3[k] = zero
+    d0 = delta_next[i]
+    d1 = delta_next[i1]
+    d2 = delta_next[i2]
+    d3 = delta_next[i3]
+    for j in range(0, n_next, 4):
+        nj = min(4, n_next - j)
+        ja, jb, jc = j + min(1, nj - 1), j + min(2, nj - 1), j + min(3, nj - 1)
+        w0 = W_next[j, k0:k1]
+        w1 = W_next[ja, k0:k1]
+        w2 = W_next[jb, k0:k1]
+        w3 = W_next[jc, k0:k1]
+        e00, e01 = d0[j], (d0[ja] if nj > 1 else zero)
+        e02, e03 = (d0[jb] if nj > 2 else zero), (d0[jc] if nj > 3 else zero)
+        e10, e11 = d1[j], (d1[ja] if nj > 1 else zero)
+        e12, e13 = (d1[jb] if nj > 2 else zero), (d1[jc] if nj > 3 else zero)
+        e20, e21 = d2[j], (d2[ja] if nj > 1 else zero)
+        e22, e23 = (d2[jb] if nj > 2 else zero), (d2[jc] if nj > 3 else zero)
+        e30, e31 = d3[j], (d3[ja] if nj > 1 else zero)
+        e32, e33 = (d3[jb] if nj > 2 else zero), (d3[jc] if nj > 3 else zero)
+        for k in range(nk):
+            u0 = w0[k]
+            u1 = w1[k]
+            u2 = w2[k]
+            u3 = w3[k]
+            o0[k] += e00 * u0 + e01 * u1 + e02 * u2 + e03 * u3
+            o1[k] += e10 * u0 + e11 * u1 + e12 * u2 + e13 * u3
+            o2[k] += e20 * u0 + e21 * u1 + e22 * u2 + e23 * u3
+            o3[k] += e30 * u0 + e31 * u1 + e32 * u2 + e33 * u3
+    a0 = A[i, k0:k1]
+    a1 = A[i1, k0:k1]
+    a2 = A[i2, k0:k1]
+    a3 = A[i3, k0:k1]
+    for k in range(nk):
+        o0[k] *= _derivative(a0[k], code, slope, one)
+        o1[k] *= _derivative(a1[k], code, slope, one)
+        o2[k] *= _derivative(a2[k], code, slope, one)
+        o3[k] *= _derivative(a3[k], code, slope, one)
+
+
+@serial
+def _hid_panel(delta_next, W_next, A, i_lo, i_hi, code, delta, k0):
+    """Columns ``k0:k0+PANEL`` of ``(delta_next W_next) * f'(A)`` for rows
+    ``i_lo:i_hi``.
+
+    Outer-product form: a tile of 4 samples x PANEL columns (2 in float64,
+    ``tile_rows``) is summed in registers (``tile_buffer``) over the ``n_next``
+    rows of ``W_next``; per row j (float32), 4 vector loads of
+    ``W_next[j, k0:k0+PANEL]`` and 4 broadcasts of ``delta_next[i, j]`` feed 16
+    vector FMAs.  No horizontal sums, W read in its
+    natural layout.  Samples past ``i_hi`` are clamped copies, not stored.
+    """
+    dt = W_next.dtype.type
+    slope = dt(LEAKY_SLOPE)
+    one = dt(1.0)
+    n_next = W_next.shape[0]
+    k0 = k0 & NONNEG
+    rows = tile_rows(W_next)
+    acc = carray(tile_buffer(W_next.dtype), (TILE_SIZE,))
+    for i in range(i_lo, i_hi, rows):
+        for t in range(rows * PANEL):
+            acc[t] = dt(0.0)
+        for j in range(n_next):
+            w = W_next[j]
+            for r in range(rows):
+                e = delta_next[min(i + r, i_hi - 1), j]
+                for c in range(PANEL):
+                    acc[r * PANEL + c] += e * w[k0 + c]
+        for r in range(min(rows, i_hi - i)):
+            out = delta[i + r]
+            a = A[i + r]
+            for c in range(PANEL):
+                out[k0 + c] = acc[r * PANEL + c] * _derivative(a[k0 + c], code, slope, one)
+
+
+#: Columns per hidden-delta block: a block of W_next (n_next x HID_COLS) should
+#: stay in L2 while all sample tiles pass over it.
+HID_COLS = 256
+#: Samples per hidden-delta panel work item (a multiple of 4), so that layers
+#: with one or two panels still split over the threads.
+HID_PANEL_ROWS = 64
+
+
+@serial
+def _hid_item(delta_next, W_next, A, m, code, delta, panels, q, scratch):
+    """Work item ``q`` of (D_l): (column panel, chunk of HID_PANEL_ROWS samples)
+    for the ``panels`` panels, then (column block, tile of 4 samples) over the
+    columns left."""
+    n = W_next.shape[1]
+    n_chunks = (m + HID_PANEL_ROWS - 1) // HID_PANEL_ROWS
+    if q < panels * n_chunks:
+        p, ch = q // n_chunks, q % n_chunks
+        i_lo = ch * HID_PANEL_ROWS
+        _hid_panel(delta_next, W_next, A, i_lo, min(m, i_lo + HID_PANEL_ROWS), code, delta, p * PANEL)
+    else:
+        n_it = (m + 3) // 4
+        kb, t = (q - panels * n_chunks) // n_it, (q - panels * n_chunks) % n_it
+        k0 = panels * PANEL + kb * HID_COLS
+        _hid_tile(delta_next, W_next, A, m, code, delta, 4 * t, k0, min(n, k0 + HID_COLS), scratch)
+
+
+@parallel
+def _hidden_layer(delta_next, W_next, A, m, code, delta, par, G, panels):
+    """(D_l) ``delta = (delta_next W_next) * f'(A)`` for the first ``m`` rows.
+
+    equivalent reference: ``delta = (delta_next @ W_next) * f'(A)``.
+    The work items (``_hid_item``) cover the ``panels`` column panels of
+    ``PANEL`` columns (``_hid_panel``), then the columns left in tiles of 4
+    samples (``_hid_tile``); each item owns its part of ``delta``.  ``par`` runs
+    them in parallel.  ``G`` gives each thread its own scratch rows (for samples
+    past ``m``; which one is used changes no number).
+    """
+    n = W_next.shape[1]
+    n_kb = (n - panels * PANEL + HID_COLS - 1) // HID_COLS
+    n_items = panels * ((m + HID_PANEL_ROWS - 1) // HID_PANEL_ROWS) + n_kb * ((m + 3) // 4)
+    if par:
+        for q in prange(n_items):
+            _hid_item(delta_next, W_next, A, m, code, delta, panels, q, G[numba.get_thread_id()])
+    else:
+        for q in range(n_items):
+            _hid_item(delta_next, W_next, A, m, code, delta, panels, q, G[0])
+
+

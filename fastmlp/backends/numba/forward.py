@@ -1,0 +1,147 @@
+"""(F) the forward pass of one layer as register tiles, and (X) the input
+rows gathered and scaled once per mini-batch.
+
+A "row block" is 4 consecutive output neurons j0..j0+3 (rows of W), computed
+for tiles of 5 samples; bias and activation are fused into the store.
+Mirror: ``fastmlp.backends.reference.dense_forward`` and ``as_input``.
+"""
+
+from numba import prange
+
+from fastmlp.backends.numba.elementwise import _activate, _softmax_rows
+from fastmlp.backends.numba.jit import parallel, serial
+from fastmlp.functions import LEAKY_SLOPE
+
+
+#
+# A "row block" is 4 consecutive output neurons j0..j0+3 (rows of W).  Blocks at
+# the end of a layer have fewer valid rows; their missing rows are replaced by
+# copies of the last valid row (clamped index), computed and thrown away, so
+# one tile shape serves every layer (one compiled loop, fewer specialisations).
+
+@serial
+def _put(Z, A, i, j0, nj, s0, s1, s2, s3, code, slope, one, keep_z):
+    """Store the pre-activations ``s_r`` (bias included) of rows ``j0 + r < j0 + nj``
+    for sample ``i``; ``Z`` only when ``keep_z``."""
+    if keep_z:
+        Z[i, j0] = s0
+        if nj > 1:
+            Z[i, j0 + 1] = s1
+        if nj > 2:
+            Z[i, j0 + 2] = s2
+        if nj > 3:
+            Z[i, j0 + 3] = s3
+    A[i, j0] = _activate(s0, code, slope, one)
+    if nj > 1:
+        A[i, j0 + 1] = _activate(s1, code, slope, one)
+    if nj > 2:
+        A[i, j0 + 2] = _activate(s2, code, slope, one)
+    if nj > 3:
+        A[i, j0 + 3] = _activate(s3, code, slope, one)
+
+
+@serial
+def _fwd_block(A_prev, m, W, b, code, Z, A, j0, keep_z):
+    """(F) for the row block ``j0..j0+3`` and the ``m`` samples of ``A_prev``:
+    tiles of 5 samples x 4 rows, 20 sums that fast-math ``reassoc`` turns into
+    20 vector accumulators (9 loads per 20 FMAs; 5 divides the batch sizes 10,
+    and wastes little on others).  Samples past ``m`` in the last
+    tile are clamped copies of sample ``m - 1`` and not stored.
+
+    equivalent reference: ``A[:, j0:j0+4] = f(A_prev @ W[j0:j0+4].T + b[j0:j0+4])``.
+    """
+    dt = W.dtype.type
+    slope = dt(LEAKY_SLOPE)
+    one = dt(1.0)
+    nj = min(4, W.shape[0] - j0)
+    j1, j2, j3 = j0 + min(1, nj - 1), j0 + min(2, nj - 1), j0 + min(3, nj - 1)
+    w0, w1, w2, w3 = W[j0], W[j1], W[j2], W[j3]
+    b0, b1, b2, b3 = b[j0], b[j1], b[j2], b[j3]
+    n = w0.shape[0]
+    for i in range(0, m, 5):
+        a0 = A_prev[i]
+        a1 = A_prev[min(i + 1, m - 1)]
+        a2 = A_prev[min(i + 2, m - 1)]
+        a3 = A_prev[min(i + 3, m - 1)]
+        a4 = A_prev[min(i + 4, m - 1)]
+        s00 = s01 = s02 = s03 = s10 = s11 = s12 = s13 = dt(0)
+        s20 = s21 = s22 = s23 = s30 = s31 = s32 = s33 = dt(0)
+        s40 = s41 = s42 = s43 = dt(0)
+        for k in range(n):
+            u0 = w0[k]
+            u1 = w1[k]
+            u2 = w2[k]
+            u3 = w3[k]
+            x = a0[k]
+            s00 += x * u0
+            s01 += x * u1
+            s02 += x * u2
+            s03 += x * u3
+            x = a1[k]
+            s10 += x * u0
+            s11 += x * u1
+            s12 += x * u2
+            s13 += x * u3
+            x = a2[k]
+            s20 += x * u0
+            s21 += x * u1
+            s22 += x * u2
+            s23 += x * u3
+            x = a3[k]
+            s30 += x * u0
+            s31 += x * u1
+            s32 += x * u2
+            s33 += x * u3
+            x = a4[k]
+            s40 += x * u0
+            s41 += x * u1
+            s42 += x * u2
+            s43 += x * u3
+        _put(Z, A, i, j0, nj, s00 + b0, s01 + b1, s02 + b2, s03 + b3, code, slope, one, keep_z)
+        if i + 1 < m:
+            _put(Z, A, i + 1, j0, nj, s10 + b0, s11 + b1, s12 + b2, s13 + b3, code, slope, one, keep_z)
+        if i + 2 < m:
+            _put(Z, A, i + 2, j0, nj, s20 + b0, s21 + b1, s22 + b2, s23 + b3, code, slope, one, keep_z)
+        if i + 3 < m:
+            _put(Z, A, i + 3, j0, nj, s30 + b0, s31 + b1, s32 + b2, s33 + b3, code, slope, one, keep_z)
+        if i + 4 < m:
+            _put(Z, A, i + 4, j0, nj, s40 + b0, s41 + b1, s42 + b2, s43 + b3, code, slope, one, keep_z)
+
+
+@parallel
+def _forward_layer(A_prev, m, W, b, code, Z, A, keep_z, par):
+    """(F) ``Z = A_prev W^T + b``, ``A = f(Z)`` for the first ``m`` rows.
+
+    equivalent reference: ``Z = A_prev @ W.T + b; A = f(Z)``.
+    Row blocks of 4 output neurons; ``par`` runs the blocks in parallel (each
+    block owns its columns of Z and A).  Softmax rows are normalised afterwards
+    (they need the whole row).
+    """
+    n_blocks = (W.shape[0] + 3) // 4
+    if par:
+        for q in prange(n_blocks):
+            _fwd_block(A_prev, m, W, b, code, Z, A, 4 * q, keep_z)
+    else:
+        for q in range(n_blocks):
+            _fwd_block(A_prev, m, W, b, code, Z, A, 4 * q, keep_z)
+    _softmax_rows(A, m, code)
+
+
+# --- (X) input rows: gathered, converted and scaled once per mini-batch ----------
+
+@serial
+def _gather_row(X, r, scale, dst):
+    """(X) ``dst = X[r] * scale`` in the parameters' dtype (uint8 pixels are
+    divided by 255 here, so the training set stays uint8)."""
+    dt = dst.dtype.type
+    s = dt(scale)
+    src = X[r]
+    for k in range(dst.shape[0]):
+        dst[k] = dt(src[k]) * s
+
+
+@serial
+def _gather_input(X, order, start, m, scale, A0):
+    """(X) ``A0 = X[order[start:start+m]] * scale``."""
+    for i in range(m):
+        _gather_row(X, order[start + i], scale, A0[i])

@@ -1,0 +1,57 @@
+"""Which kernel shape each layer takes, decided in Python from the layer
+sizes, the mini-batch size and the dtype before the compiled epoch starts
+(so a decision never depends on the thread count), and the conversions of the
+inputs the kernels take.
+"""
+
+import numba
+import numpy as np
+
+from fastmlp.backends.numba.tile import PANEL
+from fastmlp.functions import ACTIVATION_CODES
+
+#: A layer product with at least this many multiply-adds (m * n_in * n_out) runs
+#: its loop over output rows in parallel; smaller ones run serially on the calling
+#: thread, because a parallel region costs about 2 us to launch (measured; see
+#: docs/performance.md).  Depends only on the shape, so determinism is kept.
+PARALLEL_MIN_MACS = 120_000
+#: A layer uses the outer-product panel kernels (``_hid_panel``,
+#: ``_grad_update_panel``) for its first ``PANEL * (n_in // PANEL)`` input
+#: columns when the mini-batch has at least this many samples (float32,
+#: float64); smaller batches and the leftover columns use the row-block kernels.
+#: From measurements (docs/performance.md: float64 tiles have half the rows and
+#: lose to the row blocks at batch 64, win from 128); depends only on the shapes.
+PANEL_MIN_BATCH = {"float32": 16, "float64": 128}
+
+
+def _thread_buffers(n, dtype):
+    """One ``(4, n)`` work buffer per thread (see ``_grad_update_block``)."""
+    return np.zeros((numba.config.NUMBA_NUM_THREADS, 4, max(n, 1)), dtype)
+
+
+def _codes(net):
+    return np.array([ACTIVATION_CODES[a] for a in net.activations], dtype=np.int64)
+
+
+def _parallel_flags(sizes, batch_size):
+    """Per layer: run its loops in parallel?  From the multiply-adds per batch."""
+    return np.array([batch_size * n_in * n_out >= PARALLEL_MIN_MACS
+                     for n_in, n_out in zip(sizes[:-1], sizes[1:])], dtype=np.bool_)
+
+
+def _panels(n_in, batch_size, dtype):
+    """How many whole ``PANEL``-column panels of a layer's ``n_in`` inputs go to
+    the panel kernels (none for small mini-batches, see ``PANEL_MIN_BATCH``)."""
+    return n_in // PANEL if batch_size >= PANEL_MIN_BATCH[np.dtype(dtype).name] else 0
+
+
+def _panel_counts(sizes, batch_size, dtype):
+    """``_panels`` for every layer."""
+    return np.array([_panels(n_in, batch_size, dtype) for n_in in sizes[:-1]], dtype=np.int64)
+
+
+def _check_input(X, dtype):
+    X = np.ascontiguousarray(X)
+    if X.dtype != np.uint8 and X.dtype != dtype:
+        X = X.astype(dtype)
+    return X, (1.0 / 255.0 if X.dtype == np.uint8 else 1.0)

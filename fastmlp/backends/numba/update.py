@@ -1,0 +1,322 @@
+"""(G) + (U): the weight gradient of a layer fused with its SGD update, so a
+gradient is never stored whole; and the first layer's update fused with its
+forward pass for the next mini-batch.
+
+Mirror: ``fastmlp.backends.reference.gradients`` and ``sgd_update``.
+"""
+
+import numba
+from numba import carray, prange
+
+from fastmlp.backends.numba.forward import _fwd_block, _gather_row
+from fastmlp.backends.numba.elementwise import _softmax_rows
+from fastmlp.backends.numba.jit import parallel, serial
+from fastmlp.backends.numba.tile import NONNEG, PANEL, TILE_SIZE, tile_buffer, tile_rows
+
+
+@serial
+def _update_row(w, v, g, inv, lr, mu, nesterov, l2):
+    """(U1-U4) for one row: ``g`` holds the *summed* gradient, ``inv`` = 1/m is
+    applied here (so ``g`` need not be scaled in a separate pass)."""
+    n = w.shape[0]
+    if mu == 0:
+        if l2 == 0:
+            for k in range(n):
+                w[k] -= lr * (g[k] * inv)
+        else:
+            for k in range(n):
+                w[k] -= lr * (g[k] * inv + l2 * w[k])
+    elif nesterov:
+        for k in range(n):
+            gk = g[k] * inv + l2 * w[k]
+            vk = v[k] * mu - lr * gk
+            v[k] = vk
+            w[k] += mu * vk - lr * gk
+    else:
+        for k in range(n):
+            gk = g[k] * inv + l2 * w[k]
+            vk = v[k] * mu - lr * gk
+            v[k] = vk
+            w[k] += vk
+
+
+@serial
+def _bias_update(delta, m, b, vb, lr, mu, nesterov, j):
+    """(G) ``db_j = mean_i delta[i, j]`` and (U) for bias j (no L2 on biases)."""
+    s = delta.dtype.type(0)
+    for i in range(m):
+        s += delta[i, j]
+    gb = s / delta.dtype.type(m)
+    if mu == 0:
+        b[j] -= lr * gb
+    else:
+        vk = vb[j] * mu - lr * gb
+        vb[j] = vk
+        if nesterov:
+            b[j] += mu * vk - lr * gb
+        else:
+            b[j] += vk
+
+
+@serial
+def _coefs5(delta, i, m, j, zero):
+    """``delta[i + s, j]`` for s = 0..4, zero for samples past ``m`` (padding)."""
+    return (delta[i, j], delta[i + 1, j] if i + 1 < m else zero,
+            delta[i + 2, j] if i + 2 < m else zero, delta[i + 3, j] if i + 3 < m else zero,
+            delta[i + 4, j] if i + 4 < m else zero)
+
+
+@serial
+def _rows5(A, i, m, klo):
+    """Rows ``i..i+4`` of ``A`` from column ``klo``; past ``m`` the last row again
+    (its coefficient is 0)."""
+    return (A[i, klo:], A[min(i + 1, m - 1), klo:], A[min(i + 2, m - 1), klo:],
+            A[min(i + 3, m - 1), klo:], A[min(i + 4, m - 1), klo:])
+
+
+@serial
+def _grad_update_panel(delta, A_prev, m, W, vW, j0, nj, k0, inv, lr, mu, l2, c1, c2):
+    """(G)+(U) for rows ``j0..j0+nj-1`` (``nj <= tile_rows``: 4 in float32, 2 in
+    float64) and columns ``k0:k0+PANEL``.
+
+    Outer-product form: the 4 x PANEL gradient tile ``sum_i delta[i, j] A_prev[i, k]``
+    stays in registers (``tile_buffer``) for the whole mini-batch (per sample, 4
+    vector loads of ``A_prev[i, k0:k0+PANEL]`` and 4 broadcasts of ``delta[i, j]``
+    feed 16 vector FMAs), then (U) is applied straight from the registers, so the
+    gradient is never stored.  Rows past ``nj`` are clamped copies, not stored.
+    ``c1``/``c2`` select momentum or Nesterov as in ``_grad_update_block``.
+    """
+    dt = W.dtype.type
+    k0 = k0 & NONNEG
+    acc = carray(tile_buffer(W.dtype), (TILE_SIZE,))
+    for t in range(tile_rows(W) * PANEL):
+        acc[t] = dt(0.0)
+    for i in range(m):
+        a = A_prev[i]
+        d = delta[i]
+        for r in range(tile_rows(W)):
+            e = d[j0 + min(r, nj - 1)]
+            for c in range(PANEL):
+                acc[r * PANEL + c] += e * a[k0 + c]
+    for r in range(nj):
+        w = W[j0 + r]
+        v = vW[j0 + r]
+        if mu == 0:  # (U1)-(U2)
+            for c in range(PANEL):
+                w[k0 + c] -= lr * (acc[r * PANEL + c] * inv + l2 * w[k0 + c])
+        else:  # (U2)-(U4)
+            for c in range(PANEL):
+                g = acc[r * PANEL + c] * inv + l2 * w[k0 + c]
+                u = v[k0 + c] * mu - lr * g
+                v[k0 + c] = u
+                w[k0 + c] += c1 * u + c2 * g
+
+
+@serial
+def _grad_update_block(delta, A_prev, m, W, b, vW, vb, hyper, nesterov, j0, G, panels):
+    """(G)+(U) for the row block ``j0..j0+3``.
+
+    The gradient rows ``g_r = sum_i delta[i, j0 + r] A_prev[i]`` are summed 5
+    samples x 4 rows per pass (20 FMAs per 5 loads of ``A_prev`` and 4
+    load/stores of ``G``, which stays in L1; 20 coefficients + 5 inputs + 4 sums
+    fit the 32 vector registers); the last group of samples is padded with zero
+    coefficients.  For a full block the last pass also applies (U) to the 4 rows
+    of W directly, so the finished gradient is never stored.  A partial block
+    (the end of a layer) keeps its gradient in ``G`` and updates its valid rows
+    from there.  Only columns from ``panels * PANEL`` on are done here (the
+    panels before them belong to ``_grad_update_columns``); the bias always.
+    equivalent reference: ``gradients`` then ``sgd_update``.
+    """
+    dt = W.dtype.type
+    zero = dt(0.0)
+    lr, mu, l2 = dt(hyper[0]), dt(hyper[1]), dt(hyper[2])
+    inv = dt(1.0) / dt(m)
+    # (U3) momentum: w += v;  (U4) Nesterov: w += mu v - lr g
+    c1 = mu if nesterov else dt(1.0)
+    c2 = -lr if nesterov else zero
+    nj = min(4, W.shape[0] - j0)
+    j1, j2, j3 = j0 + min(1, nj - 1), j0 + min(2, nj - 1), j0 + min(3, nj - 1)
+    n = A_prev.shape[1]
+    # the columns left, as views starting at column klo (loops from 0, as the
+    # vectoriser likes them: counting from klo made this path 4x slower)
+    klo = panels * PANEL
+    nk = n - klo
+    g0, g1, g2, g3 = G[0, klo:n], G[1, klo:n], G[2, klo:n], G[3, klo:n]
+    for k in range(nk):
+        g0[k] = zero
+        g1[k] = zero
+        g2[k] = zero
+        g3[k] = zero
+    fuse = nj == 4
+    w0, w1, w2, w3 = W[j0, klo:], W[j1, klo:], W[j2, klo:], W[j3, klo:]
+    v0, v1, v2, v3 = vW[j0, klo:], vW[j1, klo:], vW[j2, klo:], vW[j3, klo:]
+    for i in range(0, m if nk > 0 else 0, 5):
+        a0, a1, a2, a3, a4 = _rows5(A_prev, i, m, klo)
+        e00, e01, e02, e03, e04 = _coefs5(delta, i, m, j0, zero)
+        e10, e11, e12, e13, e14 = _coefs5(delta, i, m, j1, zero)
+        e20, e21, e22, e23, e24 = _coefs5(delta, i, m, j2, zero)
+        e30, e31, e32, e33, e34 = _coefs5(delta, i, m, j3, zero)
+        if i + 5 < m or not fuse:
+            for k in range(nk):
+                x0 = a0[k]
+                x1 = a1[k]
+                x2 = a2[k]
+                x3 = a3[k]
+                x4 = a4[k]
+                g0[k] += e00 * x0 + e01 * x1 + e02 * x2 + e03 * x3 + e04 * x4
+                g1[k] += e10 * x0 + e11 * x1 + e12 * x2 + e13 * x3 + e14 * x4
+                g2[k] += e20 * x0 + e21 * x1 + e22 * x2 + e23 * x3 + e24 * x4
+                g3[k] += e30 * x0 + e31 * x1 + e32 * x2 + e33 * x3 + e34 * x4
+        elif mu == 0:  # last pass fused with (U1)-(U2): w -= lr (g / m + l2 w)
+            for k in range(nk):
+                x0 = a0[k]
+                x1 = a1[k]
+                x2 = a2[k]
+                x3 = a3[k]
+                x4 = a4[k]
+                w0[k] -= lr * ((g0[k] + (e00 * x0 + e01 * x1 + e02 * x2 + e03 * x3 + e04 * x4)) * inv
+                               + l2 * w0[k])
+                w1[k] -= lr * ((g1[k] + (e10 * x0 + e11 * x1 + e12 * x2 + e13 * x3 + e14 * x4)) * inv
+                               + l2 * w1[k])
+                w2[k] -= lr * ((g2[k] + (e20 * x0 + e21 * x1 + e22 * x2 + e23 * x3 + e24 * x4)) * inv
+                               + l2 * w2[k])
+                w3[k] -= lr * ((g3[k] + (e30 * x0 + e31 * x1 + e32 * x2 + e33 * x3 + e34 * x4)) * inv
+                               + l2 * w3[k])
+        else:  # last pass fused with (U2)-(U4)
+            for k in range(nk):
+                x0 = a0[k]
+                x1 = a1[k]
+                x2 = a2[k]
+                x3 = a3[k]
+                x4 = a4[k]
+                q0 = (g0[k] + (e00 * x0 + e01 * x1 + e02 * x2 + e03 * x3 + e04 * x4)) * inv + l2 * w0[k]
+                q1 = (g1[k] + (e10 * x0 + e11 * x1 + e12 * x2 + e13 * x3 + e14 * x4)) * inv + l2 * w1[k]
+                q2 = (g2[k] + (e20 * x0 + e21 * x1 + e22 * x2 + e23 * x3 + e24 * x4)) * inv + l2 * w2[k]
+                q3 = (g3[k] + (e30 * x0 + e31 * x1 + e32 * x2 + e33 * x3 + e34 * x4)) * inv + l2 * w3[k]
+                u0 = v0[k] * mu - lr * q0
+                u1 = v1[k] * mu - lr * q1
+                u2 = v2[k] * mu - lr * q2
+                u3 = v3[k] * mu - lr * q3
+                v0[k] = u0
+                v1[k] = u1
+                v2[k] = u2
+                v3[k] = u3
+                w0[k] += c1 * u0 + c2 * q0
+                w1[k] += c1 * u1 + c2 * q1
+                w2[k] += c1 * u2 + c2 * q2
+                w3[k] += c1 * u3 + c2 * q3
+    if not fuse:
+        for r in range(nj):
+            _update_row(W[j0 + r, klo:], vW[j0 + r, klo:], G[r, klo:n], inv, lr, mu, nesterov, l2)
+    for r in range(nj):
+        _bias_update(delta, m, b, vb, lr, mu, nesterov, j0 + r)
+
+
+@serial
+def _grad_update_columns(delta, A_prev, m, W, vW, hyper, nesterov, k0, j_lo, j_hi):
+    """(G)+(U) of columns ``k0:k0+PANEL`` for rows ``j_lo:j_hi`` of W,
+    ``tile_rows`` rows at a time (``_grad_update_panel``).  Running down the rows
+    for one panel keeps that panel of ``A_prev`` (m x PANEL) in L1/L2 while
+    ``delta`` streams past; the other order re-read all of ``A_prev`` for every 4
+    rows."""
+    dt = W.dtype.type
+    lr, mu, l2 = dt(hyper[0]), dt(hyper[1]), dt(hyper[2])
+    inv = dt(1.0) / dt(m)
+    c1 = mu if nesterov else dt(1.0)
+    c2 = -lr if nesterov else dt(0.0)
+    rows = tile_rows(W)
+    for j0 in range(j_lo, j_hi, rows):
+        _grad_update_panel(delta, A_prev, m, W, vW, j0, min(rows, j_hi - j0), k0, inv, lr, mu, l2, c1, c2)
+
+
+#: Rows of W per panel work item (a multiple of 4): with few panels (64 <= n_in
+#: < 128 gives one) the items still split over the threads.
+PANEL_ITEM_ROWS = 64
+
+
+@serial
+def _update_item(delta, A_prev, m, W, b, vW, vb, hyper, nesterov, G, panels, q, n_blocks):
+    """Work item ``q`` of a layer's (G)+(U).  Without panels: row block ``q``.
+    With panels: column panel ``p`` of the rows of group ``g`` (PANEL_ITEM_ROWS
+    rows), plus the leftover columns and the biases of the row blocks of that
+    group whose index is ``p`` modulo ``panels`` (so the small work is spread too
+    and every element has exactly one owner)."""
+    if panels == 0:
+        _grad_update_block(delta, A_prev, m, W, b, vW, vb, hyper, nesterov, 4 * q, G, panels)
+    else:
+        n_out = W.shape[0]
+        n_groups = (n_out + PANEL_ITEM_ROWS - 1) // PANEL_ITEM_ROWS
+        p, g = q // n_groups, q % n_groups
+        j_lo = g * PANEL_ITEM_ROWS
+        j_hi = min(n_out, j_lo + PANEL_ITEM_ROWS)
+        _grad_update_columns(delta, A_prev, m, W, vW, hyper, nesterov, p * PANEL, j_lo, j_hi)
+        for jb in range(j_lo // 4, (j_hi + 3) // 4):
+            if jb % panels == p:
+                _grad_update_block(delta, A_prev, m, W, b, vW, vb, hyper, nesterov, 4 * jb, G, panels)
+
+
+@parallel
+def _update_layer(delta, A_prev, m, W, b, vW, vb, hyper, nesterov, G, par, panels):
+    """(G) ``dW = delta^T A_prev / m``, ``db = mean(delta)`` and (U) applied tile
+    by tile, so no ``dW`` is ever stored (a tile's gradient lives in registers or
+    in a small per-thread buffer in L1).
+
+    equivalent reference: ``gradients(delta, A_prev)`` then ``sgd_update(...)``.
+    The work items (``_update_item``) are row blocks, or (column panel, group of
+    rows) when ``panels > 0``; ``par`` runs them in parallel (each element of W belongs to
+    one item; the buffer is picked by thread id, which does not change the
+    numbers).
+    """
+    n_blocks = (W.shape[0] + 3) // 4
+    n_groups = (W.shape[0] + PANEL_ITEM_ROWS - 1) // PANEL_ITEM_ROWS
+    n_items = panels * n_groups if panels > 0 else n_blocks
+    if par:
+        for q in prange(n_items):
+            _update_item(delta, A_prev, m, W, b, vW, vb, hyper, nesterov, G[numba.get_thread_id()],
+                         panels, q, n_blocks)
+    else:
+        for q in range(n_items):
+            _update_item(delta, A_prev, m, W, b, vW, vb, hyper, nesterov, G[0], panels, q, n_blocks)
+
+
+@parallel
+def _update_forward_first(delta, A_prev, m, W, b, vW, vb, hyper, nesterov, G, par, panels,
+                          A_next, m_next, code, Z, A, keep_z, X, order, start2, scale, A_gather):
+    """The first layer's (G)+(U) for this batch fused with its (F) for the next
+    batch, in one parallel region: a block of 4 rows of W is updated and then,
+    while it is still in L1, multiplied with the next batch's inputs ``A_next``
+    (``m_next`` rows; 0 at the end of the epoch).  One pass over W instead of
+    two and one parallel region per batch instead of two.  The same region also
+    gathers the inputs of the batch after next (X) into ``A_gather``: iteration
+    ``q`` copies rows ``q, q + n_blocks, ...`` (nothing in this region reads them).
+    With ``panels > 0`` the update runs first as its own region
+    (``_update_layer``), then the forward and the gather.
+
+    equivalent reference: ``sgd_update(W, ...)`` then ``dense_forward(A_next, W, b)``.
+    """
+    n_blocks = (W.shape[0] + 3) // 4
+    m2 = A_gather.shape[0]
+    fused = panels == 0
+    if not fused:  # panels run down all rows, so the forward has to wait
+        _update_layer(delta, A_prev, m, W, b, vW, vb, hyper, nesterov, G, par, panels)
+    if par:
+        for q in prange(n_blocks):
+            if fused:
+                _grad_update_block(delta, A_prev, m, W, b, vW, vb, hyper, nesterov, 4 * q,
+                                   G[numba.get_thread_id()], panels)
+            if m_next > 0:
+                _fwd_block(A_next, m_next, W, b, code, Z, A, 4 * q, keep_z)
+            for i in range(q, m2, n_blocks):
+                _gather_row(X, order[start2 + i], scale, A_gather[i])
+    else:
+        for q in range(n_blocks):
+            if fused:
+                _grad_update_block(delta, A_prev, m, W, b, vW, vb, hyper, nesterov, 4 * q, G[0], panels)
+            if m_next > 0:
+                _fwd_block(A_next, m_next, W, b, code, Z, A, 4 * q, keep_z)
+        for i in range(m2):
+            _gather_row(X, order[start2 + i], scale, A_gather[i])
+    if m_next > 0:
+        _softmax_rows(A, m_next, code)
+
+

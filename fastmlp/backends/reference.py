@@ -1,0 +1,210 @@
+"""The NumPy reference: the readable specification of fastmlp's mathematics.
+
+Every other backend must compute what this module computes (the equivalence
+tests check it).  It is vectorised over the mini-batch and loops in Python only
+over layers and mini-batches.  Equation labels refer to ``docs/math.md``.
+
+Shapes, used everywhere (one row per sample, as in scikit-learn):
+    A_prev, A   (m, n_in), (m, n_out)   activations of a mini-batch of m samples
+    W           (n_out, n_in)           row j holds the weights into neuron j
+    b           (n_out,)
+    Z           (m, n_out)              weighted inputs
+    Y           (m, n_L)                one-hot targets
+    delta       (m, n_out)              dC/dZ for each sample (not yet averaged)
+
+The equations, for layers l = 1..L (l = 0 is the input):
+    (F)   Z_l = A_{l-1} W_l^T + b_l,   A_l = f_l(Z_l)
+    (D_L) delta_L = (A_L - Y) * f_L'(Z_L)              quadratic cost (BP1)
+          delta_L = A_L - Y                            sigmoid + cross-entropy,
+                                                       softmax + log-likelihood
+    (D_l) delta_l = (delta_{l+1} W_{l+1}) * f_l'(Z_l)  (BP2)
+    (G)   dW_l = delta_l^T A_{l-1} / m,  db_l = mean of delta_l over the batch (BP3, BP4)
+    (U)   W_l <- W_l - lr (dW_l + l2 W_l),  b_l <- b_l - lr db_l   (momentum: U3, U4)
+
+Mirror: every public function here has a namesake with the same arguments in
+``fastmlp.backends.numba.kernels`` (the Numba backend).
+"""
+
+import contextlib
+
+import numpy as np
+
+from fastmlp.functions import ACTIVATIONS, COSTS, DERIVATIVES
+from fastmlp.network import unpack
+
+#: Rows per chunk when predicting, so activations of a large set stay small.
+PREDICT_CHUNK = 4096
+
+
+def input_scale(X):
+    """uint8 pixels are scaled to [0, 1] as they enter the first layer; float
+    inputs are used as they are."""
+    return 1.0 / 255.0 if X.dtype == np.uint8 else 1.0
+
+
+def as_input(X_rows, dtype):
+    """(X) The first layer's activations ``A_0``: the rows in the model's dtype,
+    uint8 pixels divided by 255.  Only a mini-batch is converted at a time, so
+    the training set stays uint8 in memory."""
+    return X_rows.astype(dtype) * dtype.type(input_scale(X_rows))
+
+
+def one_hot(y, n_classes, dtype):
+    """(Y) Targets as rows of zeros with a one at the label: ``(m, n_classes)``."""
+    Y = np.zeros((len(y), n_classes), dtype=dtype)
+    Y[np.arange(len(y)), y] = 1
+    return Y
+
+
+def dense_forward(A_prev, W, b, activation):
+    """(F) One layer's forward pass: ``Z = A_prev W^T + b``, ``A = f(Z)``.
+
+    Returns ``(Z, A)``, both ``(m, n_out)``.
+    Mirror: ``fastmlp.backends.numba.kernels.dense_forward``.
+    """
+    Z = A_prev @ W.T + b
+    return Z, ACTIVATIONS[activation](Z)
+
+
+def output_delta(A_L, Y, activation, cost):
+    """(D_L) ``delta_L = dC_x / dZ_L`` for each sample of the batch.
+
+    For the quadratic cost it is ``(A_L - Y) * f'(Z_L)`` (BP1).  For sigmoid with
+    cross-entropy and for softmax with the log-likelihood the derivative of the
+    activation cancels and it is just ``A_L - Y`` (derived in docs/math.md, as
+    scikit-learn's ``_backprop`` also notes).
+    Mirror: ``fastmlp.backends.numba.kernels.output_delta``.
+    """
+    if cost == "quadratic":
+        return (A_L - Y) * DERIVATIVES[activation](A_L)
+    return A_L - Y
+
+
+def hidden_delta(delta_next, W_next, A, activation):
+    """(D_l) ``delta_l = (delta_{l+1} W_{l+1}) * f_l'(Z_l)`` (BP2), with ``f'``
+    computed from ``A_l = f_l(Z_l)``.
+    Mirror: ``fastmlp.backends.numba.kernels.hidden_delta``.
+    """
+    return (delta_next @ W_next) * DERIVATIVES[activation](A)
+
+
+def gradients(delta, A_prev):
+    """(G) Gradients of the batch-averaged cost: ``dW = delta^T A_prev / m``
+    (BP4) and ``db = mean(delta)`` (BP3).  Mirror: ``fastmlp.backends.numba.kernels.gradients``.
+    """
+    m = len(delta)
+    return delta.T @ A_prev / m, delta.sum(axis=0) / m
+
+
+def sgd_update(W, b, dW, db, vW, vb, sgd):
+    """(U) Update one layer in place.
+
+    (U1) plain SGD:  ``W -= lr (dW + l2 W)``, ``b -= lr db``  (L2 decays weights, not biases)
+    (U3) momentum:   ``v = mu v - lr g``, ``W += v``
+    (U4) Nesterov:   ``v = mu v - lr g``, ``W += mu v - lr g``
+    with ``g`` the gradient including the L2 term (U2).  ``vW``/``vb`` hold the
+    velocities and are only touched when ``momentum > 0``.
+    Mirror: ``fastmlp.backends.numba.kernels.sgd_update``.
+    """
+    if sgd.momentum == 0:  # (U1), the original's rule
+        W -= sgd.lr * (dW + sgd.l2 * W) if sgd.l2 else sgd.lr * dW
+        b -= sgd.lr * db
+        return
+    for P, dP, V, decay in ((W, dW, vW, sgd.l2), (b, db, vb, 0.0)):
+        g = dP + decay * P if decay else dP  # (U2)
+        V *= sgd.momentum  # (U3) v = mu v - lr g
+        V -= sgd.lr * g
+        if sgd.nesterov:  # (U4)
+            P += sgd.momentum * V - sgd.lr * g
+        else:
+            P += V
+
+
+def forward(weights, biases, activations, A0):
+    """(F) for every layer.  Returns the lists ``Zs = [Z_1..Z_L]`` and
+    ``As = [A_0..A_L]`` that backpropagation needs."""
+    Zs, As = [], [A0]
+    for W, b, activation in zip(weights, biases, activations):
+        Z, A = dense_forward(As[-1], W, b, activation)
+        Zs.append(Z)
+        As.append(A)
+    return Zs, As
+
+
+def backprop(weights, biases, net, A0, Y):
+    """Cost and gradients of one mini-batch: ``(loss, dW_list, db_list, A_L)``.
+
+    ``loss`` is the batch-averaged cost (C1-C3) before any update; the gradients
+    are averaged over the batch (G).  ``weights``/``biases`` are the per-layer
+    views given by ``fastmlp.network.unpack``.
+    """
+    Zs, As = forward(weights, biases, net.activations, A0)
+    loss = COSTS[net.cost](Zs[-1], As[-1], Y)
+    delta = output_delta(As[-1], Y, net.activations[-1], net.cost)
+    dWs, dbs = [None] * len(weights), [None] * len(weights)
+    for l in range(len(weights) - 1, -1, -1):  # from the output layer back
+        dWs[l], dbs[l] = gradients(delta, As[l])
+        if l > 0:
+            delta = hidden_delta(delta, weights[l], As[l], net.activations[l - 1])
+    return loss, dWs, dbs, As[-1]
+
+
+def train_batches(params, velocity, net, sgd, X, y, order, batch_size):
+    """Train on the samples ``X[order]`` in consecutive mini-batches of
+    ``batch_size`` (the last one may be shorter and is averaged over its own
+    size), updating ``params`` (and ``velocity``, for momentum) in place.
+
+    Returns ``(loss_sum, n_correct)``: the cost summed over the samples and the
+    number classified correctly, both measured on each batch before its update.
+    Mirror: ``fastmlp.backends.numba.kernels.train_batches``, which runs all of it in one
+    compiled call.
+    """
+    weights, biases = unpack(params, net.sizes)  # views: updating them updates params
+    v_weights, v_biases = unpack(velocity, net.sizes)
+    loss_sum, n_correct = 0.0, 0
+    for start in range(0, len(order), batch_size):
+        rows = order[start:start + batch_size]
+        A0 = as_input(X[rows], params.dtype)
+        Y = one_hot(y[rows], net.sizes[-1], params.dtype)
+        loss, dWs, dbs, A_L = backprop(weights, biases, net, A0, Y)
+        loss_sum += loss * len(rows)
+        n_correct += int(np.count_nonzero(A_L.argmax(axis=1) == y[rows]))
+        for W, b, dW, db, vW, vb in zip(weights, biases, dWs, dbs, v_weights, v_biases):
+            sgd_update(W, b, dW, db, vW, vb, sgd)
+    return loss_sum, n_correct
+
+
+def predict_proba(params, net, X):
+    """Output activations ``A_L`` for every row of ``X``, ``(n, n_L)``, in chunks.
+    Mirror: ``fastmlp.backends.numba.kernels.predict_proba``."""
+    weights, biases = unpack(params, net.sizes)
+    out = np.empty((len(X), net.sizes[-1]), dtype=params.dtype)
+    for start in range(0, len(X), PREDICT_CHUNK):
+        _, As = forward(weights, biases, net.activations, as_input(X[start:start + PREDICT_CHUNK], params.dtype))
+        out[start:start + PREDICT_CHUNK] = As[-1]
+    return out
+
+
+# --- hooks the model calls on every backend (fastmlp.backends); nothing to do here ---
+
+def check_network(sizes):
+    """Every network the model accepts can be trained here."""
+
+
+def call_guard():
+    """Around every call: nothing to guard (NumPy releases no parallel regions of ours)."""
+    return contextlib.nullcontext()
+
+
+def threads(n_threads, owner=None):
+    """NumPy's thread count is BLAS's (threadpoolctl sets it); ``n_threads`` is
+    the Numba backend's setting."""
+    return contextlib.nullcontext()
+
+
+def prepare(dtype, *inputs):
+    """Nothing is compiled."""
+
+
+def after_first_call(dtype, X):
+    """Nothing is compiled."""

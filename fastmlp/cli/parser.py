@@ -1,0 +1,321 @@
+"""The ``fastmlp`` command line: ``fastmlp train``, ``evaluate``, ``predict`` and ``plot``.
+
+The parser, the argument types and :func:`main`; each command's work is in
+:mod:`fastmlp.cli.commands`. argparse fills the same settings the Python API
+takes (``MLP(...)`` and ``MLP.fit(...)``); nothing here computes anything the
+library does not. User mistakes end with one line on stderr and exit status 2,
+never a traceback. (The first line above is ``fastmlp --help``'s description.)
+"""
+
+import argparse
+import math
+import os
+import sys
+import warnings
+
+from fastmlp.backends import BACKENDS, DEFAULT_BACKEND
+from fastmlp.cli.commands import PRESETS, cmd_bench, cmd_evaluate, cmd_plot, cmd_predict, cmd_train
+from fastmlp.errors import FastMLPError
+from fastmlp.functions import ACTIVATIONS, COSTS, INITS
+from fastmlp.schedules import SCHEDULES
+
+# PRESETS (the option values ``train --preset`` fills in) lives with cmd_train,
+# which applies them; it is imported here for ``--preset``'s choices and stays
+# importable as fastmlp.cli.PRESETS.
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (and exit status 2)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+# --- argument types: each raises ArgumentTypeError with what was expected -----
+
+def positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def non_negative_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not (value >= 0 and value != float("inf")):
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text}")
+    return value
+
+
+def positive_float(text):
+    value = non_negative_float(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError("expected a number > 0, got 0")
+    return value
+
+
+def layer_list(text):
+    """``784,30,10`` -> [784, 30, 10]."""
+    parts = [p for p in text.replace(" ", ",").split(",") if p]
+    try:
+        sizes = [int(p) for p in parts]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated layer widths such as 784,30,10, got {text!r}") from None
+    if len(sizes) < 2:
+        raise argparse.ArgumentTypeError(f"expected at least an input and an output layer, such as 784,30,10, got {text!r}")
+    if min(sizes) < 1:
+        raise argparse.ArgumentTypeError(f"every layer width must be a positive integer, got {text!r}")
+    return sizes
+
+
+def name_list(choices):
+    """One name, or comma-separated names (one per layer), each among ``choices``."""
+    def parse(text):
+        names = [n.strip() for n in text.split(",")]
+        for n in names:
+            if n not in choices:
+                raise argparse.ArgumentTypeError(f"expected one of {', '.join(choices)}, got {n!r}")
+        return names[0] if len(names) == 1 else names
+    return parse
+
+
+def val_split(text):
+    """A count of samples (``10000``) or a fraction (``0.1``)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a sample count or a fraction, got {text!r}") from None
+    if not math.isfinite(value) or value <= 0 or (value >= 1 and value != int(value)):
+        raise argparse.ArgumentTypeError(f"expected a positive sample count or a fraction in (0, 1), got {text}")
+    return value if value < 1 else int(value)
+
+
+def path_arg(text):
+    """A file or folder name: anything the operating system can take.  A NUL
+    character cannot be in a path (``open`` would raise ValueError later)."""
+    if "\0" in text:
+        raise argparse.ArgumentTypeError(f"a path cannot contain a NUL character, got {text!r}")
+    return text
+
+
+def _path_with_format(text, check_format):
+    """A path whose suffix ``check_format`` accepts (it raises ValueError otherwise)."""
+    path_arg(text)
+    try:
+        check_format(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return text
+
+
+def log_path(text):
+    """``--log``: a file ending in .csv or .jsonl."""
+    from fastmlp.cli.report import log_format
+
+    return _path_with_format(text, log_format)
+
+
+def image_path(text):
+    """``--plot``/``-o``: a file ending in .png, .pdf or .svg."""
+    from fastmlp.plot import image_format
+
+    return _path_with_format(text, image_format)
+
+
+# --- the parser -------------------------------------------------------------------
+
+def build_parser():
+    parser = ArgumentParser(prog="fastmlp", description=__doc__.splitlines()[0])
+    from fastmlp._version import __version__
+
+    parser.add_argument("--version", action="version", version=f"fastmlp {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=ArgumentParser)
+    sub.required = True
+    add_train_parser(sub)
+    add_evaluate_parser(sub)
+    add_predict_parser(sub)
+    add_plot_parser(sub)
+    add_bench_parser(sub)
+    parser.commands = sub.choices  # name -> subparser, for errors in the subcommand's name
+    return parser
+
+
+def add_data_options(p, dataset_default="mnist"):
+    p.add_argument("--data-dir", type=path_arg, metavar="DIR", help="folder with the data set (default: $FASTMLP_DATA, then the user cache; downloaded when absent)")
+    p.add_argument("--dataset", choices=("mnist", "fashion-mnist"), default=dataset_default,
+                   help=None if dataset_default else "default: the one the model was trained on, else mnist")
+    p.add_argument("--no-download", dest="download", action="store_false", help="fail instead of downloading a missing data set")
+
+
+def add_backend_option(p):
+    p.add_argument("--backend", choices=tuple(BACKENDS), help="default: the backend recorded in the model file")
+
+
+def add_train_parser(sub):
+    p = sub.add_parser("train", help="train a network on MNIST, printing test accuracy every epoch",
+                       description="Train a network. The defaults reproduce the original project's run: "
+                                   "784,30,10 sigmoid, quadratic cost, batch 10, learning rate 10, 10 epochs.")
+    p.add_argument("--preset", choices=sorted(PRESETS), help="a named set of the options below; explicit options win")
+    arch = p.add_argument_group("network")
+    arch.add_argument("--layers", type=layer_list, default=[784, 30, 10], help="layer widths (default 784,30,10)")
+    arch.add_argument("--activation", type=name_list(tuple(ACTIVATIONS)), default="sigmoid",
+                      help="activation of every layer, or one per layer separated by commas (default sigmoid)")
+    arch.add_argument("--output-activation", choices=tuple(ACTIVATIONS), help="activation of the output layer (default: softmax for --cost nll, else --activation)")
+    arch.add_argument("--cost", choices=tuple(COSTS), default="quadratic", help="default quadratic")
+    arch.add_argument("--init", type=name_list(INITS), help="normal, xavier or he (default: chosen from each layer's activation)")
+    opt = p.add_argument_group("training")
+    opt.add_argument("--epochs", type=positive_int, default=10,
+                     help="epochs to train (default 10; with --resume: the rest of the saved run)")
+    opt.add_argument("--batch-size", type=positive_int, default=10)
+    opt.add_argument("--lr", type=positive_float, default=10.0, help="learning rate (default 10; gradients are averaged over the batch)")
+    opt.add_argument("--momentum", type=non_negative_float, default=0.0)
+    opt.add_argument("--nesterov", action="store_true", help="Nesterov momentum (needs --momentum)")
+    opt.add_argument("--l2", type=non_negative_float, default=0.0, help="L2 weight decay")
+    opt.add_argument("--schedule", choices=SCHEDULES, default="constant", help="learning-rate schedule")
+    opt.add_argument("--val-split", type=val_split, nargs="?", const=10000, default=0,
+                     help="hold out the last N training images (or a fraction) for validation; alone: 10000")
+    opt.add_argument("--patience", type=positive_int, help="stop when validation accuracy has not improved for N epochs (needs --val-split)")
+    opt.add_argument("--seed", type=int, default=0, help="fixes the initial weights and the shuffles (default 0)")
+    run = p.add_argument_group("running")
+    run.add_argument("--backend", choices=tuple(BACKENDS), default=DEFAULT_BACKEND)
+    run.add_argument("--dtype", choices=("float64", "float32"), default="float64")
+    run.add_argument("--threads", type=positive_int,
+                     help="threads for the numba backend (at most NUMBA_NUM_THREADS; more are clipped with a warning)")
+    run.add_argument("--limit", type=positive_int, metavar="N", help="train on the first N training images only")
+    run.add_argument("--quiet", action="store_true", help="no progress bar")
+    out = p.add_argument_group("saving")
+    out.add_argument("--save", type=path_arg, metavar="PATH", help="write the trained model to PATH (.npz); also on Ctrl-C")
+    out.add_argument("--checkpoint-every", type=positive_int, metavar="N",
+                     help="also save to the --save path every N epochs")
+    out.add_argument("--resume", type=path_arg, metavar="PATH",
+                     help="continue training a saved model (its options are reused; epochs continue numbering)")
+    out.add_argument("--log", type=log_path, metavar="PATH",
+                     help="write each epoch's figures to PATH as it goes (.csv or .jsonl)")
+    out.add_argument("--plot", type=image_path, metavar="PATH",
+                     help="draw the loss and accuracy curves to PATH (.png, .pdf, .svg; needs matplotlib)")
+    add_data_options(p)
+    p.set_defaults(func=cmd_train)
+
+
+def add_evaluate_parser(sub):
+    p = sub.add_parser("evaluate", help="test accuracy, per-class precision/recall and the confusion matrix of a saved model",
+                       description="Evaluate a saved model on the test set.")
+    p.add_argument("model", type=path_arg, metavar="MODEL", help="a model file written by fastmlp train --save")
+    add_backend_option(p)
+    add_data_options(p, dataset_default=None)
+    p.set_defaults(func=cmd_evaluate)
+
+
+def add_predict_parser(sub):
+    p = sub.add_parser("predict", help="classify images with a saved model",
+                       description="Classify images: IDX files of (n, 28, 28) uint8 images, CSV files in the original "
+                                   "layout (label column shown as 'true'), .npy arrays ((n, 784) or (n, 28, 28), uint8 "
+                                   "0..255 or float 0..1) or picture files (.png etc., needs Pillow). Prints one line "
+                                   "per image: name, predicted class, probability (for a network without softmax "
+                                   "output: the output activation divided by the sum over classes).")
+    p.add_argument("model", type=path_arg, metavar="MODEL", help="a model file written by fastmlp train --save")
+    p.add_argument("files", type=path_arg, metavar="FILE", nargs="+", help="images to classify")
+    p.add_argument("--resize", action="store_true", help="scale pictures of another size to 28x28")
+    p.add_argument("--invert", action="store_true", help="invert grey levels (MNIST digits are white on black)")
+    add_backend_option(p)
+    p.set_defaults(func=cmd_predict)
+
+
+def add_plot_parser(sub):
+    p = sub.add_parser("plot", help="draw learning curves, a confusion matrix or first-layer weights (needs matplotlib)",
+                       description="Draw a figure. From a history log (.csv/.jsonl) or a model file: the loss and "
+                                   "accuracy curves; from a model file with --confusion: its confusion matrix on the "
+                                   "test set; with --weights: its first-layer weights as 28x28 images.")
+    p.add_argument("input", type=path_arg, metavar="INPUT", help="a history log (.csv, .jsonl) or a model file (.npz)")
+    p.add_argument("-o", "--output", type=image_path, required=True, metavar="PATH", help="image file to write (.png, .pdf, .svg)")
+    what = p.add_mutually_exclusive_group()
+    what.add_argument("--confusion", action="store_true", help="confusion matrix on the test set (model file only)")
+    what.add_argument("--weights", action="store_true", help="first-layer weights, one image per hidden neuron (model file only)")
+    p.add_argument("--max-neurons", type=positive_int, default=100, metavar="N", help="with --weights: draw at most N neurons (default 100)")
+    add_backend_option(p)
+    add_data_options(p, dataset_default=None)
+    p.set_defaults(func=cmd_plot)
+
+
+def add_bench_parser(sub):
+    p = sub.add_parser("bench", help="measure seconds per 60,000-image epoch, GFLOP/s and compile time on this machine",
+                       description="Time one epoch of 60,000 MNIST-shaped images for each backend and dtype on the "
+                                   "standard networks of benchmarks/ (sigmoid, quadratic cost, plain SGD), and the "
+                                   "compile time of the numba kernels. Uses the same code as benchmarks/bench_epoch.py.")
+    p.add_argument("--quick", action="store_true", help="only the 784-30-10 rows")
+    p.add_argument("--backends", type=name_list(("numpy", "numba", "torch")), default=None,
+                   help="comma-separated, default numpy,numba (+ torch when installed)")
+    p.add_argument("--repeats", type=positive_int, default=3, help="epochs timed per row; the median is shown (default 3)")
+    p.add_argument("--no-compile", dest="compile", action="store_false", help="skip measuring the compile time")
+    p.add_argument("--json", action="store_true", help="print the results as JSON")
+    p.set_defaults(func=cmd_bench)
+
+
+def explicit_options(argv):
+    """The destinations the user actually typed in ``argv`` (defaults excluded).
+
+    Parses ``argv`` a second time with every default suppressed, so an option
+    given with its default value (``--lr 10``) still counts as given.
+    """
+    parser = build_parser()
+
+    def suppress(p):
+        for action in p._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for child in action.choices.values():
+                    suppress(child)
+            elif action.dest != "help":
+                action.default = argparse.SUPPRESS
+
+    suppress(parser)
+    return set(vars(parser.parse_args(argv))) - {"command"}
+
+
+def main(argv=None):
+    if argv is None:
+        argv = sys.argv[1:]
+    with warnings.catch_warnings():
+        warnings.showwarning = _one_line_warning
+        return _main(argv)
+
+
+def _one_line_warning(message, category, filename, lineno, file=None, line=None):
+    """Warnings (a clipped batch size, ...) as one line, like the errors, not
+    Python's two-line form with a source line."""
+    print(f"fastmlp: warning: {message}", file=sys.stderr if file is None else file)
+
+
+def _main(argv):
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # reported as "fastmlp train: error: ..." rather than "fastmlp: error: ..."
+        parser.commands[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")
+    args.explicit = explicit_options(argv)
+    if args.command == "plot":
+        args.model = args.input
+    try:
+        return args.func(args)
+    except FastMLPError as error:
+        print(f"fastmlp {args.command}: error: {error}", file=sys.stderr)
+        return error.exit_code
+    except BrokenPipeError:  # `fastmlp predict ... | head`: the reader has gone, stop quietly
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so the flush at exit does not fail again
+        return 1
+    except OSError as error:  # e.g. a log or image file that cannot be written
+        where = f"{error.filename}: " if error.filename else ""
+        print(f"fastmlp {args.command}: error: {where}{error.strerror or error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"fastmlp {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,365 @@
+"""Equivalence of the Numba backend (fastmlp.backends.numba.kernels) with the NumPy reference.
+
+Each kernel is compared with its namesake in ``fastmlp.backends.reference`` (stumpy's
+``naive.stump`` against ``stump``): ``ref_*`` is the reference result, ``comp_*``
+the compiled one.  float64 must agree to ``TEST_ATOL_FLOAT64`` absolute, float32
+to ``TEST_RTOL_FLOAT32`` relative.  Inputs are seeded.  To keep compilation
+cheap the tests use few specialisations: two dtypes times (uint8, float) input.
+"""
+
+import warnings
+
+import numpy as np
+import numpy.testing as npt
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from fastmlp import config
+from fastmlp.backends import numba as kernels
+from fastmlp.backends.numba import shapes, update
+from fastmlp.backends.numba.tile import PANEL
+from fastmlp.backends import reference
+from fastmlp.functions import COST_OUTPUTS, HIDDEN_ACTIVATIONS, default_init
+from fastmlp.network import SGD, Net, init_params, unpack
+
+DTYPES = ("float64", "float32")
+ALL_ACTIVATIONS = HIDDEN_ACTIVATIONS + ("softmax",)
+
+
+def assert_close(comp, ref, dtype):
+    comp, ref = np.asarray(comp), np.asarray(ref)
+    assert comp.shape == ref.shape and comp.dtype == ref.dtype
+    assert np.all(np.isfinite(comp)) == np.all(np.isfinite(ref))
+    if np.dtype(dtype) == np.float64:
+        npt.assert_allclose(comp, ref, rtol=0, atol=config.TEST_ATOL_FLOAT64)
+    else:
+        npt.assert_allclose(comp, ref, rtol=config.TEST_RTOL_FLOAT32,
+                            atol=config.TEST_RTOL_FLOAT32 * max(1.0, float(np.abs(ref).max(initial=0))))
+
+
+def make_net(sizes, hidden, output, cost):
+    return Net(tuple(sizes), (hidden,) * (len(sizes) - 2) + (output,), cost)
+
+
+def make_params(net, dtype, seed=0):
+    inits = [default_init(a) for a in net.activations]
+    return init_params(net.sizes, inits, np.random.default_rng(seed), np.dtype(dtype))
+
+
+def make_data(n, n_in, n_classes, dtype, uint8, seed=1):
+    rng = np.random.default_rng(seed)
+    if uint8:
+        X = rng.integers(0, 256, size=(n, n_in), dtype=np.uint8)
+    else:
+        X = rng.random((n, n_in)).astype(dtype)
+    y = rng.integers(0, n_classes, size=n).astype(np.uint8)
+    return X, y, rng.permutation(n).astype(np.int64)
+
+
+def check_epoch(net, sgd, dtype, n, batch_size, uint8, epochs=1, seed=0):
+    """Train ``epochs`` epochs with both backends from the same start; compare
+    params, velocity, loss_sum, n_correct, then predict_proba.
+
+    The parameters must agree to the tolerances of ``assert_close``, or, on a
+    trajectory that amplifies rounding noise (many small batches with momentum),
+    to within 4 times the reference's own spread when its start is nudged by one
+    unit in the last place (``reference_spread``): no implementation that sums
+    in another order can be closer than that, on any CPU."""
+    X, y, order = make_data(n, net.sizes[0], net.sizes[-1], dtype, uint8, seed + 1)
+    start = make_params(net, dtype, seed)
+    ref_p, comp_p = start.copy(), start.copy()
+    ref_v, comp_v = np.zeros_like(ref_p), np.zeros_like(ref_p)
+    for done in range(epochs):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            ref_loss, ref_correct = reference.train_batches(ref_p, ref_v, net, sgd, X, y, order, batch_size)
+            comp_loss, comp_correct = kernels.train_batches(comp_p, comp_v, net, sgd, X, y, order, batch_size)
+        assert isinstance(comp_loss, float) and isinstance(comp_correct, int)
+        try:
+            assert_close(comp_p, ref_p, dtype)
+            assert_close(comp_v, ref_v, dtype)
+        except AssertionError:
+            spread = reference_spread(net, sgd, start, X, y, order, batch_size, done + 1)
+            moved = max(np.abs(comp_p - ref_p).max(), np.abs(comp_v - ref_v).max())
+            assert moved <= 4 * spread, (moved, spread)
+            return  # past here both follow the noise: loss and accuracy may differ
+        rtol = 1e-12 if dtype == "float64" else config.TEST_RTOL_FLOAT32
+        assert comp_loss == pytest.approx(ref_loss, rel=rtol, abs=1e-10)
+        assert comp_correct == ref_correct
+    assert_close(kernels.predict_proba(comp_p, net, X), reference.predict_proba(ref_p, net, X), dtype)
+
+
+def reference_spread(net, sgd, start, X, y, order, batch_size, epochs):
+    """How far the reference's own parameters and velocities move after
+    ``epochs`` epochs when ``start`` is nudged by one ulp (up, down, random
+    signs; the largest move)."""
+    def run(params):
+        v = np.zeros_like(params)
+        for _ in range(epochs):
+            reference.train_batches(params, v, net, sgd, X, y, order, batch_size)
+        return params, v
+
+    base_p, base_v = run(start.copy())
+    signs = np.random.default_rng(0).random(start.shape) < 0.5
+    moves = []
+    for nudged in (np.nextafter(start, np.inf), np.nextafter(start, -np.inf),
+                   np.where(signs, np.nextafter(start, np.inf), np.nextafter(start, -np.inf))):
+        p, v = run(nudged.astype(start.dtype))
+        moves.append(max(np.abs(p - base_p).max(), np.abs(v - base_v).max()))
+    return max(moves)
+
+
+# --- whole epochs ----------------------------------------------------------------
+
+COST_CASES = [(cost, out) for cost, outs in COST_OUTPUTS.items() for out in outs]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("cost,output", COST_CASES)
+def test_train_batches_costs(cost, output, dtype):
+    net = make_net((23, 13, 7), "sigmoid", output, cost)
+    check_epoch(net, SGD(0.3), dtype, n=97, batch_size=10, uint8=True)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("sizes,batch_size,n", [((100, 70, 130, 65, 3), 20, 97), ((40, 30, 64, 70, 3), 16, 97),
+                                                 ((100, 70, 130, 3), 128, 300)],
+                         ids=["panels_everywhere", "first_layer_fused", "float64_panels"])
+def test_train_batches_panel_paths(sizes, batch_size, n, dtype):
+    """Shapes that send layers through the outer-product panels (float32 from
+    batch 16, float64 from batch 128): whole panels with leftover columns, a
+    first layer too narrow for panels (its update stays fused with its forward)
+    before wider layers, short last batches, two epochs."""
+    net = make_net(sizes, "relu", "softmax", "nll")
+    check_epoch(net, SGD(0.05, 0.9, True, 1e-4), dtype, n=n, batch_size=batch_size, uint8=False, epochs=2)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("hidden", HIDDEN_ACTIVATIONS)
+@pytest.mark.parametrize("sgd", [SGD(0.2), SGD(0.05, 0.9), SGD(0.05, 0.9, True, 1e-3), SGD(0.1, 0.0, False, 1e-2)],
+                         ids=["plain", "momentum", "nesterov_l2", "l2"])
+def test_train_batches_hidden_and_sgd(hidden, sgd, dtype):
+    net = make_net((31, 17, 9, 4), hidden, "softmax", "nll")
+    check_epoch(net, sgd, dtype, n=150, batch_size=16, uint8=False)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("uint8", [True, False], ids=["uint8", "float"])
+@pytest.mark.parametrize("batch_size", [1, 7, 50, 64, 1000])
+def test_train_batches_batch_sizes(batch_size, uint8, dtype):
+    """Sizes that divide 200 and that do not (short last batch), one whole batch."""
+    net = make_net((784, 30, 10), "sigmoid", "sigmoid", "quadratic")
+    check_epoch(net, SGD(0.1), dtype, n=200, batch_size=batch_size, uint8=uint8)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_train_batches_wide_parallel_layers(dtype):
+    """Layers big enough to take the parallel paths, several epochs."""
+    net = make_net((784, 96, 64, 10), "tanh", "softmax", "nll")
+    check_epoch(net, SGD(0.05, 0.9, True, 1e-4), dtype, n=300, batch_size=64, uint8=True, epochs=2)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_train_batches_one_wide_softmax(dtype):
+    """A 1-wide softmax output is degenerate (always 1) but must still match."""
+    net = make_net((9, 5, 1), "relu", "softmax", "nll")
+    check_epoch(net, SGD(0.1, 0.5), dtype, n=40, batch_size=6, uint8=False)
+
+
+# derandomize: the same examples in every run and on every machine; change
+# max_examples on purpose to explore further.
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True)
+@given(
+    data=st.data(),
+    n_layers=st.integers(2, 5),
+    dtype=st.sampled_from(DTYPES),
+    uint8=st.booleans(),
+)
+def test_train_batches_random(data, n_layers, dtype, uint8):
+    sizes = [data.draw(st.integers(1, 40), label=f"n{l}") for l in range(n_layers)]
+    cost, output = data.draw(st.sampled_from(COST_CASES), label="cost")
+    hidden = tuple(data.draw(st.sampled_from(HIDDEN_ACTIVATIONS), label=f"f{l}") for l in range(n_layers - 2))
+    net = Net(tuple(sizes), hidden + (output,), cost)
+    momentum = data.draw(st.sampled_from([0.0, 0.9]), label="momentum")
+    sgd = SGD(data.draw(st.sampled_from([0.01, 0.1]), label="lr"), momentum,
+              data.draw(st.booleans(), label="nesterov") and momentum > 0,
+              data.draw(st.sampled_from([0.0, 1e-3]), label="l2"))
+    n = data.draw(st.integers(1, 120), label="n")
+    batch_size = data.draw(st.integers(1, 40), label="batch")
+    check_epoch(net, sgd, dtype, n, batch_size, uint8, seed=data.draw(st.integers(0, 1000)))
+
+
+def test_predict_proba_large_chunks():
+    """More rows than one predict chunk, a row count that is not a multiple."""
+    net = make_net((20, 11, 3), "sigmoid", "softmax", "nll")
+    params = make_params(net, "float64")
+    X, _, _ = make_data(kernels.PREDICT_CHUNK * 3 + 5, 20, 3, "float64", True)
+    assert_close(kernels.predict_proba(params, net, X), reference.predict_proba(params, net, X), "float64")
+
+
+def test_train_batches_threads_do_not_matter_in_process():
+    """Two calls with the same inputs give bitwise identical params (the
+    cross-thread-count check is tests/test_determinism.py)."""
+    net = make_net((784, 64, 10), "sigmoid", "sigmoid", "quadratic")
+    X, y, order = make_data(128, 784, 10, "float32", True)
+    out = []
+    for _ in range(2):
+        p = make_params(net, "float32")
+        kernels.train_batches(p, np.zeros_like(p), net, SGD(0.5), X, y, order, 32)
+        out.append(p)
+    assert out[0].tobytes() == out[1].tobytes()
+
+
+# --- per-layer kernels against their namesakes ----------------------------------------
+
+# The last four have batches of at least PANEL_MIN_BATCH and >= 64 inputs, so
+# hidden_delta runs its outer-product panels and the leftover columns (float32
+# from batch 16, float64 from batch 128); the last one also has more rows in
+# W_next than a work item has samples.
+LAYER_SHAPES = [(1, 1, 1), (1, 7, 13), (5, 13, 7), (10, 784, 30), (33, 17, 1), (64, 65, 67), (37, 200, 13),
+                (129, 70, 9), (130, 70, 200)]
+
+
+def layer_inputs(m, n_in, n_out, dtype, seed=0):
+    rng = np.random.default_rng(seed)
+    dt = np.dtype(dtype)
+    return (rng.standard_normal((m, n_in)).astype(dt), (rng.standard_normal((n_out, n_in)) / np.sqrt(n_in)).astype(dt),
+            rng.standard_normal(n_out).astype(dt))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("activation", ALL_ACTIVATIONS)
+@pytest.mark.parametrize("shape", LAYER_SHAPES)
+def test_dense_forward(shape, activation, dtype):
+    A_prev, W, b = layer_inputs(*shape, dtype)
+    ref_Z, ref_A = reference.dense_forward(A_prev, W, b, activation)
+    comp_Z, comp_A = kernels.dense_forward(A_prev, W, b, activation)
+    assert_close(comp_Z, ref_Z, dtype)
+    assert_close(comp_A, ref_A, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("activation", ALL_ACTIVATIONS)
+def test_dense_forward_extreme_inputs(activation, dtype):
+    """z = +-1000 (and 0): no overflow, no NaN, no warning, equal to the reference."""
+    A_prev = np.array([[1.0], [-1.0], [0.0], [0.5]], dtype=dtype)
+    W = np.array([[1000.0], [-1000.0], [1.0]], dtype=dtype)
+    b = np.zeros(3, dtype=dtype)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ref_Z, ref_A = reference.dense_forward(A_prev, W, b, activation)
+        comp_Z, comp_A = kernels.dense_forward(A_prev, W, b, activation)
+    assert np.all(np.isfinite(comp_A))
+    assert_close(comp_Z, ref_Z, dtype)
+    assert_close(comp_A, ref_A, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("cost,output", COST_CASES)
+def test_train_batches_extreme_weights(cost, output, dtype):
+    """Weights that push every z to about +-1000: the costs (softplus,
+    logsumexp) and deltas stay finite, with no warnings, and equal the reference."""
+    net = make_net((4, 3, 2), "tanh", output, cost)
+    params = make_params(net, dtype)
+    for W, b in zip(*unpack(params, net.sizes)):
+        W[...] = np.where(np.arange(W.size).reshape(W.shape) % 2, 1000.0, -1000.0)
+        b[...] = 0
+    X = np.array([[1, 0, 0, 0], [0, 1, 0, 0], [1, 1, 1, 1]], dtype=dtype)
+    y = np.array([0, 1, 1], dtype=np.uint8)
+    order = np.arange(3, dtype=np.int64)
+    ref_p, comp_p = params.copy(), params.copy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ref = reference.train_batches(ref_p, np.zeros_like(params), net, SGD(1e-3), X, y, order, 2)
+        comp = kernels.train_batches(comp_p, np.zeros_like(params), net, SGD(1e-3), X, y, order, 2)
+    assert np.isfinite(comp[0]) and np.all(np.isfinite(comp_p))
+    assert comp[0] == pytest.approx(ref[0], rel=1e-6)
+    assert comp[1] == ref[1]
+    assert_close(comp_p, ref_p, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("cost,output", COST_CASES)
+def test_output_delta(cost, output, dtype):
+    rng = np.random.default_rng(3)
+    Z = rng.standard_normal((9, 5)).astype(dtype) * 3
+    _, A_L = reference.dense_forward(Z, np.eye(5, dtype=dtype), np.zeros(5, dtype), output)
+    Y = reference.one_hot(rng.integers(0, 5, 9), 5, np.dtype(dtype))
+    assert_close(kernels.output_delta(A_L, Y, output, cost), reference.output_delta(A_L, Y, output, cost), dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("activation", HIDDEN_ACTIVATIONS)
+@pytest.mark.parametrize("shape", LAYER_SHAPES)
+def test_hidden_delta(shape, activation, dtype):
+    m, n, n_next = shape
+    rng = np.random.default_rng(4)
+    delta_next = rng.standard_normal((m, n_next)).astype(dtype)
+    W_next = rng.standard_normal((n_next, n)).astype(dtype)
+    _, A = reference.dense_forward(rng.standard_normal((m, n)).astype(dtype), np.eye(n, dtype=dtype),
+                                   np.zeros(n, dtype), activation)
+    assert_close(kernels.hidden_delta(delta_next, W_next, A, activation),
+                 reference.hidden_delta(delta_next, W_next, A, activation), dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", LAYER_SHAPES)
+def test_gradients(shape, dtype):
+    m, n_in, n_out = shape
+    rng = np.random.default_rng(5)
+    delta = rng.standard_normal((m, n_out)).astype(dtype)
+    A_prev = rng.random((m, n_in)).astype(dtype)
+    ref_dW, ref_db = reference.gradients(delta, A_prev)
+    comp_dW, comp_db = kernels.gradients(delta, A_prev)
+    assert_close(comp_dW, ref_dW, dtype)
+    assert_close(comp_db, ref_db, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("sgd", [SGD(0.1), SGD(0.1, 0.9), SGD(0.1, 0.9, True), SGD(0.1, 0.9, True, 1e-2),
+                                 SGD(0.1, 0.0, False, 1e-2)])
+def test_sgd_update(sgd, dtype):
+    rng = np.random.default_rng(6)
+    arrays = [rng.standard_normal(s).astype(dtype) for s in ((7, 5), (7,), (7, 5), (7,), (7, 5), (7,))]
+    ref = [a.copy() for a in arrays]
+    comp = [a.copy() for a in arrays]
+    for _ in range(3):  # several steps so the velocity matters
+        reference.sgd_update(*ref, sgd)
+        kernels.sgd_update(*comp, sgd)
+    for c, r in zip(comp, ref):
+        assert_close(c, r, dtype)
+
+
+# --- the fused (G)+(U) of a training step, panel and row-block paths ---------------
+
+UPDATE_SGDS = [SGD(0.1), SGD(0.1, 0.0, False, 1e-2), SGD(0.1, 0.9), SGD(0.1, 0.9, True, 1e-2)]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("sgd", UPDATE_SGDS, ids=["plain", "l2", "momentum", "nesterov_l2"])
+@pytest.mark.parametrize("shape", [(16, 64, 4), (33, 130, 7), (64, 784, 30), (17, 200, 1), (5, 70, 9),
+                                   (300, 130, 70)])
+@pytest.mark.parametrize("use_panels", [True, False], ids=["panels", "row_blocks"])
+def test_update_layer(shape, sgd, use_panels, dtype):
+    """``_update_layer`` (gradient fused with the update, used inside the compiled
+    epoch) against reference ``gradients`` followed by ``sgd_update``, through
+    the outer-product panels (whole panels plus leftover columns) and through the
+    row blocks alone.  Row counts that are not multiples of 4 exercise the
+    clamped tile rows; 300 samples and 70 rows give several work items per
+    panel; two steps so the velocity matters."""
+    m, n_in, n_out = shape
+    A_prev, W, b = layer_inputs(m, n_in, n_out, dtype, seed=7)
+    delta = np.random.default_rng(8).standard_normal((m, n_out)).astype(dtype)
+    ref = [W.copy(), b.copy(), np.zeros_like(W), np.zeros_like(b)]
+    comp = [W.copy(), b.copy(), np.zeros_like(W), np.zeros_like(b)]
+    hyper = np.array([sgd.lr, sgd.momentum, sgd.l2])
+    panels = n_in // PANEL if use_panels else 0
+    G = shapes._thread_buffers(n_in, np.dtype(dtype))
+    for _ in range(2):
+        dW, db = reference.gradients(delta, A_prev)
+        reference.sgd_update(ref[0], ref[1], dW, db, ref[2], ref[3], sgd)
+        update._update_layer(delta, A_prev, m, comp[0], comp[1], comp[2], comp[3], hyper,
+                              sgd.nesterov, G, m * n_in * n_out >= shapes.PARALLEL_MIN_MACS, panels)
+    for c, r in zip(comp, ref):
+        assert_close(c, r, dtype)
