@@ -18,7 +18,7 @@ invalidates the cache entries (the Numba version, the kernel source's
 modification time and size, ``_numba_cache.DEPENDENCY_STAMP``) and the array
 types.  If the child cannot start, fails or takes longer than
 ``CHILD_TIMEOUT``, or no cache location is writable, the parent compiles
-in-process, as before, after a one-line note.
+in-process after a one-line note.
 """
 
 import hashlib
@@ -33,7 +33,8 @@ from fastmlp.backends.numba import cache as _numba_cache
 
 #: The folder fastmlp is imported from (the child must import the same copy).
 _IMPORT_ROOT = Path(__file__).resolve().parents[3]
-#: Longest wait for the child; a compile takes 30-40 s on the development machine.
+#: Longest wait for the child (a full compile took 33-60 s on the 2-core machines
+#: measured, 2026-11/12; a loaded machine takes several times longer).
 CHILD_TIMEOUT = 1800
 #: The child: import fastmlp from this package's folder even if the current
 #: folder holds another copy (``python -c`` puts the current folder first).
