@@ -71,25 +71,15 @@ def check_output_folder(path, option):
 # --- train ---------------------------------------------------------------------------
 
 def cmd_train(args):
-    from fastmlp.model import MLP
     from fastmlp.cli.report import HistoryLog, epoch_line, progress_bar
 
     explicit = getattr(args, "explicit", None)
     if explicit is None:
         explicit = set(vars(args))
-    for key, value in PRESETS.get(args.preset or "", {}).items():
-        if key not in explicit:  # options typed on the command line win over the preset
-            setattr(args, key, value)
+    apply_preset(args, explicit)
     if args.resume:
         model = resume_model(args, explicit)
-    if args.layers[0] != 784:
-        raise UsageError(f"--layers must start with 784 for {args.dataset} (28x28 images), got {args.layers[0]}")
-    if args.layers[-1] != 10:
-        raise UsageError(f"--layers must end with 10 for {args.dataset} (10 classes), got {args.layers[-1]}")
-    if args.nesterov and not args.momentum:
-        raise UsageError("--nesterov needs --momentum > 0")
-    if args.patience and not args.val_split:
-        raise UsageError("--patience needs a validation set: add --val-split")
+    check_train_options(args)
     if args.checkpoint_every and not args.save:
         raise UsageError("--checkpoint-every needs --save PATH to know where to write")
     for option in ("save", "log", "plot"):
@@ -100,12 +90,7 @@ def cmd_train(args):
 
         require("matplotlib", "--plot", "plot", "matplotlib")  # fail now, not after the run
     if not args.resume:
-        try:
-            model = MLP(args.layers, activation=args.activation, output_activation=args.output_activation,
-                        cost=args.cost, init=args.init, backend=args.backend, dtype=args.dtype,
-                        seed=args.seed, n_threads=args.threads)
-        except (ValueError, TypeError) as error:
-            raise UsageError(str(error)) from None
+        model = new_model(args)
     check_backend(model.backend)
 
     X_train, y_train, X_test, y_test = load_data(args)
@@ -122,10 +107,7 @@ def cmd_train(args):
     epochs_total = epochs_before + args.epochs
 
     def save():
-        from fastmlp.modelfile import save as save_model
-
-        options = {key: getattr(args, key) for key in TRAINING}
-        save_model(model, args.save, extra={"train": {**options, "epochs_total": epochs_total}})
+        save_trained(model, args, args.save, epochs_total)
 
     log = HistoryLog(args.log, model.history_) if args.log else None
 
@@ -140,16 +122,8 @@ def cmd_train(args):
         print(epoch_line(record), flush=True)
 
     bar = progress_bar(len(X_train) - _n_val(args.val_split, len(X_train)), enabled=not args.quiet)
-    model.warm_start = True
     try:
-        model.fit(X_train, y_train, epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr,
-                  momentum=args.momentum, nesterov=args.nesterov, l2=args.l2, schedule=args.schedule,
-                  val_split=args.val_split, patience=args.patience, test_data=(X_test, y_test),
-                  progress=bar, callback=after_epoch)
-    except (ValueError, TypeError) as error:
-        if isinstance(error, FastMLPError):
-            raise
-        raise UsageError(str(error)) from None
+        fit_model(model, args, (X_train, y_train), (X_test, y_test), progress=bar, callback=after_epoch)
     except KeyboardInterrupt:
         # MLP.fit has put back the weights of the last completed epoch.
         if bar:
@@ -189,6 +163,63 @@ def cmd_train(args):
         plot_history(model.history_, args.plot)
         print(f"Plotted the learning curves to {args.plot}", flush=True)
     return 0
+
+
+def apply_preset(args, explicit):
+    """Fill in the options of ``--preset``; options typed on the command line
+    (``explicit``) win over the preset."""
+    for key, value in PRESETS.get(args.preset or "", {}).items():
+        if key not in explicit:
+            setattr(args, key, value)
+
+
+def check_train_options(args):
+    """The checks across options that need neither the data nor a file."""
+    if args.layers[0] != 784:
+        raise UsageError(f"--layers must start with 784 for {args.dataset} (28x28 images), got {args.layers[0]}")
+    if args.layers[-1] != 10:
+        raise UsageError(f"--layers must end with 10 for {args.dataset} (10 classes), got {args.layers[-1]}")
+    if args.nesterov and not args.momentum:
+        raise UsageError("--nesterov needs --momentum > 0")
+    if args.patience and not args.val_split:
+        raise UsageError("--patience needs a validation set: add --val-split")
+
+
+def new_model(args):
+    """The untrained ``MLP`` the options describe (``fastmlp sweep`` builds its
+    trials with this too, so a trial is the network ``fastmlp train`` would train)."""
+    from fastmlp.model import MLP
+
+    try:
+        return MLP(args.layers, activation=args.activation, output_activation=args.output_activation,
+                   cost=args.cost, init=args.init, backend=args.backend, dtype=args.dtype,
+                   seed=args.seed, n_threads=args.threads)
+    except (ValueError, TypeError) as error:
+        raise UsageError(str(error)) from None
+
+
+def fit_model(model, args, train_data, test_data, progress=None, callback=None):
+    """``model.fit`` with the training options of ``args``, continuing from the
+    weights ``model`` holds (``initialize()`` them first, or resume).  Shared by
+    ``fastmlp train`` and every ``fastmlp sweep`` trial, so both train the same bits."""
+    model.warm_start = True
+    try:
+        return model.fit(*train_data, epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr,
+                         momentum=args.momentum, nesterov=args.nesterov, l2=args.l2, schedule=args.schedule,
+                         val_split=args.val_split, patience=args.patience, test_data=test_data,
+                         progress=progress, callback=callback)
+    except (ValueError, TypeError) as error:
+        if isinstance(error, FastMLPError):
+            raise
+        raise UsageError(str(error)) from None
+
+
+def save_trained(model, args, path, epochs_total):
+    """Write ``model`` with the training options ``--resume`` reuses."""
+    from fastmlp.modelfile import save as save_model
+
+    options = {key: getattr(args, key) for key in TRAINING}
+    save_model(model, path, extra={"train": {**options, "epochs_total": epochs_total}})
 
 
 def resume_model(args, explicit):
