@@ -7,5 +7,15 @@ from fastmlp.errors import (DataError, DataUnavailableError, DivergenceError, Fa
                             ModelFileError)
 from fastmlp.model import MLP, load
 
-__all__ = ["MLP", "load", "load_mnist", "DataError", "DataUnavailableError", "DivergenceError",
+__all__ = ["MLP", "MLPClassifier", "load", "load_mnist", "DataError", "DataUnavailableError", "DivergenceError",
            "FastMLPError", "ModelFileError", "__version__"]
+
+
+def __getattr__(name):
+    """``fastmlp.MLPClassifier`` is imported on first use: it needs scikit-learn
+    (the ``sklearn`` extra), which ``import fastmlp`` must not require."""
+    if name == "MLPClassifier":
+        from fastmlp.classifier import MLPClassifier
+
+        return MLPClassifier
+    raise AttributeError(f"module 'fastmlp' has no attribute {name!r}")

@@ -16,10 +16,10 @@ import numpy as np
 LEAKY_SLOPE = 0.01
 
 #: Integer codes shared with the Numba kernels (which cannot take strings cheaply).
-ACTIVATION_CODES = {"sigmoid": 0, "tanh": 1, "relu": 2, "leaky_relu": 3, "softmax": 4}
+ACTIVATION_CODES = {"sigmoid": 0, "tanh": 1, "relu": 2, "leaky_relu": 3, "softmax": 4, "identity": 5}
 COST_CODES = {"quadratic": 0, "cross_entropy": 1, "nll": 2}
 HIDDEN_ACTIVATIONS = ("sigmoid", "tanh", "relu", "leaky_relu")
-INITS = ("normal", "xavier", "he")
+INITS = ("normal", "xavier", "he", "glorot_uniform", "glorot_uniform_logistic")
 
 
 # --- activations (eq. A1-A5) -------------------------------------------------
@@ -51,6 +51,11 @@ def leaky_relu(Z):
     return np.where(Z > 0, Z, Z * Z.dtype.type(LEAKY_SLOPE))
 
 
+def identity(Z):
+    """(A6) ``z`` unchanged (scikit-learn's 'identity', a linear layer)."""
+    return Z
+
+
 def softmax(Z):
     """(A5) ``exp(z_j) / sum_k exp(z_k)`` per row, with the row maximum subtracted
     first so ``exp`` never overflows."""
@@ -80,7 +85,13 @@ def leaky_relu_derivative(A):
     return np.where(A > 0, 1, LEAKY_SLOPE).astype(A.dtype)
 
 
+def identity_derivative(A):
+    """(A6') 1 everywhere."""
+    return np.ones_like(A)
+
+
 ACTIVATIONS = {
+    "identity": identity,
     "sigmoid": sigmoid,
     "tanh": tanh,
     "relu": relu,
@@ -90,6 +101,7 @@ ACTIVATIONS = {
 # softmax has no entry: its Jacobian is not diagonal, and it is only offered
 # with the log-likelihood cost, whose output delta does not need it (eq. D_L3).
 DERIVATIVES = {
+    "identity": identity_derivative,
     "sigmoid": sigmoid_derivative,
     "tanh": tanh_derivative,
     "relu": relu_derivative,
@@ -128,6 +140,16 @@ def nll_cost(Z_L, A_L, Y):
 
 COSTS = {"quadratic": quadratic_cost, "cross_entropy": cross_entropy_cost, "nll": nll_cost}
 
+
+def predicted_classes(A_L, logistic=None):
+    """Class indices from output activations: the argmax of each row, or for a
+    single sigmoid output unit (two classes, (Y'); ``logistic`` defaults to "one
+    column") class 1 where ``a > 0.5`` (scikit-learn's threshold for a logistic
+    output)."""
+    if A_L.shape[1] == 1 if logistic is None else logistic:
+        return (A_L[:, 0] > 0.5).astype(np.int64)
+    return A_L.argmax(axis=1)
+
 #: The output activations each cost is defined for (checked by the model).
 COST_OUTPUTS = {
     "quadratic": HIDDEN_ACTIVATIONS,
@@ -153,8 +175,14 @@ def init_layer(rng, n_in, n_out, init):
     (I1) ``normal``: W and b from N(0, 1), as the original.
     (I2) ``xavier``: W from N(0, 2 / (n_in + n_out)), b = 0 (Glorot & Bengio 2010).
     (I3) ``he``: W from N(0, 2 / n_in), b = 0 (He et al. 2015).
+    (I4) ``glorot_uniform``: W and b from U(-r, r), r = sqrt(6 / (n_in + n_out)),
+         scikit-learn's MLP initialisation; ``glorot_uniform_logistic`` uses
+         r = sqrt(2 / (n_in + n_out)), scikit-learn's choice for logistic hidden layers.
     Weights are always drawn before biases, layer by layer, so a seed fixes them.
     """
+    if init in ("glorot_uniform", "glorot_uniform_logistic"):
+        bound = np.sqrt((6.0 if init == "glorot_uniform" else 2.0) / (n_in + n_out))
+        return rng.uniform(-bound, bound, (n_out, n_in)), rng.uniform(-bound, bound, n_out)
     W = rng.standard_normal((n_out, n_in))
     if init == "normal":
         return W, rng.standard_normal(n_out)

@@ -20,9 +20,13 @@ from fastmlp import modelfile, validation
 from fastmlp.backends import BACKENDS, DEFAULT_BACKEND, get_backend
 from fastmlp.errors import DivergenceError
 from fastmlp.functions import (ACTIVATIONS, COST_OUTPUTS, COSTS, HIDDEN_ACTIVATIONS, INITS,
-                               default_init)
-from fastmlp.network import SGD, Net, init_params, n_params, unpack
+                               default_init, predicted_classes)
+from fastmlp.network import SGD, Adam, Net, init_params, n_params, optimizer_state_size, single_logistic, unpack
 from fastmlp.schedules import SCHEDULES, learning_rate_at
+
+#: What a backend that declares no ``SUPPORTS`` is assumed to implement.
+BASE_FEATURES = ("sgd", "sigmoid", "tanh", "relu", "leaky_relu", "softmax")
+
 
 def memory_limit():
     """Physical memory of this machine in bytes (the bound for up-front size checks)."""
@@ -33,7 +37,11 @@ def memory_limit():
 
 
 class MLP:
-    """A multi-layer perceptron trained by mini-batch stochastic gradient descent.
+    """A multi-layer perceptron trained by mini-batch stochastic gradient descent
+    (plain, momentum, Nesterov) or Adam.
+
+    A network with a single output unit (sigmoid) is a two-class network: its
+    labels are 0 and 1 and it predicts 1 where the output exceeds 0.5.
 
     Parameters
     ----------
@@ -119,6 +127,9 @@ class MLP:
             if name not in allowed:
                 where = "the output layer" if i == n_layers - 1 else f"hidden layer {i + 1} (softmax is for the output layer only)"
                 raise ValueError(f"activation of {where} must be one of {', '.join(allowed)}, got {name!r}")
+        if self.sizes[-1] == 1 and self.activations_[-1] != "sigmoid":
+            raise ValueError(f"a single output unit is a two-class network and needs a sigmoid output, "
+                             f"got {self.activations_[-1]!r}")
         if self.activations_[-1] not in COST_OUTPUTS[self.cost]:
             raise ValueError(f"cost {self.cost!r} needs an output activation among "
                              f"{', '.join(COST_OUTPUTS[self.cost])}, got {self.activations_[-1]!r}")
@@ -169,12 +180,26 @@ class MLP:
     # --- parameters --------------------------------------------------------------
 
     def initialize(self):
-        """Draw new weights and biases from ``seed_`` (eq. I1-I3) and forget the history."""
+        """Draw new weights and biases from ``seed_`` (eq. I1-I4) and forget the history."""
         rng = np.random.default_rng(self.seed_)
         self.params_ = init_params(self.sizes, self.inits_, rng, self.dtype_)
         self.velocity_ = np.zeros_like(self.params_)
+        self.adam_steps_ = 0
         self.history_ = []
         return self
+
+    @property
+    def n_classes_(self):
+        """Classes the network tells apart: its output units, or 2 for a single one."""
+        return 2 if self.sizes[-1] == 1 else self.sizes[-1]
+
+    def _optimizer_state(self, optimizer):
+        """Size the optimiser state for ``optimizer`` (momentum velocities for SGD,
+        both moments for Adam); a change of optimiser starts from zero state."""
+        size = optimizer_state_size(optimizer, len(self.params_))
+        if self.velocity_.shape != (size,) or not hasattr(self, "adam_steps_"):
+            self.velocity_ = np.zeros(size, dtype=self.dtype_)
+            self.adam_steps_ = 0
 
     @property
     def weights_(self):
@@ -209,8 +234,10 @@ class MLP:
     def fit(self, X, y, *, epochs=10, batch_size=10, learning_rate=10.0, momentum=0.0,
             nesterov=False, l2=0.0, schedule="constant", step_size=None, gamma=0.1,
             val_split=0, validation_data=None, patience=None, test_data=None,
-            progress=False, callback=None):
-        """Train for ``epochs`` epochs of mini-batch SGD and return ``self``.
+            progress=False, callback=None, solver="sgd", beta_1=0.9, beta_2=0.999, epsilon=1e-8):
+        """Train for ``epochs`` epochs of mini-batch SGD (``solver="sgd"``, with
+        ``momentum``/``nesterov``) or Adam (``solver="adam"``, with ``beta_1``,
+        ``beta_2``, ``epsilon``; eq. U6) and return ``self``.
 
         ``X`` is ``(n, n_in)``: uint8 pixels (scaled by 1/255 on the fly) or
         floats; ``y`` holds integer labels.  ``val_split`` keeps the last rows of
@@ -234,8 +261,16 @@ class MLP:
             raise ValueError("nesterov=True needs momentum > 0")
         if schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, got {schedule!r}")
+        if solver not in ("sgd", "adam"):
+            raise ValueError(f"solver must be 'sgd' or 'adam', got {solver!r}")
+        if solver == "adam":
+            if momentum or nesterov:
+                raise ValueError("momentum and nesterov are SGD settings; Adam has beta_1 and beta_2")
+            beta_1 = validation.check_number(beta_1, "beta_1", 0.0, maximum=1.0)
+            beta_2 = validation.check_number(beta_2, "beta_2", 0.0, maximum=1.0)
+            epsilon = validation.check_number(epsilon, "epsilon", 0.0, inclusive=False)
         X = validation.check_features(X, self.sizes[0], self.dtype_)
-        y = validation.check_labels(y, len(X), self.sizes[-1])
+        y = validation.check_labels(y, len(X), self.n_classes_)
         X, y, validation_data = self._split_validation(X, y, val_split, validation_data)
         validation_data = self._check_eval_set(validation_data, "validation_data")
         test_data = self._check_eval_set(test_data, "test_data")
@@ -254,19 +289,24 @@ class MLP:
             progress = tqdm(total=len(X), unit="img", unit_scale=True, leave=False)
         if self.params_ is None or not self.warm_start:
             self.initialize()
-        backend = get_backend(self.backend)
+
+        def optimizer(lr):
+            if solver == "adam":
+                return Adam(lr, beta_1, beta_2, epsilon, l2)
+            return SGD(lr, momentum, bool(nesterov), l2)
+
         best = None  # (val_accuracy, epoch, params copy) for early stopping
         with self._threads():
-            self._warm_up(backend, X, y, batch_size, momentum, nesterov, validation_data, test_data)
+            self.begin_training(X, y, batch_size, optimizer(learning_rate), validation_data, test_data)
             for i in range(epochs):
-                sgd = SGD(learning_rate_at(schedule, learning_rate, i, epochs, step_size, gamma),
-                          momentum, bool(nesterov), l2)
-                record = self._train_one_epoch(backend, X, y, batch_size, sgd, progress)
+                record = self.train_epoch(X, y, batch_size,
+                                          optimizer(learning_rate_at(schedule, learning_rate, i, epochs,
+                                                                     step_size, gamma)),
+                                          progress=progress)
                 if validation_data is not None:  # already checked: no second conversion
                     record["val_accuracy"] = self._accuracy(*validation_data)
                 if test_data is not None:
                     record["test_accuracy"] = self._accuracy(*test_data)
-                self.history_.append(record)
                 if callback is not None:
                     callback(record)
                 if patience is not None:
@@ -279,7 +319,56 @@ class MLP:
             self.best_epoch_ = best[1]
         return self
 
-    def _warm_up(self, backend, X, y, batch_size, momentum, nesterov, validation_data, test_data):
+    def begin_training(self, X, y, batch_size, optimizer, validation_data=None, test_data=None):
+        """Before the first ``train_epoch`` of a run: weights drawn if there are
+        none, the optimiser state sized, and the backend warmed up (``_warm_up``).
+        ``X``, ``y`` (and the evaluation sets) have passed the checks."""
+        if self.params_ is None:
+            self.initialize()
+        self._check_backend_supports(optimizer)
+        self._optimizer_state(optimizer)
+        self._warm_up(get_backend(self.backend), X, y, batch_size, optimizer, validation_data, test_data)
+
+    def _check_backend_supports(self, optimizer):
+        """The backend must implement the optimiser and activations asked for
+        (``SUPPORTS`` of the backend module, when it declares one); one that
+        cannot is refused with their names, never replaced by another."""
+        supports = getattr(get_backend(self.backend), "SUPPORTS", BASE_FEATURES)
+        needs = {"adam" if isinstance(optimizer, Adam) else "sgd", *self.activations_}
+        if single_logistic(self.net_):
+            needs.add("single_logistic_output")
+        if not needs <= set(supports):
+            raise ValueError(f"backend {self.backend!r} does not implement "
+                             f"{', '.join(sorted(needs - set(supports)))}; use backend='numpy'")
+
+    def _checked(self, X, y):
+        """``X``, ``y`` through the checks ``fit`` runs (features, integer labels)."""
+        X = validation.check_features(X, self.sizes[0], self.dtype_)
+        return X, validation.check_labels(y, len(X), self.n_classes_)
+
+    def train_epoch(self, X, y, batch_size, optimizer, *, shuffle=True, l2_per_sample=False, progress=False):
+        """One epoch over checked ``X``, ``y`` with ``optimizer`` (a ``network.SGD``
+        or ``network.Adam`` with the epoch's rate; Adam's step count is kept here),
+        appended to ``history_`` and returned as its record.  The trainer ``fit``
+        and ``fastmlp.MLPClassifier`` share.
+
+        ``shuffle=False`` takes the samples in order.  ``l2_per_sample=True``
+        reads ``optimizer.l2`` as scikit-learn's ``alpha``: each mini-batch of m
+        samples decays the weights by ``alpha / m`` (the penalty
+        ``alpha / 2 ||W||^2`` is divided by the batch size with the cost).
+        """
+        self._optimizer_state(optimizer)
+        if isinstance(optimizer, Adam):
+            optimizer = optimizer._replace(t=self.adam_steps_)
+        with self._threads():
+            record = self._train_one_epoch(get_backend(self.backend), X, y, batch_size, optimizer,
+                                           progress, shuffle, l2_per_sample)
+        if isinstance(optimizer, Adam):
+            self.adam_steps_ += -(-len(X) // batch_size)
+        self.history_.append(record)
+        return record
+
+    def _warm_up(self, backend, X, y, batch_size, optimizer, validation_data, test_data):
         """Run one mini-batch on copies of the parameters, so that compiling the
         Numba kernels (or loading them from the cache) happens before the clock
         of the first epoch starts; its time is kept in ``warm_up_seconds_``.
@@ -291,16 +380,19 @@ class MLP:
         m = min(batch_size, len(X))
         with self._guard():
             backend.train_batches(self.params_.copy(), self.velocity_.copy(), self.net_,
-                                  SGD(1e-3, momentum, bool(nesterov), 0.0), X, y, np.arange(m, dtype=np.int64), m)
+                                  optimizer._replace(lr=1e-3, l2=0.0), X, y, np.arange(m, dtype=np.int64), m)
         backend.after_first_call(self.dtype_, X)
         self.warm_up_seconds_ = time.perf_counter() - start
 
-    def _train_one_epoch(self, backend, X, y, batch_size, sgd, progress):
-        """One pass over the shuffled training set; returns the history record."""
+    def _train_one_epoch(self, backend, X, y, batch_size, sgd, progress, shuffle=True, l2_per_sample=False):
+        """One pass over the (shuffled) training set; returns the history record."""
         epoch = self.epochs_trained_ + 1
         # Each epoch's order comes from (seed, epoch), so a resumed run shuffles
         # exactly as an uninterrupted one would.
-        order = np.random.default_rng([self.seed_, epoch]).permutation(len(X)).astype(np.int64)
+        if shuffle:
+            order = np.random.default_rng([self.seed_, epoch]).permutation(len(X)).astype(np.int64)
+        else:
+            order = np.arange(len(X), dtype=np.int64)
         saved = self.params_.copy(), self.velocity_.copy()
         if progress:
             progress.reset(total=len(X))
@@ -311,11 +403,10 @@ class MLP:
             # Overflow on the way to divergence is reported below, once, as a
             # DivergenceError rather than as a stream of NumPy warnings.
             with np.errstate(over="ignore", invalid="ignore"):
-                chunks = _chunks(order, batch_size, progress)
-                for chunk in chunks:
+                for chunk, chunk_sgd in _chunks(order, batch_size, progress, sgd, l2_per_sample):
                     with self._guard():
                         chunk_loss, chunk_correct = backend.train_batches(
-                            self.params_, self.velocity_, self.net_, sgd, X, y, chunk, batch_size)
+                            self.params_, self.velocity_, self.net_, chunk_sgd, X, y, chunk, batch_size)
                     loss_sum += chunk_loss
                     n_correct += chunk_correct
                     if progress:
@@ -354,7 +445,7 @@ class MLP:
         if not isinstance(data, (tuple, list)) or len(data) != 2:
             raise TypeError(f"{name} must be a pair (X, y)")
         X = validation.check_features(data[0], self.sizes[0], self.dtype_, name=f"{name}[0]")
-        return X, validation.check_labels(data[1], len(X), self.sizes[-1], name=f"{name}[1]",
+        return X, validation.check_labels(data[1], len(X), self.n_classes_, name=f"{name}[1]",
                                           samples_name=f"{name}[0]")
 
     # --- inference -------------------------------------------------------------------
@@ -377,20 +468,21 @@ class MLP:
             return backend.predict_proba(params, self.net_, X)
 
     def predict(self, X):
-        """The class with the largest output activation, for each row of ``X``."""
-        return self.predict_proba(X).argmax(axis=1)
+        """The class with the largest output activation, for each row of ``X``
+        (for a single output unit: 1 where it exceeds 0.5)."""
+        return predicted_classes(self.predict_proba(X), single_logistic(self.net_))
 
     def score(self, X, y):
         """Accuracy: the fraction of rows of ``X`` whose predicted class is ``y``."""
         params = self._fitted_params()
         X = validation.check_features(X, self.sizes[0], self.dtype_)
-        y = validation.check_labels(y, len(X), self.sizes[-1])
+        y = validation.check_labels(y, len(X), self.n_classes_)
         return self._accuracy(X, y, params)
 
     def _accuracy(self, X, y, params=None):
         """``score`` for an ``(X, y)`` pair that has passed the checks."""
         params = self._fitted_params() if params is None else params
-        return float(np.mean(self._predict_proba(params, X).argmax(axis=1) == y))
+        return float(np.mean(predicted_classes(self._predict_proba(params, X), single_logistic(self.net_)) == y))
 
     def save(self, path):
         """Write the model to ``path`` (an ``.npz``); ``fastmlp.load`` reads it back."""
@@ -458,14 +550,29 @@ def load(path, *, backend=None):
     return model
 
 
-def _chunks(order, batch_size, progress):
-    """Split an epoch's order into pieces of whole mini-batches.
+def _chunks(order, batch_size, progress, optimizer, l2_per_sample=False):
+    """Split an epoch's order into pieces of whole mini-batches, each with the
+    optimiser settings it runs with: ``(piece, optimizer)`` pairs.
 
     Without a progress bar the epoch is one piece (one compiled call in the
-    Numba backend); with one, about 50 pieces so the bar moves.
+    Numba backend); with one, about 50 pieces so the bar moves.  Adam's step
+    count advances by the batches of the pieces before.  With ``l2_per_sample``
+    the full batches get ``l2 / batch_size`` and a shorter last batch runs as a
+    piece of its own with ``l2 / its size`` (see ``MLP.train_epoch``).
     """
-    if not progress:
-        return [order]
-    n_batches = -(-len(order) // batch_size)
-    step = max(1, n_batches // 50) * batch_size
-    return [order[i:i + step] for i in range(0, len(order), step)]
+    n_full = len(order) // batch_size * batch_size
+    if l2_per_sample and optimizer.l2 and n_full < len(order):
+        pieces = [(order[:n_full], batch_size), (order[n_full:], len(order) - n_full)]
+    else:
+        pieces = [(order, batch_size)]
+    step = max(1, -(-len(order) // batch_size) // 50) * batch_size if progress else len(order)
+    out, batches = [], 0
+    for piece, m in pieces:
+        for i in range(0, len(piece), step):
+            part = piece[i:i + step]
+            chunk_opt = optimizer._replace(l2=optimizer.l2 / m) if l2_per_sample else optimizer
+            if isinstance(optimizer, Adam):
+                chunk_opt = chunk_opt._replace(t=optimizer.t + batches)
+            out.append((part, chunk_opt))
+            batches += -(-len(part) // batch_size)
+    return [piece for piece in out if len(piece[0])]

@@ -1,5 +1,5 @@
-"""What a network is: its description (`Net`), its optimiser settings (`SGD`)
-and the layout of its parameters in one flat buffer.
+"""What a network is: its description (`Net`), its optimiser settings (`SGD`,
+`Adam`) and the layout of its parameters in one flat buffer.
 
 All weights and biases live in a single contiguous 1-D array, layer after layer
 (``W_1, b_1, W_2, b_2, ...``), with ``W_l`` of shape ``(n_out, n_in)`` row-major,
@@ -30,6 +30,35 @@ class SGD(NamedTuple):
     momentum: float = 0.0
     nesterov: bool = False
     l2: float = 0.0
+
+
+class Adam(NamedTuple):
+    """Adam settings for one call of ``train_batches`` (eq. U6 of docs/math.md).
+
+    ``t`` is the number of Adam steps taken before this call: batch ``k`` of the
+    call (0-based) is step ``t + k + 1``, which sets the bias correction.  The
+    optimiser state (first moments, then second moments) is a flat buffer twice
+    the size of the parameters (``optimizer_state_size``).
+    """
+
+    lr: float
+    beta_1: float = 0.9
+    beta_2: float = 0.999
+    epsilon: float = 1e-8
+    l2: float = 0.0
+    t: int = 0
+
+
+def single_logistic(net):
+    """Is ``net`` a two-class network with one sigmoid output unit?  Its target
+    is the label itself (eq. Y' of docs/math.md), its prediction ``a > 0.5``."""
+    return net.sizes[-1] == 1 and net.activations[-1] == "sigmoid"
+
+
+def optimizer_state_size(optimizer, n):
+    """Length of the flat optimiser state of a network with ``n`` parameters:
+    one velocity per parameter for SGD, two moments for Adam."""
+    return 2 * n if isinstance(optimizer, Adam) else n
 
 
 def n_params(sizes):

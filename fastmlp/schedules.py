@@ -24,3 +24,17 @@ def learning_rate_at(schedule, lr, epoch, epochs, step_size=None, gamma=0.1):
     if schedule == "cosine":
         return lr * 0.5 * (1.0 + math.cos(math.pi * epoch / epochs))
     raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, got {schedule!r}")
+
+
+def invscaling_rate(lr, samples_seen, power_t):
+    """(U7) scikit-learn's 'invscaling': ``lr / (samples_seen + 1) ** power_t``,
+    where ``samples_seen`` counts the training samples of every epoch before this
+    one (scikit-learn's ``t_``), so the first epoch runs at ``lr``."""
+    return lr / (samples_seen + 1) ** power_t
+
+
+#: scikit-learn's 'adaptive': the rate is divided by this when the loss (or the
+#: validation score) stops improving, and training stops once it is below
+#: ADAPTIVE_MIN_RATE (eq. U7).
+ADAPTIVE_DIVISOR = 5.0
+ADAPTIVE_MIN_RATE = 1e-6

@@ -19,18 +19,25 @@ The equations, for layers l = 1..L (l = 0 is the input):
                                                        softmax + log-likelihood
     (D_l) delta_l = (delta_{l+1} W_{l+1}) * f_l'(Z_l)  (BP2)
     (G)   dW_l = delta_l^T A_{l-1} / m,  db_l = mean of delta_l over the batch (BP3, BP4)
-    (U)   W_l <- W_l - lr (dW_l + l2 W_l),  b_l <- b_l - lr db_l   (momentum: U3, U4)
+    (U)   W_l <- W_l - lr (dW_l + l2 W_l),  b_l <- b_l - lr db_l   (momentum: U3, U4;
+          Adam: U6)
 
 Mirror: every public function here has a namesake with the same arguments in
 ``fastmlp.backends.numba.kernels`` (the Numba backend).
 """
 
 import contextlib
+import math
 
 import numpy as np
 
-from fastmlp.functions import ACTIVATIONS, COSTS, DERIVATIVES
-from fastmlp.network import unpack
+from fastmlp.functions import ACTIVATIONS, COSTS, DERIVATIVES, predicted_classes
+from fastmlp.network import Adam, single_logistic, unpack
+
+#: What this backend implements (``MLP`` refuses what a backend lacks): the
+#: optimisers, the activations, and the single logistic output of (Y').
+SUPPORTS = ("sgd", "adam", "identity", "sigmoid", "tanh", "relu", "leaky_relu", "softmax",
+            "single_logistic_output")
 
 #: Rows per chunk when predicting, so activations of a large set stay small.
 PREDICT_CHUNK = 4096
@@ -47,6 +54,15 @@ def as_input(X_rows, dtype):
     uint8 pixels divided by 255.  Only a mini-batch is converted at a time, so
     the training set stays uint8 in memory."""
     return X_rows.astype(dtype) * dtype.type(input_scale(X_rows))
+
+
+def targets(y, net, dtype):
+    """The training targets of labels ``y``: (Y) one-hot rows, or (Y') for a
+    network with a single sigmoid output unit (a two-class, logistic network)
+    the label itself, 0 or 1, as one column ``(m, 1)``."""
+    if single_logistic(net):
+        return np.asarray(y, dtype=dtype).reshape(-1, 1)
+    return one_hot(y, net.sizes[-1], dtype)
 
 
 def one_hot(y, n_classes, dtype):
@@ -120,6 +136,26 @@ def sgd_update(W, b, dW, db, vW, vb, sgd):
             P += V
 
 
+def adam_update(W, b, dW, db, mW, mb, vW, vb, adam, t):
+    """(U6) Adam step ``t`` (1-based) for one layer, in place, with scikit-learn's
+    bias correction folded into the rate:
+
+        g = dW + l2 W (weights; biases get no L2),  m = b1 m + (1 - b1) g,
+        v = b2 v + (1 - b2) g^2,  lr_t = lr sqrt(1 - b2^t) / (1 - b1^t),
+        P -= lr_t m / (sqrt(v) + eps)
+
+    ``mW, mb`` / ``vW, vb`` are the first / second moments (``fastmlp.network.Adam``).
+    """
+    lr_t = adam.lr * math.sqrt(1.0 - adam.beta_2 ** t) / (1.0 - adam.beta_1 ** t)  # a Python float: keeps float32 float32
+    for P, dP, M, V, decay in ((W, dW, mW, vW, adam.l2), (b, db, mb, vb, 0.0)):
+        g = dP + decay * P if decay else dP  # (U2)
+        M *= adam.beta_1
+        M += (1.0 - adam.beta_1) * g
+        V *= adam.beta_2
+        V += (1.0 - adam.beta_2) * (g * g)
+        P -= lr_t * M / (np.sqrt(V) + adam.epsilon)
+
+
 def forward(weights, biases, activations, A0):
     """(F) for every layer.  Returns the lists ``Zs = [Z_1..Z_L]`` and
     ``As = [A_0..A_L]`` that backpropagation needs."""
@@ -154,23 +190,33 @@ def train_batches(params, velocity, net, sgd, X, y, order, batch_size):
     ``batch_size`` (the last one may be shorter and is averaged over its own
     size), updating ``params`` (and ``velocity``, for momentum) in place.
 
+    ``sgd`` is a ``fastmlp.network.SGD`` (U1-U4) or ``Adam`` (U6); for Adam
+    ``velocity`` holds both moments (``network.optimizer_state_size``).
+
     Returns ``(loss_sum, n_correct)``: the cost summed over the samples and the
     number classified correctly, both measured on each batch before its update.
     Mirror: ``fastmlp.backends.numba.kernels.train_batches``, which runs all of it in one
     compiled call.
     """
     weights, biases = unpack(params, net.sizes)  # views: updating them updates params
-    v_weights, v_biases = unpack(velocity, net.sizes)
+    adam = isinstance(sgd, Adam)
+    n = len(params)
+    v_weights, v_biases = unpack(velocity[n:] if adam else velocity, net.sizes)
+    m_weights, m_biases = unpack(velocity[:n], net.sizes)  # Adam's first moments
     loss_sum, n_correct = 0.0, 0
-    for start in range(0, len(order), batch_size):
+    for k, start in enumerate(range(0, len(order), batch_size)):
         rows = order[start:start + batch_size]
         A0 = as_input(X[rows], params.dtype)
-        Y = one_hot(y[rows], net.sizes[-1], params.dtype)
+        Y = targets(y[rows], net, params.dtype)
         loss, dWs, dbs, A_L = backprop(weights, biases, net, A0, Y)
         loss_sum += loss * len(rows)
-        n_correct += int(np.count_nonzero(A_L.argmax(axis=1) == y[rows]))
-        for W, b, dW, db, vW, vb in zip(weights, biases, dWs, dbs, v_weights, v_biases):
-            sgd_update(W, b, dW, db, vW, vb, sgd)
+        n_correct += int(np.count_nonzero(predicted_classes(A_L, single_logistic(net)) == y[rows]))
+        for l, (W, b, dW, db) in enumerate(zip(weights, biases, dWs, dbs)):
+            if adam:
+                adam_update(W, b, dW, db, m_weights[l], m_biases[l], v_weights[l], v_biases[l],
+                            sgd, sgd.t + k + 1)
+            else:
+                sgd_update(W, b, dW, db, v_weights[l], v_biases[l], sgd)
     return loss_sum, n_correct
 
 

@@ -14,7 +14,8 @@ def make_params(sizes, seed=0, init="normal", dtype=np.float64):
 
 
 def test_sgd_step_by_hand():
-    # One layer, 2 inputs -> 1 sigmoid output, quadratic cost, lr 1, target class 0 (y = [1]).
+    # One layer, 2 inputs -> 1 sigmoid output (two classes, target = label), quadratic cost,
+    # lr 1, label 1 (y = [1]).
     #   z = 0.5*1 - 0.25*2 + 0.1 = 0.1
     #   a = sigmoid(0.1) = 0.52497918747894
     #   delta = (a - 1) * a * (1 - a) = -0.11845880923571206
@@ -24,7 +25,7 @@ def test_sgd_step_by_hand():
     params = np.array([0.5, -0.25, 0.1])
     X = np.array([[1.0, 2.0]])
     loss_sum, n_correct = reference.train_batches(params, np.zeros(3), net, SGD(lr=1.0), X,
-                                                  np.array([0], np.uint8), np.array([0]), 1)
+                                                  np.array([1], np.uint8), np.array([0]), 1)
     npt.assert_allclose(params, [0.6184588092357121, -0.013082381528575882, 0.21845880923571206], rtol=1e-14)
     npt.assert_allclose(loss_sum, 0.5 * (1 - 0.52497918747894) ** 2, rtol=1e-12)
     assert n_correct == 1
