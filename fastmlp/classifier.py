@@ -240,8 +240,11 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         X, y = mlp._checked(X, y)
         X_val = y_val = None
         if self.early_stopping:
+            # stratified for two classes only, as scikit-learn does (it stratifies
+            # on its one-column targets), so the same random_state gives the same split
             X, X_val, y, y_val = train_test_split(X, y, random_state=self._random_state,
-                                                  test_size=self.validation_fraction, stratify=y)
+                                                  test_size=self.validation_fraction,
+                                                  stratify=y if self.n_outputs_ == 1 else None)
             if X_val.shape[0] < 2:
                 raise ValueError("The validation set is too small. Increase 'validation_fraction' "
                                  "or the size of your dataset.")

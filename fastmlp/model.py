@@ -19,7 +19,7 @@ import numpy as np
 from fastmlp import modelfile, validation
 from fastmlp.backends import BACKENDS, DEFAULT_BACKEND, get_backend
 from fastmlp.errors import DivergenceError
-from fastmlp.functions import (ACTIVATIONS, COST_OUTPUTS, COSTS, HIDDEN_ACTIVATIONS, INITS,
+from fastmlp.functions import (ACTIVATIONS, COST_OUTPUTS, COSTS, DERIVATIVES, INITS,
                                default_init, predicted_classes)
 from fastmlp.network import SGD, Adam, Net, init_params, n_params, optimizer_state_size, single_logistic, unpack
 from fastmlp.schedules import SCHEDULES, learning_rate_at
@@ -123,7 +123,7 @@ class MLP:
         if output is not None:
             self.activations_[-1] = output
         for i, name in enumerate(self.activations_):
-            allowed = ACTIVATIONS if i == n_layers - 1 else HIDDEN_ACTIVATIONS
+            allowed = ACTIVATIONS if i == n_layers - 1 else DERIVATIVES  # hidden: a diagonal f' (A1'-A6')
             if name not in allowed:
                 where = "the output layer" if i == n_layers - 1 else f"hidden layer {i + 1} (softmax is for the output layer only)"
                 raise ValueError(f"activation of {where} must be one of {', '.join(allowed)}, got {name!r}")

@@ -1,0 +1,313 @@
+"""``fastmlp.MLPClassifier`` against scikit-learn's ``MLPClassifier``: the same
+numbers from the same start, labels of any type, partial_fit, pickling, the
+stopping rules, the model-selection tools, and its error messages.
+
+Most tests run on the NumPy reference (``backend="numpy"``): the Numba
+backend's equality with it is tested in ``tests/backends/``.
+"""
+
+import pickle
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import numpy.testing as npt
+import pytest
+
+pytest.importorskip("sklearn")
+
+from sklearn.base import clone  # noqa: E402
+from sklearn.datasets import load_breast_cancer, load_digits, load_iris  # noqa: E402
+from sklearn.exceptions import ConvergenceWarning  # noqa: E402
+from sklearn.model_selection import GridSearchCV, cross_val_score  # noqa: E402
+from sklearn.neural_network import MLPClassifier as SkMLP  # noqa: E402
+from sklearn.pipeline import make_pipeline  # noqa: E402
+from sklearn.preprocessing import StandardScaler  # noqa: E402
+
+from fastmlp import MLPClassifier  # noqa: E402
+
+
+def scaled(loader):
+    X, y = loader(return_X_y=True)
+    return StandardScaler().fit_transform(X), y
+
+
+def sklearn_from_same_start(ours_settings, X, y, **settings):
+    """A scikit-learn MLPClassifier that starts from the weights fastmlp draws
+    for ``ours_settings`` (its ``_init_coef`` replaced), fitted on ``X``, ``y``."""
+    start = MLPClassifier(**ours_settings)
+    start._random_state = np.random.RandomState(ours_settings.get("random_state"))
+    start.classes_ = np.unique(y)
+    start._initialize(X)
+    layers = iter([(W.copy(), b.copy()) for W, b in zip(start.coefs_, start.intercepts_)])
+    sk = SkMLP(**settings)
+    drawn = []
+
+    def init_coef(fan_in, fan_out, dtype):
+        if not drawn:  # fastmlp draws its seed from random_state here: the early-stopping split comes next
+            drawn.append(sk._random_state.randint(0, 2**31 - 1))
+        return next(layers)
+
+    sk._init_coef = init_coef
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return sk.fit(X, y)
+
+
+SAME_START_CASES = [
+    dict(solver="adam"),
+    dict(solver="sgd"),  # momentum 0.9, Nesterov
+    dict(solver="sgd", nesterovs_momentum=False),
+    dict(solver="sgd", momentum=0.0),
+    dict(solver="sgd", learning_rate="invscaling", learning_rate_init=0.05),
+    dict(solver="sgd", learning_rate="adaptive", tol=1e-2, n_iter_no_change=2),
+    dict(solver="adam", early_stopping=True, validation_fraction=0.2),
+    dict(solver="adam", activation="logistic"),
+    dict(solver="adam", activation="identity"),
+]
+
+
+@pytest.mark.parametrize("loader", [load_iris, load_breast_cancer], ids=["3 classes", "2 classes"])
+@pytest.mark.parametrize("case", SAME_START_CASES, ids=lambda c: "-".join(f"{k}={v}" for k, v in c.items()))
+def test_same_numbers_as_sklearn_from_the_same_start(loader, case):
+    """From the same initial weights, with shuffle=False (the only random step
+    left), both run the same float64 operations per mini-batch (alpha scaled
+    by each batch's size, a short last batch, the same schedules and stopping
+    rules), so the weights agree to the project's float64 tolerance (1e-10);
+    what is left is summation order inside matrix products."""
+    X, y = scaled(loader)
+    settings = {**dict(hidden_layer_sizes=(16, 8), activation="tanh", random_state=0, max_iter=25,
+                       shuffle=False, batch_size=32, alpha=1e-2, learning_rate_init=0.01), **case}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        ours = MLPClassifier(backend="numpy", **settings).fit(X, y)
+    sk = sklearn_from_same_start(dict(backend="numpy", **settings), X, y, **settings)
+    assert ours.n_iter_ == sk.n_iter_ and ours.t_ == sk.t_
+    for mine, theirs in zip(ours.coefs_ + ours.intercepts_, sk.coefs_ + sk.intercepts_):
+        assert mine.shape == theirs.shape
+        npt.assert_allclose(mine, theirs, rtol=0, atol=1e-10)
+    npt.assert_array_equal(ours.predict(X), sk.predict(X))
+    npt.assert_allclose(ours.predict_proba(X), sk.predict_proba(X), rtol=0, atol=1e-10)
+    if case.get("early_stopping"):
+        npt.assert_allclose(ours.validation_scores_, sk.validation_scores_, rtol=0, atol=1e-12)
+        assert ours.best_validation_score_ == sk.best_validation_score_
+    for name in ("n_layers_", "n_outputs_", "out_activation_", "n_features_in_"):
+        assert getattr(ours, name) == getattr(sk, name), name
+    npt.assert_array_equal(ours.classes_, sk.classes_)
+
+
+def test_loss_curve_equals_sklearn_without_penalty():
+    """With alpha = 0 the reported loss is the data loss only, the same as
+    scikit-learn's; with alpha > 0 fastmlp adds the penalty at the end-of-epoch
+    weights instead of each batch's (docs/sklearn.md), so only the weights are
+    compared exactly there (test above)."""
+    X, y = scaled(load_iris)
+    settings = dict(hidden_layer_sizes=(10,), random_state=3, max_iter=15, shuffle=False,
+                    batch_size=40, alpha=0.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        ours = MLPClassifier(backend="numpy", **settings).fit(X, y)
+    sk = sklearn_from_same_start(dict(backend="numpy", **settings), X, y, **settings)
+    npt.assert_allclose(ours.loss_curve_, sk.loss_curve_, rtol=1e-9)
+    assert ours.best_loss_ == pytest.approx(sk.best_loss_, rel=1e-9)
+
+
+@pytest.mark.parametrize("labels", [np.array(["cat", "dog", "emu"]), np.array([-7, 3, 40]),
+                                    np.array(["no", "yes"]), np.array([True, False])])
+def test_any_labels(labels):
+    X, y_idx = scaled(load_iris)
+    if len(labels) == 2:
+        X, y_idx = X[y_idx < 2], y_idx[y_idx < 2]
+    y = labels[y_idx]
+    clf = MLPClassifier((8,), backend="numpy", random_state=0, max_iter=60, learning_rate_init=0.02).fit(X, y)
+    npt.assert_array_equal(clf.classes_, np.sort(labels))
+    predicted = clf.predict(X)
+    assert predicted.dtype == y.dtype and set(predicted) <= set(labels)
+    assert np.mean(predicted == y) > 0.9
+    P = clf.predict_proba(X)
+    assert P.shape == (len(X), len(labels))
+    npt.assert_allclose(P.sum(axis=1), 1.0, rtol=1e-12)
+    npt.assert_array_equal(clf.classes_[P.argmax(axis=1)], predicted)
+    assert clf.out_activation_ == ("logistic" if len(labels) == 2 else "softmax")
+    assert clf.n_outputs_ == (1 if len(labels) == 2 else len(labels))
+
+
+def test_partial_fit_needs_classes_then_continues():
+    X, y = scaled(load_iris)
+    clf = MLPClassifier((8,), backend="numpy", random_state=0, learning_rate_init=0.02)
+    with pytest.raises(ValueError, match="classes must be passed on the first call"):
+        clf.partial_fit(X, y)
+    clf.partial_fit(X[y < 2], y[y < 2], classes=[0, 1, 2])  # the first batch lacks class 2
+    npt.assert_array_equal(clf.classes_, [0, 1, 2])
+    assert clf.n_outputs_ == 3 and clf.n_iter_ == 1 and clf.t_ == 100
+    for _ in range(30):
+        clf.partial_fit(X, y)
+    assert clf.t_ == 100 + 30 * 150 and len(clf.loss_curve_) == 31
+    assert clf.score(X, y) > 0.85
+    with pytest.raises(ValueError, match="classes not in"):
+        clf.partial_fit(X[:3], np.array([0, 1, 5]))
+    with pytest.raises(ValueError, match="does not support early_stopping"):
+        clone(clf).set_params(early_stopping=True).partial_fit(X, y, classes=[0, 1, 2])
+
+
+def test_partial_fit_equals_fit_epoch_by_epoch():
+    """sklearn's rule: partial_fit keeps the optimiser state, so n calls of
+    partial_fit give the same weights as fit with max_iter=n when nothing stops early."""
+    X, y = scaled(load_iris)
+    settings = dict(hidden_layer_sizes=(8,), backend="numpy", random_state=1, shuffle=False, tol=0.0,
+                    n_iter_no_change=100)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        fitted = MLPClassifier(max_iter=5, **settings).fit(X, y)
+    stepped = MLPClassifier(**settings)
+    for _ in range(5):
+        stepped.partial_fit(X, y, classes=[0, 1, 2])
+    for a, b in zip(fitted.coefs_, stepped.coefs_):
+        npt.assert_array_equal(a, b)
+
+
+def test_pickle_round_trip_and_training_continues_the_same():
+    X, y = scaled(load_iris)
+    clf = MLPClassifier((8,), backend="numpy", random_state=0, max_iter=10)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf.fit(X, y)
+    copy = pickle.loads(pickle.dumps(clf))
+    npt.assert_array_equal(copy.predict_proba(X), clf.predict_proba(X))
+    clf.partial_fit(X, y)
+    copy.partial_fit(X, y)
+    for a, b in zip(clf.coefs_, copy.coefs_):
+        npt.assert_array_equal(a, b)
+    assert copy.coefs_[0].base is not None  # still views of the network's flat buffer
+
+
+def test_model_selection_tools():
+    """clone, set_params, a pipeline, cross_val_score and a grid search over a
+    training setting (which fit reads, so the search can vary it)."""
+    X, y = load_iris(return_X_y=True)
+    base = MLPClassifier((16,), backend="numpy", random_state=0, max_iter=100, learning_rate_init=0.01)
+    twin = clone(base).set_params(learning_rate_init=0.02)
+    assert twin.learning_rate_init == 0.02 and base.learning_rate_init == 0.01
+    pipe = make_pipeline(StandardScaler(), base)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        scores = cross_val_score(pipe, X, y, cv=3)
+        assert scores.mean() > 0.85
+        search = GridSearchCV(pipe, {"mlpclassifier__learning_rate_init": [1e-4, 1e-2]}, cv=3).fit(X, y)
+    assert search.best_params_ == {"mlpclassifier__learning_rate_init": 1e-2}  # 100 epochs at 1e-4 underfit
+
+
+def test_init_stores_only_and_fit_validates():
+    clf = MLPClassifier(hidden_layer_sizes=(0,), solver="lbfgs", alpha=-1)  # no error yet
+    assert clf.get_params()["solver"] == "lbfgs" and not hasattr(clf, "classes_")
+    X, y = scaled(load_iris)
+    with pytest.raises(ValueError, match="'lbfgs' is not supported by fastmlp.*'adam' or 'sgd'"):
+        MLPClassifier(solver="lbfgs").fit(X, y)
+    with pytest.raises(ValueError, match="'hidden_layer_sizes' must be a tuple of layer widths > 0"):
+        MLPClassifier((0,)).fit(X, y)
+    with pytest.raises(ValueError, match="'alpha' must be a real number >= 0.0, got -1"):
+        MLPClassifier(alpha=-1).fit(X, y)
+    with pytest.raises(ValueError, match="'learning_rate' must be one of"):
+        MLPClassifier(learning_rate="sometimes").fit(X, y)
+    with pytest.raises(ValueError, match="'activation' has 1 entries but hidden_layer_sizes has 2"):
+        MLPClassifier((4, 4), activation=["relu"]).fit(X, y)
+
+
+def test_convergence_warning_at_max_iter_and_tolerance_stop():
+    X, y = scaled(load_iris)
+    with pytest.warns(ConvergenceWarning, match=r"Maximum iterations \(3\) reached"):
+        MLPClassifier((8,), backend="numpy", random_state=0, max_iter=3).fit(X, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)  # stops on tolerance first: no warning
+        clf = MLPClassifier((8,), backend="numpy", random_state=0, max_iter=500, tol=1e-1,
+                            n_iter_no_change=2).fit(X, y)
+    assert clf.n_iter_ < 500
+
+
+def test_early_stopping_keeps_the_best_weights():
+    X, y = scaled(load_digits)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf = MLPClassifier((32,), backend="numpy", random_state=0, max_iter=40, early_stopping=True,
+                            n_iter_no_change=3, learning_rate_init=0.01).fit(X, y)
+    assert len(clf.validation_scores_) == clf.n_iter_ and clf.best_loss_ is None
+    assert clf.best_validation_score_ == max(clf.validation_scores_)
+
+
+def test_warm_start_continues_and_fit_restarts():
+    X, y = scaled(load_iris)
+    settings = dict(hidden_layer_sizes=(8,), backend="numpy", random_state=0, max_iter=5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        warm = MLPClassifier(warm_start=True, **settings).fit(X, y)
+        first = [W.copy() for W in warm.coefs_]
+        warm.fit(X, y)
+        cold = MLPClassifier(**settings).fit(X, y)
+        cold_again = cold.fit(X, y)
+    assert len(warm.loss_curve_) == 10 and warm.t_ == 10 * 150
+    assert not np.array_equal(first[0], warm.coefs_[0])
+    assert len(cold_again.loss_curve_) == 5
+    with pytest.raises(ValueError, match="warm_start can only be used where `y` has the same classes"):
+        warm.fit(X[y < 2], y[y < 2])
+
+
+def test_input_scale_fused_for_uint8_and_no_hidden_scaling():
+    """Integer X is used as numbers, as scikit-learn does; input_scale=1/255
+    with uint8 X gives the same network as float X / 255 (the reference scales
+    each mini-batch as it enters the first layer, the same product)."""
+    rng = np.random.default_rng(0)
+    X = rng.integers(0, 256, (120, 20)).astype(np.uint8)
+    y = (X[:, :10].sum(axis=1) > X[:, 10:].sum(axis=1)).astype(int)
+    settings = dict(hidden_layer_sizes=(8,), backend="numpy", random_state=0, max_iter=5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        fused = MLPClassifier(input_scale=1 / 255, **settings).fit(X, y)
+        floats = MLPClassifier(**settings).fit(X / 255.0, y)
+        raw = MLPClassifier(**settings).fit(X, y)
+        raw_float = MLPClassifier(**settings).fit(X.astype(np.float64), y)
+    npt.assert_allclose(fused.coefs_[0], floats.coefs_[0], rtol=0, atol=1e-12)
+    npt.assert_allclose(fused.predict_proba(X), floats.predict_proba(X / 255.0), rtol=0, atol=1e-12)
+    npt.assert_array_equal(raw.coefs_[0], raw_float.coefs_[0])  # uint8 is not divided by 255
+    assert not np.allclose(raw.coefs_[0], floats.coefs_[0])
+
+
+def test_float32_input_trains_in_float32():
+    X, y = scaled(load_iris)
+    clf = MLPClassifier((8,), backend="numpy", random_state=0, max_iter=50)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf.fit(X.astype(np.float32), y)
+    assert clf.coefs_[0].dtype == np.float32 and clf.predict_proba(X).dtype == np.float32
+
+
+def test_missing_sklearn_names_the_extra():
+    code = ("import sys; sys.modules['sklearn'] = None\n"
+            "import fastmlp\n"
+            "try:\n    fastmlp.MLPClassifier\n"
+            "except ImportError as e:\n    print(type(e).__name__, e)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.startswith("MissingDependencyError") and "pip install fastmlp[sklearn]" in out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("solver", ["sgd", "adam"])
+def test_side_by_side_accuracy_on_digits(solver):
+    """Same settings, same data (digits, scaled, one hidden layer of 64, 200
+    iterations): fastmlp's test accuracy is within 2 points of scikit-learn's
+    (the target).  The two differ only in their random draws (initial weights,
+    shuffles), so over 3 seeds each the mean accuracies are compared; over
+    3 seeds the per-seed spread of either was below 1 point on this split."""
+    from sklearn.model_selection import train_test_split
+
+    X, y = load_digits(return_X_y=True)
+    X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.3, random_state=0, stratify=y)
+    scaler = StandardScaler().fit(X_train)
+    X_train, X_test = scaler.transform(X_train), scaler.transform(X_test)
+    settings = dict(hidden_layer_sizes=(64,), solver=solver, max_iter=200)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        ours = [MLPClassifier(backend="numpy", random_state=s, **settings).fit(X_train, y_train).score(X_test, y_test)
+                for s in range(3)]
+        theirs = [SkMLP(random_state=s, **settings).fit(X_train, y_train).score(X_test, y_test) for s in range(3)]
+    assert abs(np.mean(ours) - np.mean(theirs)) <= 0.02, (ours, theirs)
