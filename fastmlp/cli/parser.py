@@ -1,4 +1,4 @@
-"""The ``fastmlp`` command line: ``fastmlp train``, ``evaluate``, ``predict`` and ``plot``.
+"""The ``fastmlp`` command line: ``fastmlp train``, ``sweep``, ``evaluate``, ``predict`` and ``plot``.
 
 The parser, the argument types and :func:`main`; each command's work is in
 :mod:`fastmlp.cli.commands`. argparse fills the same settings the Python API
@@ -15,6 +15,7 @@ import warnings
 
 from fastmlp.backends import BACKENDS, DEFAULT_BACKEND
 from fastmlp.cli.commands import PRESETS, cmd_bench, cmd_evaluate, cmd_plot, cmd_predict, cmd_train
+from fastmlp.cli.sweep_command import cmd_sweep, csv_path
 from fastmlp.errors import FastMLPError
 from fastmlp.functions import ACTIVATIONS, COSTS, INITS
 from fastmlp.schedules import SCHEDULES
@@ -40,6 +41,16 @@ def positive_int(text):
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def non_negative_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
     return value
 
 
@@ -138,6 +149,7 @@ def build_parser():
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=ArgumentParser)
     sub.required = True
     add_train_parser(sub)
+    add_sweep_parser(sub)
     add_evaluate_parser(sub)
     add_predict_parser(sub)
     add_plot_parser(sub)
@@ -161,6 +173,12 @@ def add_train_parser(sub):
     p = sub.add_parser("train", help="train a network on MNIST, printing test accuracy every epoch",
                        description="Train a network. The defaults reproduce the original project's run: "
                                    "784,30,10 sigmoid, quadratic cost, batch 10, learning rate 10, 10 epochs.")
+    add_train_options(p)
+    p.set_defaults(func=cmd_train)
+
+
+def add_train_options(p):
+    """Every option of ``fastmlp train`` (``fastmlp sweep`` takes them all too)."""
     p.add_argument("--preset", choices=sorted(PRESETS), help="a named set of the options below; explicit options win")
     arch = p.add_argument_group("network")
     arch.add_argument("--layers", type=layer_list, default=[784, 30, 10], help="layer widths (default 784,30,10)")
@@ -200,7 +218,32 @@ def add_train_parser(sub):
     out.add_argument("--plot", type=image_path, metavar="PATH",
                      help="draw the loss and accuracy curves to PATH (.png, .pdf, .svg; needs matplotlib)")
     add_data_options(p)
-    p.set_defaults(func=cmd_train)
+
+
+def add_sweep_parser(sub):
+    p = sub.add_parser("sweep", help="train every combination of option values (a grid search), locally or on a Dask cluster",
+                       description="Train one network per combination of the --param values (the grid is their "
+                                   "product), a few at a time locally or on a Dask cluster, and print the trials "
+                                   "sorted by validation accuracy (test accuracy without --val-split). Every train "
+                                   "option is accepted and fixed for all trials unless swept.")
+    grid = p.add_argument_group("sweep")
+    grid.add_argument("--param", dest="params", action="append", default=[], metavar="NAME=V1,V2,...",
+                      help="values of one train option, by its name (lr, layers, batch_size, seed, ...), separated "
+                           "by commas, or by ':' when a value holds commas (always for layers: "
+                           "784,128,10:784,256,10); repeatable")
+    grid.add_argument("--jobs", type=positive_int, metavar="N",
+                      help="trials run at once on this machine (default: one per core), each on cores / N threads")
+    grid.add_argument("--scheduler", metavar="ADDRESS",
+                      help="run the trials on the Dask distributed cluster at ADDRESS (needs pip install fastmlp[dask])")
+    grid.add_argument("--connect-timeout", type=positive_float, default=10.0, metavar="SECONDS",
+                      help="with --scheduler: how long to wait for the scheduler and a first worker (default 10)")
+    grid.add_argument("--retries", type=non_negative_int, default=2, metavar="N",
+                      help="with --scheduler: runs of a failed trial after the first (default 2); a trial whose "
+                           "worker dies is run again by Dask itself")
+    grid.add_argument("--out", type=csv_path, metavar="PATH", help="write one row per trial to PATH (.csv)")
+    grid.add_argument("--save-best", type=path_arg, metavar="PATH", help="write the best trial's model to PATH (.npz)")
+    add_train_options(p)
+    p.set_defaults(func=cmd_sweep)
 
 
 def add_evaluate_parser(sub):
