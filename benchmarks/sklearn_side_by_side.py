@@ -1,0 +1,136 @@
+"""fastmlp.MLPClassifier against scikit-learn's MLPClassifier, same settings, same
+data, in one process: fit time and test accuracy, runs interleaved
+(scikit-learn, fastmlp, scikit-learn, fastmlp, ...) so a busy machine slows
+both alike; medians over the repeats.
+
+    python benchmarks/sklearn_side_by_side.py digits          # ships with scikit-learn
+    python benchmarks/sklearn_side_by_side.py mnist           # needs FASTMLP_DATA
+    python benchmarks/sklearn_side_by_side.py all --repeats 3 --backend numba
+
+digits: 8x8 images, standard-scaled, 70/30 stratified split, hidden_layer_sizes=(64,),
+200 iterations, sgd and adam (scikit-learn's other defaults).
+mnist: 60000/10000, pixels / 255 as float64 (the same array for both),
+hidden_layer_sizes=(128,), adam, learning_rate_init=0.001, batch_size=128,
+3 iterations.  fastmlp's first fit in the process (which may compile or load
+the Numba kernels) runs before the timed ones and is reported separately.
+
+Prints a Markdown table with the CPU, the date and the load average.
+"""
+
+import argparse
+import datetime
+import os
+import platform
+import statistics
+import time
+import warnings
+
+import numpy as np
+
+
+def cpu_name():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def digits_data():
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+    from sklearn.preprocessing import StandardScaler
+
+    X, y = load_digits(return_X_y=True)
+    X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.3, random_state=0, stratify=y)
+    scaler = StandardScaler().fit(X_train)
+    return scaler.transform(X_train), y_train, scaler.transform(X_test), y_test
+
+
+def mnist_data():
+    from fastmlp import load_mnist
+
+    X_train, y_train, X_test, y_test = load_mnist(download=False)
+    return X_train / 255.0, y_train, X_test / 255.0, y_test
+
+
+CASES = {
+    "digits": (digits_data, [dict(hidden_layer_sizes=(64,), solver=s, max_iter=200) for s in ("sgd", "adam")]),
+    "mnist": (mnist_data, [dict(hidden_layer_sizes=(128,), solver="adam", learning_rate_init=0.001,
+                                batch_size=128, max_iter=3)]),
+}
+
+
+def timed_fit(make, X, y, X_test, y_test):
+    model = make()
+    start = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # ConvergenceWarning at max_iter, on both sides
+        model.fit(X, y)
+    seconds = time.perf_counter() - start
+    return seconds, model.score(X_test, y_test)
+
+
+def run(name, repeats, backend):
+    from sklearn.neural_network import MLPClassifier as SkMLP
+
+    from fastmlp import MLPClassifier
+
+    load, settings_list = CASES[name]
+    X, y, X_test, y_test = load()
+    rows = []
+    for settings in settings_list:
+        first, _ = timed_fit(lambda: MLPClassifier(backend=backend, random_state=100, **settings),
+                             X, y, X_test, y_test)
+        times = {"scikit-learn": [], "fastmlp": []}
+        accs = {"scikit-learn": [], "fastmlp": []}
+        for seed in range(repeats):
+            for who, make in (("scikit-learn", lambda: SkMLP(random_state=seed, **settings)),
+                              ("fastmlp", lambda: MLPClassifier(backend=backend, random_state=seed, **settings))):
+                seconds, acc = timed_fit(make, X, y, X_test, y_test)
+                times[who].append(seconds)
+                accs[who].append(acc)
+                print(f"  {name} {settings['solver']} seed {seed} {who:12s} fit {seconds:7.2f} s  "
+                      f"test accuracy {acc:.4f}", flush=True)
+        rows.append((name, settings, times, accs, first))
+    return rows
+
+
+def table(rows, backend, repeats):
+    lines = [f"CPU: {cpu_name()}; {os.cpu_count()} logical CPUs; fastmlp backend {backend}; "
+             f"{datetime.date.today().isoformat()}; load average before the run "
+             f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}",
+             "",
+             f"| data set | solver | settings | scikit-learn fit (s) | fastmlp fit (s) | speed-up | "
+             f"scikit-learn accuracy | fastmlp accuracy |",
+             "|---|---|---|---|---|---|---|---|"]
+    for name, settings, times, accs, first in rows:
+        sk_t, fm_t = statistics.median(times["scikit-learn"]), statistics.median(times["fastmlp"])
+        shown = ", ".join(f"{k}={v}" for k, v in settings.items() if k != "solver")
+        lines.append(f"| {name} | {settings['solver']} | {shown} | {sk_t:.2f} | {fm_t:.2f} | {sk_t / fm_t:.1f}x | "
+                     f"{statistics.median(accs['scikit-learn']):.4f} | {statistics.median(accs['fastmlp']):.4f} |")
+    lines.append("")
+    lines.append(f"Medians over {repeats} seeds, interleaved; fastmlp's first fit in the process (compile "
+                 "or cache load included): " + ", ".join(f"{r[0]} {r[1]['solver']} {r[4]:.2f} s" for r in rows))
+    return "\n".join(lines)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("data", choices=[*CASES, "all"])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--backend", default="numba", choices=["numba", "numpy"])
+    args = parser.parse_args()
+    names = list(CASES) if args.data == "all" else [args.data]
+    rows = []
+    for name in names:
+        rows += run(name, args.repeats, args.backend)
+    print()
+    print(table(rows, args.backend, args.repeats))
+
+
+if __name__ == "__main__":
+    main()
