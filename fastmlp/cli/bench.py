@@ -2,24 +2,33 @@
 
 Every row trains one epoch of 60,000 MNIST-shaped uint8 images (random pixels:
 the arithmetic is the same as on the real data) with sigmoid layers, the
-quadratic cost and plain SGD, and reports seconds per epoch, GFLOP/s and the
-speed-up over the NumPy reference measured in the same run.  A PyTorch row is
-added when ``import torch`` works (fastmlp never depends on it).
+quadratic cost and plain SGD, and reports seconds per epoch, GFLOP/s, the
+speed-up over the NumPy reference measured in the same run, and the compile
+time.  JAX and PyTorch rows are added when those libraries import
+(``fastmlp.cli.peers``; fastmlp never depends on them).
+
+Numba rows run for the vector ISA of this process (``isa.HOST``) and, on
+request, for AVX2 in a child process (``isa.avx2_environment``), so an AVX-512
+host can measure the AVX2 code path too.
 
 Note: NumPy's OpenBLAS is slowed down on some machines by ``OPENBLAS_CORETYPE``
 or ``OPENBLAS_L2_SIZE``; ``blas_info()`` reports which kernel it uses so a table
 can say what the reference ran on.
 """
 
+import json
 import os
+import platform
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 
+from fastmlp.cli import peers
 from fastmlp.network import SGD, Net, init_params
 
 #: (sizes, batch size, dtype): the standard rows.
@@ -32,13 +41,21 @@ BENCH_ROWS = [
     ((784, 1024, 1024, 10), 256, "float64"),
 ]
 N_IMAGES = 60_000
-BACKENDS = ("numpy", "numba", "torch")
+#: In the order they are timed: the peers last (see ``run_bench``).
+BACKENDS = ("numpy", "numba", "jax", "torch")
+PEERS = ("jax", "torch")
+#: The vector ISAs ``--isa`` can ask the numba rows to be measured for.
+ISAS = ("host", "avx2")
+#: The folder fastmlp is imported from (a child must import the same copy).
+_IMPORT_ROOT = str(Path(__file__).resolve().parents[2])
 
 
-def flops_per_epoch(sizes, n=N_IMAGES):
-    """Floating-point operations of one epoch: forward (2 m n_in n_out per layer),
-    weight gradients (the same) and hidden deltas (the same, for every layer but
-    the first, whose delta is never propagated)."""
+def flops_per_epoch(sizes, n=None):
+    """Floating-point operations of one epoch of ``n`` images (default
+    ``N_IMAGES``): forward (2 m n_in n_out per layer), weight gradients (the
+    same) and hidden deltas (the same, for every layer but the first, whose
+    delta is never propagated)."""
+    n = N_IMAGES if n is None else n
     total = 0
     for l, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
         per = 2 * n * n_in * n_out
@@ -46,8 +63,10 @@ def flops_per_epoch(sizes, n=N_IMAGES):
     return total
 
 
-def make_data(n=N_IMAGES, n_in=784, n_classes=10, seed=0):
-    """Random MNIST-shaped data: ``(X uint8 (n, n_in), y uint8 (n,))``."""
+def make_data(n=None, n_in=784, n_classes=10, seed=0):
+    """Random MNIST-shaped data: ``(X uint8 (n, n_in), y uint8 (n,))``, ``n``
+    default ``N_IMAGES``."""
+    n = N_IMAGES if n is None else n
     rng = np.random.default_rng(seed)
     X = rng.integers(0, 256, size=(n, n_in), dtype=np.uint8)
     y = rng.integers(0, n_classes, size=n).astype(np.uint8)
@@ -55,11 +74,15 @@ def make_data(n=N_IMAGES, n_in=784, n_classes=10, seed=0):
 
 
 def torch_available():
-    try:
-        import torch  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    return peers.available("torch")
+
+
+def jax_available():
+    return peers.available("jax")
+
+
+def backend_available(backend):
+    return backend not in PEERS or peers.available(backend)
 
 
 def _net(sizes):
@@ -68,7 +91,9 @@ def _net(sizes):
 
 def make_epoch(backend, sizes, batch_size, dtype, X=None, y=None, lr=0.1, seed=0):
     """A zero-argument callable that trains one epoch with ``backend``
-    (``"numpy"``, ``"numba"`` or ``"torch"``) on the same data and net each call."""
+    (``"numpy"``, ``"numba"``, ``"jax"`` or ``"torch"``) on the same data and
+    start each time it is made.  Its ``compile_seconds`` is the JAX compile
+    time (compiled ahead), else None."""
     if X is None:
         X, y = make_data(n_in=sizes[0], n_classes=sizes[-1])
     net, sgd = _net(sizes), SGD(lr)
@@ -77,7 +102,9 @@ def make_epoch(backend, sizes, batch_size, dtype, X=None, y=None, lr=0.1, seed=0
     velocity = np.zeros_like(params)
     order = np.random.default_rng(seed + 1).permutation(len(X)).astype(np.int64)
     if backend == "torch":
-        return _torch_epoch(params, net, X, y, order, batch_size, dtype, lr)
+        return peers.torch_epoch(params, net, X, y, order, batch_size, dtype, lr)
+    if backend == "jax":
+        return peers.JaxEpoch(params, net, X, y, order, batch_size, dtype, lr)
     from fastmlp.backends import get_backend
 
     module = get_backend(backend)
@@ -85,46 +112,13 @@ def make_epoch(backend, sizes, batch_size, dtype, X=None, y=None, lr=0.1, seed=0
     def epoch():
         return module.train_batches(params, velocity, net, sgd, X, y, order, batch_size)
 
-    return epoch
-
-
-def _torch_epoch(params, net, X, y, order, batch_size, dtype, lr):
-    """The same network in PyTorch (eager, autograd, plain SGD), as a peer."""
-    import torch
-
-    from fastmlp.network import unpack
-
-    tdt = getattr(torch, dtype)
-    weights, biases = unpack(params, net.sizes)
-    layers = []
-    for W, b in zip(weights, biases):
-        lin = torch.nn.Linear(W.shape[1], W.shape[0], dtype=tdt)
-        with torch.no_grad():
-            lin.weight.copy_(torch.from_numpy(W.copy()))
-            lin.bias.copy_(torch.from_numpy(b.copy()))
-        layers += [lin, torch.nn.Sigmoid()]
-    model = torch.nn.Sequential(*layers)
-    opt = torch.optim.SGD(model.parameters(), lr=lr)
-    Xt = torch.from_numpy(X)
-    Yt = torch.nn.functional.one_hot(torch.from_numpy(y.astype(np.int64)), net.sizes[-1]).to(tdt)
-    idx = torch.from_numpy(order)
-
-    def epoch():
-        for start in range(0, len(idx), batch_size):
-            rows = idx[start:start + batch_size]
-            A0 = Xt[rows].to(tdt) / 255.0
-            out = model(A0)
-            loss = 0.5 * ((out - Yt[rows]) ** 2).sum() / len(rows)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-
+    epoch.compile_seconds = None
     return epoch
 
 
 def epoch_time(backend, sizes, batch_size, dtype, repeats=3, X=None, y=None):
-    """Median seconds per 60,000-image epoch (after one warm-up epoch, so JIT
-    compile time stays out)."""
+    """``(median seconds per 60,000-image epoch, compile seconds or None)``,
+    timed after one warm-up epoch, so JIT compile time stays out."""
     epoch = make_epoch(backend, sizes, batch_size, dtype, X, y)
     epoch()
     times = []
@@ -132,30 +126,36 @@ def epoch_time(backend, sizes, batch_size, dtype, repeats=3, X=None, y=None):
         t = time.perf_counter()
         epoch()
         times.append(time.perf_counter() - t)
-    return statistics.median(times)
+    return statistics.median(times), epoch.compile_seconds
 
+
+# --- numba compile time: a fresh process with an empty cache ------------------------
 
 _COMPILE_SNIPPET = """
-import time, numpy as np
+import sys, time, numpy as np
+sys.path.insert(0, {root!r})
 t = time.perf_counter()
 from fastmlp.backends import numba as kernels
 from fastmlp.network import Net, SGD, init_params
 t_import = time.perf_counter() - t
-net = Net((784, 30, 10), ("sigmoid", "sigmoid"), "quadratic")
-X = np.zeros((20, 784), np.uint8); y = np.zeros(20, np.uint8)
-p = init_params(net.sizes, ["normal"] * 2, np.random.default_rng(0), np.dtype("{dtype}"))
+sizes = {sizes!r}
+net = Net(sizes, ("sigmoid",) * (len(sizes) - 1), "quadratic")
+X = np.zeros((2 * {batch}, sizes[0]), np.uint8); y = np.zeros(2 * {batch}, np.uint8)
+p = init_params(net.sizes, ["normal"] * (len(sizes) - 1), np.random.default_rng(0), np.dtype("{dtype}"))
 t = time.perf_counter()
-kernels.train_batches(p, np.zeros_like(p), net, SGD(0.1), X, y, np.arange(20), 10)
+kernels.train_batches(p, np.zeros_like(p), net, SGD(0.1), X, y, np.arange(len(X)), {batch})
 kernels.predict_proba(p, net, X)
 print(t_import, time.perf_counter() - t)
 """
 
 
-def compile_time(dtype="float64"):
-    """First-call time of ``train_batches`` + ``predict_proba`` in a fresh process
-    with an empty ``NUMBA_CACHE_DIR`` (compiling), then again with that cache
-    filled.  Returns ``{"first_run": s, "cached": s, "import": s}``."""
-    code = _COMPILE_SNIPPET.format(dtype=dtype)
+def compile_time(dtype="float64", sizes=(784, 30, 10), batch=10):
+    """First-call time of ``train_batches`` + ``predict_proba`` for one network
+    in a fresh process with an empty ``NUMBA_CACHE_DIR`` (compiling), then again
+    with that cache filled.  The children inherit this process's environment,
+    so its ``NUMBA_CPU_*`` settings.  Returns ``{"first_run": s, "cached": s,
+    "import": s}``."""
+    code = _COMPILE_SNIPPET.format(root=_IMPORT_ROOT, sizes=tuple(sizes), batch=int(batch), dtype=dtype)
     out = {}
     with tempfile.TemporaryDirectory() as cache:
         env = dict(os.environ, NUMBA_CACHE_DIR=cache)
@@ -168,8 +168,48 @@ def compile_time(dtype="float64"):
     return out
 
 
+def _compile_times(rows):
+    """``compile_time`` once per set of rows that compile the same kernels:
+    Numba specialises on argument types, and sizes and batch sizes are run-time
+    values, so the key is what ``precompile`` keys its cache records on (the
+    parameters' dtype and the input array's type)."""
+    from fastmlp.backends.numba.precompile import _types_key
+
+    measured, out = {}, {}
+    for sizes, batch, dtype in rows:
+        key = _types_key(dtype, np.zeros((1, sizes[0]), np.uint8))
+        if key not in measured:
+            measured[key] = compile_time(dtype, sizes, batch)
+        out[(sizes, batch, dtype)] = measured[key]
+    return out
+
+
+# --- the machine -----------------------------------------------------------------------
+
+def cpu_model():
+    """The CPU's model name (``/proc/cpuinfo`` on Linux, with family and model
+    numbers when the name alone is as vague as "AMD EPYC"), and the core count."""
+    name, family, model = "", "", ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            key, value = key.strip(), value.strip()
+            if key == "model name" and not name:
+                name = value
+            elif key == "cpu family" and not family:
+                family = value
+            elif key == "model" and not model:
+                model = value
+    except OSError:
+        pass
+    name = name or platform.processor() or platform.machine() or "unknown CPU"
+    if family and model:
+        name += f" (family {family} model {model})"
+    return f"{name}, {os.cpu_count()} cores"
+
+
 def blas_info():
-    """Which OpenBLAS kernel NumPy uses (via threadpoolctl, when installed)."""
+    """Which BLAS NumPy uses and its kernel (via threadpoolctl, when installed)."""
     try:
         from threadpoolctl import threadpool_info
     except ImportError:
@@ -179,50 +219,172 @@ def blas_info():
                      for i in threadpool_info() if i.get("user_api") == "blas")
 
 
-def run_bench(rows=None, backends=None, repeats=3):
-    """Time every row with every backend; returns a list of dicts with keys
-    ``sizes, batch, dtype, backend, seconds, gflops, speedup`` (over numpy).
+def _version(dist):
+    from importlib import metadata
 
-    PyTorch's rows are timed last, after every fastmlp row: once its OpenMP
-    threads exist they keep spinning for a while after each call, which slowed
-    the next row's NumPy and Numba epochs by up to 1.8x when the rows were
-    interleaved (measured).
-    """
-    rows = BENCH_ROWS if rows is None else rows
-    if backends is None:
-        backends = tuple(b for b in BACKENDS if b != "torch" or torch_available())
-    ordered = [b for b in backends if b != "torch"] + [b for b in backends if b == "torch" and torch_available()]
-    data = {}
-    seconds = {}
-    for backend in ordered:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def machine():
+    """What a table of timings must name: date (UTC), CPU, the ISA of the code
+    Numba runs in this process, the BLAS behind NumPy and the library versions."""
+    from fastmlp.backends.numba import isa
+
+    return {"date": time.strftime("%Y-%m-%d", time.gmtime()), "cpu": cpu_model(),
+            "isa": isa.HOST.describe(), "numpy": np.__version__, "blas": blas_info(),
+            "numba": _version("numba"), "llvmlite": _version("llvmlite"),
+            "jax": _version("jax"), "torch": _version("torch"), "python": platform.python_version()}
+
+
+def caption(info):
+    """The one line naming the machine and the date that heads a table."""
+    def v(name):
+        return info[name] or "not installed"
+    return (f"{info['date']}, {info['cpu']}; Numba code: {info['isa']}; NumPy {info['numpy']} "
+            f"({info['blas']}); Numba {v('numba')}, JAX {v('jax')}, PyTorch {v('torch')}; "
+            f"seconds per {N_IMAGES:,}-image epoch, sigmoid + quadratic cost, plain SGD")
+
+
+# --- running the rows --------------------------------------------------------------------
+
+def _time_rows(rows, backends, repeats):
+    """``{(sizes, batch, dtype, backend): (seconds, compile seconds)}``, every row of
+    one backend after the other, in ``BACKENDS`` order."""
+    data, out = {}, {}
+    for backend in [b for b in BACKENDS if b in backends]:
         for sizes, batch, dtype in rows:
             if (sizes[0], sizes[-1]) not in data:
                 data[(sizes[0], sizes[-1])] = make_data(n_in=sizes[0], n_classes=sizes[-1])
-            X, y = data[(sizes[0], sizes[-1])]
-            seconds[(sizes, batch, dtype, backend)] = epoch_time(backend, sizes, batch, dtype, repeats, X, y)
+            out[(sizes, batch, dtype, backend)] = epoch_time(backend, sizes, batch, dtype, repeats,
+                                                             *data[(sizes[0], sizes[-1])])
+    return out
+
+
+def _numba_rows(rows, repeats, compile):
+    """The numba rows of this process: ``[(row, seconds, compile_time dict or None)]``."""
+    times = _time_rows(rows, ("numba",), repeats)
+    compiled = _compile_times(rows) if compile else {}
+    return [(row, times[row + ("numba",)][0], compiled.get(row)) for row in rows]
+
+
+def _child_main(spec):
+    """Entry of the ``--isa`` child: numba rows as JSON on stdout."""
+    spec = json.loads(spec)
+    rows = [(tuple(s), b, d) for s, b, d in spec["rows"]]
+    global N_IMAGES
+    N_IMAGES = spec["n_images"]
+    print(json.dumps([[list(row[0]), row[1], row[2], t, c]
+                      for row, t, c in _numba_rows(rows, spec["repeats"], spec["compile"])]))
+
+
+def _numba_rows_in_child(rows, repeats, compile, env):
+    """``_numba_rows`` in a child Python with ``env`` (its own Numba target)."""
+    spec = json.dumps({"rows": [[list(s), b, d] for s, b, d in rows], "repeats": repeats, "compile": compile,
+                       "n_images": N_IMAGES})
+    code = f"import sys; sys.path.insert(0, {_IMPORT_ROOT!r}); from fastmlp.cli import bench; bench._child_main(sys.argv[1])"
+    res = subprocess.run([sys.executable, "-c", code, spec], env=env, stdout=subprocess.PIPE, text=True,
+                         check=True)
+    return [((tuple(s), b, d), t, c) for s, b, d, t, c in json.loads(res.stdout)]
+
+
+def run_bench(rows=None, backends=None, repeats=3, isas=("host",), compile=True):
+    """Time every row with every backend; returns a list of dicts with keys
+    ``sizes, batch, dtype, backend, isa, seconds, gflops, speedup`` (over numpy
+    in this run; None when numpy was not measured) and ``compile_s`` (numba:
+    first run in a fresh process with an empty cache, None with ``compile=False``;
+    jax: its epoch's compile; else None), numba rows also ``compile_cached_s``.
+
+    ``isas`` lists the vector ISAs the numba rows run for: ``"host"`` in this
+    process, ``"avx2"`` in a child with ``isa.avx2_environment`` (which the
+    caller has checked makes sense here).
+
+    JAX's and PyTorch's rows are timed last, after every fastmlp row: once
+    PyTorch's OpenMP threads exist they keep spinning for a while after each
+    call, which slowed the next row's NumPy and Numba epochs by up to 1.8x when
+    the rows were interleaved (measured).
+    """
+    from fastmlp.backends.numba import isa
+
+    rows = BENCH_ROWS if rows is None else rows
+    if backends is None:
+        backends = tuple(b for b in BACKENDS if backend_available(b))
+    backends = [b for b in BACKENDS if b in backends and backend_available(b)]
+    others = _time_rows(rows, [b for b in backends if b != "numba"], repeats)
+    numba = {}
+    if "numba" in backends:
+        for which in isas:
+            if which == "host":
+                numba[isa.HOST.label] = _numba_rows(rows, repeats, compile)
+            else:
+                env, reason = isa.avx2_environment()
+                if env is None:
+                    raise RuntimeError(f"--isa avx2: {reason}")
+                label = isa.detect(env).label
+                numba[label if label not in numba else f"{label} ({env['NUMBA_CPU_NAME']})"] = \
+                    _numba_rows_in_child(rows, repeats, compile, env)
     results = []
-    for sizes, batch, dtype in rows:
-        base = seconds.get((sizes, batch, dtype, "numpy"))
-        for backend in ordered:
-            t = seconds[(sizes, batch, dtype, backend)]
-            results.append({
-                "sizes": "-".join(map(str, sizes)), "batch": batch, "dtype": dtype,
-                "backend": backend, "seconds": t, "gflops": flops_per_epoch(sizes) / t / 1e9,
-                "speedup": (base / t) if base else float("nan"),
-            })
+    for row in rows:
+        sizes, batch, dtype = row
+        base = others.get(row + ("numpy",), (None,))[0]
+        entries = []
+        for backend in backends:
+            if backend == "numba":
+                for label, measured in numba.items():
+                    t, c = next((t, c) for r, t, c in measured if r == row)
+                    entries.append(("numba", label, t, c["first_run"] if c else None, c["cached"] if c else None))
+            else:
+                t, c = others[row + (backend,)]
+                entries.append((backend, None, t, c, None))
+        for backend, label, t, c, cached in entries:
+            entry = {"sizes": "-".join(map(str, sizes)), "batch": batch, "dtype": dtype, "backend": backend,
+                     "isa": label, "seconds": t, "gflops": flops_per_epoch(sizes) / t / 1e9,
+                     "speedup": base / t if base else None, "compile_s": c}
+            if backend == "numba":
+                entry["compile_cached_s"] = cached
+            results.append(entry)
     return results
 
 
+# --- tables ---------------------------------------------------------------------------------
+
+COLUMNS = ("network", "batch", "dtype", "backend", "ISA", "s/epoch", "GFLOP/s", "speed-up vs numpy",
+           "compile s")
+
+
+def _cells(r):
+    def num(value, fmt):
+        return "-" if value is None else format(value, fmt)
+    return [r["sizes"], str(r["batch"]), r["dtype"], r["backend"], r.get("isa") or "-",
+            f"{r['seconds']:.3f}", f"{r['gflops']:.1f}",
+            "-" if r["speedup"] is None else f"{r['speedup']:.2f}x", num(r.get("compile_s"), ".1f")]
+
+
 def format_table(rows):
-    """The rows of ``run_bench`` as a markdown table."""
-    lines = ["| network | batch | dtype | backend | s/epoch | GFLOP/s | speed-up vs numpy |",
-             "|---|---|---|---|---|---|---|"]
-    for r in rows:
-        lines.append(f"| {r['sizes']} | {r['batch']} | {r['dtype']} | {r['backend']} | "
-                     f"{r['seconds']:.3f} | {r['gflops']:.1f} | {r['speedup']:.2f}x |")
+    """The rows of ``run_bench`` as a Markdown table."""
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    lines += ["| " + " | ".join(_cells(r)) + " |" for r in rows]
     return "\n".join(lines)
 
 
+def format_markdown(rows, info):
+    """A README's form: the caption line in italics, a blank line, the table."""
+    return f"*{caption(info)}.*\n\n{format_table(rows)}"
+
+
+def format_text(rows, info):
+    """For a terminal: the caption and an aligned plain-text table."""
+    body = [list(COLUMNS)] + [_cells(r) for r in rows]
+    widths = [max(len(line[i]) for line in body) for i in range(len(COLUMNS))]
+    lines = ["  ".join(cell.ljust(w) if i < 5 else cell.rjust(w) for i, (cell, w) in enumerate(zip(line, widths)))
+             for line in body]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    notes = ["compile s: numba, first run in a fresh process with an empty cache (train_batches + "
+             "predict_proba); jax, the jit of the whole epoch"]
+    return "\n".join([caption(info), ""] + [line.rstrip() for line in lines] + [""] + notes)
+
+
 if __name__ == "__main__":
-    print(blas_info())
-    print(format_table(run_bench()))
+    print(format_markdown(run_bench(), machine()))

@@ -386,6 +386,7 @@ def cmd_plot(args):
 def cmd_bench(args):
     import json
 
+    from fastmlp.backends.numba import isa
     from fastmlp.cli import bench
 
     rows = [row for row in bench.BENCH_ROWS if not args.quick or row[0] == (784, 30, 10)]
@@ -394,15 +395,21 @@ def cmd_bench(args):
         backends = [backends]
     if backends and "torch" in backends and not bench.torch_available():
         raise UsageError("--backends torch: PyTorch is not installed (pip install torch)")
-    print(bench.blas_info(), file=sys.stderr, flush=True)
-    results = bench.run_bench(rows, backends=backends, repeats=args.repeats)
-    compile_times = {}
-    if args.compile and (backends is None or "numba" in backends):
-        compile_times = {dtype: bench.compile_time(dtype) for dtype in ("float64", "float32")}
+    if backends and "jax" in backends and not bench.jax_available():
+        raise UsageError("--backends jax: JAX is not installed (pip install jax)")
+    isas = [args.isa] if isinstance(args.isa, str) else list(dict.fromkeys(args.isa))
+    if backends and "numba" not in backends and isas != ["host"]:
+        raise UsageError(f"--isa {','.join(isas)}: only the numba rows have an ISA to choose; add numba to --backends")
+    if "avx2" in isas:
+        env, reason = isa.avx2_environment()
+        if env is None:
+            raise UsageError(f"--isa avx2: {reason}")
+    info = bench.machine()
+    results = bench.run_bench(rows, backends=backends, repeats=args.repeats, isas=isas, compile=args.compile)
     if args.json:
-        print(json.dumps({"rows": results, "compile_time": compile_times}, indent=2))
-        return 0
-    print(bench.format_table(results))
-    for dtype, t in compile_times.items():
-        print(f"numba compile time ({dtype}): first run {t['first_run']:.1f} s, cached {t['cached']:.2f} s")
+        print(json.dumps({"machine": info, "rows": results}, indent=2))
+    elif args.markdown:
+        print(bench.format_markdown(results, info))
+    else:
+        print(bench.format_text(results, info))
     return 0

@@ -292,11 +292,18 @@ def add_bench_parser(sub):
                                    "standard networks of benchmarks/ (sigmoid, quadratic cost, plain SGD), and the "
                                    "compile time of the numba kernels. Uses the same code as benchmarks/bench_epoch.py.")
     p.add_argument("--quick", action="store_true", help="only the 784-30-10 rows")
-    p.add_argument("--backends", type=name_list(("numpy", "numba", "torch")), default=None,
-                   help="comma-separated, default numpy,numba (+ torch when installed)")
+    p.add_argument("--backends", type=name_list(("numpy", "numba", "jax", "torch")), default=None,
+                   help="comma-separated, default numpy,numba (+ jax, torch when installed)")
+    p.add_argument("--isa", type=name_list(("host", "avx2")), default="host",
+                   help="comma-separated vector ISAs to run the numba rows for: host (this process's), "
+                        "avx2 (a child process with NUMBA_CPU_NAME=haswell; x86 with AVX2 only). Default host")
     p.add_argument("--repeats", type=positive_int, default=3, help="epochs timed per row; the median is shown (default 3)")
-    p.add_argument("--no-compile", dest="compile", action="store_false", help="skip measuring the compile time")
-    p.add_argument("--json", action="store_true", help="print the results as JSON")
+    p.add_argument("--no-compile", dest="compile", action="store_false",
+                   help="skip measuring the numba compile time (a fresh process per dtype)")
+    out = p.add_mutually_exclusive_group()
+    out.add_argument("--json", action="store_true", help="print the results as JSON")
+    out.add_argument("--markdown", action="store_true",
+                     help="print a caption line naming the machine and date, then a Markdown table")
     p.set_defaults(func=cmd_bench)
 
 

@@ -1,33 +1,173 @@
-"""``fastmlp bench``: the table and the JSON it prints (one quick, real measurement)."""
+"""``fastmlp bench``: the table, the caption, the JSON it prints, the
+``--isa`` choice and the JAX row's maths.
+
+The command's code runs for real, on epochs of ``SMALL`` images instead of
+60,000 (``bench.N_IMAGES``), so these tests stay fast; full epochs are for
+``fastmlp bench`` itself.
+"""
 
 import json
+import re
+import time
 
+import numpy as np
 import pytest
 
-from fastmlp.cli import main
+from fastmlp.backends import reference
+from fastmlp.backends.numba import isa
+from fastmlp.cli import bench, main
+from fastmlp.network import SGD, Net, init_params
+
+SMALL = 400
+HAS_JAX = bench.jax_available()
 
 
-def test_bench_quick_json(capsys):
-    assert main(["bench", "--quick", "--repeats", "1", "--no-compile", "--backends", "numpy,numba", "--json"]) == 0
-    rows = json.loads(capsys.readouterr().out)["rows"]
-    assert {(r["dtype"], r["backend"]) for r in rows} == {
-        ("float64", "numpy"), ("float64", "numba"), ("float32", "numpy"), ("float32", "numba")}
+@pytest.fixture
+def small(monkeypatch):
+    monkeypatch.setattr(bench, "N_IMAGES", SMALL)
+
+
+def _json(capsys, argv):
+    assert main(argv + ["--json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_bench_quick_json(small, capsys):
+    out = _json(capsys, ["bench", "--quick", "--repeats", "1", "--no-compile", "--backends", "numpy,numba"])
+    rows = out["rows"]
+    assert [(r["dtype"], r["backend"]) for r in rows] == [
+        ("float64", "numpy"), ("float64", "numba"), ("float32", "numpy"), ("float32", "numba")]
     for r in rows:
         assert r["sizes"] == "784-30-10" and r["batch"] == 10
-        assert r["seconds"] > 0 and r["gflops"] > 0
+        assert r["seconds"] > 0 and r["gflops"] == pytest.approx(bench.flops_per_epoch((784, 30, 10)) / r["seconds"] / 1e9)
         assert r["speedup"] == pytest.approx(1.0) if r["backend"] == "numpy" else r["speedup"] > 0
+        assert r["isa"] == (isa.HOST.label if r["backend"] == "numba" else None)
+        assert r["compile_s"] is None  # --no-compile
+    info = out["machine"]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d", info["date"]) and info["date"] == time.strftime("%Y-%m-%d", time.gmtime())
+    assert info["isa"] == isa.HOST.describe() and info["numpy"] == np.__version__
+    assert info["cpu"] and info["numba"]
 
 
-def test_bench_table(capsys):
-    assert main(["bench", "--quick", "--repeats", "1", "--no-compile", "--backends", "numba"]) == 0
-    out = capsys.readouterr().out
-    assert out.startswith("| network | batch | dtype | backend | s/epoch | GFLOP/s |")
-    assert "| 784-30-10 | 10 | float32 | numba |" in out
+def test_undefined_speed_up_is_null_and_dash(small, capsys):
+    """Without the numpy rows there is nothing to divide by: JSON null, '-' in the tables."""
+    rows = _json(capsys, ["bench", "--quick", "--repeats", "1", "--no-compile", "--backends", "numba"])["rows"]
+    assert [r["speedup"] for r in rows] == [None, None]
+    text = bench.format_text(rows, bench.machine())
+    assert "nan" not in text
+    for line in text.splitlines()[4:6]:
+        assert line.split()[:5] == ["784-30-10", "10", line.split()[2], "numba", isa.HOST.label.split()[0]]
+        assert line.split()[-2:] == ["-", "-"]
+    assert "| - | - |" in bench.format_table(rows)
+
+
+def test_bench_markdown(small, capsys):
+    assert main(["bench", "--quick", "--repeats", "1", "--no-compile", "--backends", "numpy,numba", "--markdown"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    caption, blank, header, rule, *rows = lines
+    assert caption.startswith("*") and caption.endswith(".*")
+    assert time.strftime("%Y-%m-%d", time.gmtime()) in caption and bench.cpu_model() in caption
+    assert isa.HOST.describe() in caption and f"NumPy {np.__version__}" in caption
+    assert blank == ""
+    assert header == "| network | batch | dtype | backend | ISA | s/epoch | GFLOP/s | speed-up vs numpy | compile s |"
+    assert rule == "|---|---|---|---|---|---|---|---|---|"
+    assert len(rows) == 4 and rows[0].startswith("| 784-30-10 | 10 | float64 | numpy | - |")
+    assert f"| 784-30-10 | 10 | float32 | numba | {isa.HOST.label} |" in "\n".join(rows)
+
+
+def test_compile_time_once_per_specialisation(monkeypatch):
+    """Rows that compile the same kernels (same dtype and input type) share one
+    measurement; each dtype gets its own, from the first row of that dtype."""
+    calls = []
+    monkeypatch.setattr(bench, "compile_time",
+                        lambda dtype, sizes, batch: calls.append((dtype, sizes, batch)) or {"first_run": len(calls)})
+    got = bench._compile_times(bench.BENCH_ROWS)
+    assert calls == [("float64", (784, 30, 10), 10), ("float32", (784, 30, 10), 10)]
+    assert {row: t["first_run"] for row, t in got.items()} == {
+        row: 1 if row[2] == "float64" else 2 for row in bench.BENCH_ROWS}
+
+
+@pytest.mark.slow
+def test_compile_time_is_a_real_first_run():
+    """A fresh process with an empty cache compiles (tens of seconds here); the
+    second, with that cache, loads.  The bound: loading was 20-100x faster than
+    compiling on the machines measured, so half is far from either."""
+    t = bench.compile_time("float32", (784, 30, 10), 10)
+    assert t["cached"] < 0.5 * t["first_run"]
 
 
 def test_bench_torch_missing_is_a_usage_error(monkeypatch, capsys):
-    from fastmlp.cli import bench
-
     monkeypatch.setattr(bench, "torch_available", lambda: False)
     assert main(["bench", "--backends", "torch"]) == 2
     assert "PyTorch is not installed" in capsys.readouterr().err
+
+
+def test_bench_jax_missing_is_a_usage_error(monkeypatch, capsys):
+    monkeypatch.setattr(bench, "jax_available", lambda: False)
+    assert main(["bench", "--backends", "jax"]) == 2
+    assert "JAX is not installed" in capsys.readouterr().err
+
+
+def test_bench_without_peers(small, monkeypatch, capsys):
+    """With neither torch nor jax importable the default run has numpy and numba rows only."""
+    monkeypatch.setattr(bench.peers, "available", lambda library: False)
+    rows = _json(capsys, ["bench", "--quick", "--repeats", "1", "--no-compile"])["rows"]
+    assert {r["backend"] for r in rows} == {"numpy", "numba"}
+
+
+def test_isa_refused_where_it_makes_no_sense(monkeypatch, capsys):
+    monkeypatch.setattr(isa, "avx2_environment", lambda environ=None: (None, "this CPU (neoverse-n1) has no AVX2 (or is not x86-64)"))
+    assert main(["bench", "--isa", "avx2"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "fastmlp bench: error: --isa avx2: this CPU (neoverse-n1) has no AVX2 (or is not x86-64)"
+    assert main(["bench", "--isa", "host,avx2", "--backends", "numpy"]) == 2
+    assert "only the numba rows" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(isa.avx2_environment()[0] is None, reason="the host has no AVX2 path (not x86-64 with AVX2)")
+def test_bench_isa_avx2_runs_a_child(small, capsys):
+    """The numba rows run for this process's ISA and, in a child that compiles
+    for haswell (tens of seconds), for AVX2."""
+    rows = _json(capsys, ["bench", "--quick", "--repeats", "1", "--no-compile", "--backends", "numba",
+                          "--isa", "host,avx2", "--json"][:-1])["rows"]
+    labels = [r["isa"] for r in rows if r["dtype"] == "float32"]
+    assert labels[0] == isa.HOST.label and labels[1].startswith(isa.AVX2)
+    assert all(r["seconds"] > 0 for r in rows)
+
+
+# --- the JAX row computes the reference's epoch ------------------------------------
+
+@pytest.mark.skipif(not HAS_JAX, reason="jax is not installed (pip install jax)")
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_jax_epoch_matches_reference(dtype):
+    """Two epochs of a tiny network (batch 8 over 50 samples: six full batches
+    in the scan and a shorter last one) against the NumPy reference, within the
+    team's equivalence bounds (float64 1e-10 absolute, float32 1e-4 relative to
+    the largest weight); the weights move by O(1), so a wrong step could not pass."""
+    net = Net((20, 7, 5), ("sigmoid", "sigmoid"), "quadratic")
+    rng = np.random.default_rng(3)
+    X = rng.integers(0, 256, (50, 20), dtype=np.uint8)
+    y = rng.integers(0, 5, 50).astype(np.uint8)
+    start = init_params(net.sizes, ["normal"] * 2, np.random.default_rng(0), np.dtype(dtype))
+    order = np.random.default_rng(1).permutation(50).astype(np.int64)
+    epoch = bench.peers.JaxEpoch(start, net, X, y, order, 8, dtype, 3.0)
+    ref = start.copy()
+    for _ in range(2):
+        reference.train_batches(ref, np.zeros_like(ref), net, SGD(3.0), X, y, order, 8)
+        epoch()
+    got = epoch.params()
+    assert got.dtype == np.dtype(dtype) and epoch.compile_seconds > 0
+    assert np.abs(ref - start).max() > 0.1
+    if dtype == "float64":
+        np.testing.assert_allclose(got, ref, rtol=0, atol=1e-10)
+    else:
+        np.testing.assert_allclose(got, ref, rtol=0, atol=1e-4 * np.abs(ref).max())
+
+
+@pytest.mark.skipif(not HAS_JAX, reason="jax is not installed (pip install jax)")
+def test_bench_jax_row(small, capsys):
+    rows = _json(capsys, ["bench", "--quick", "--repeats", "1", "--backends", "numpy,jax"])["rows"]
+    jax_rows = [r for r in rows if r["backend"] == "jax"]
+    assert [r["dtype"] for r in jax_rows] == ["float64", "float32"]
+    assert all(r["compile_s"] > 0 and r["seconds"] > 0 and r["speedup"] > 0 for r in jax_rows)

@@ -160,7 +160,7 @@ def test_fuzz_cli_exits_cleanly(warm, monkeypatch):
     # argument handling is fuzzed, so the measuring itself is replaced.
     from fastmlp.cli import bench
 
-    monkeypatch.setattr(bench, "run_bench", lambda rows, backends=None, repeats=3: [])
+    monkeypatch.setattr(bench, "run_bench", lambda rows, backends=None, repeats=3, **options: [])
     monkeypatch.setattr(bench, "compile_time", lambda dtype="float64": {"first_run": 0.0, "cached": 0.0})
     commands = sorted(VOCABULARY)
     count = {"n": 0, "status": {}}
