@@ -311,3 +311,49 @@ def test_side_by_side_accuracy_on_digits(solver):
                 for s in range(3)]
         theirs = [SkMLP(random_state=s, **settings).fit(X_train, y_train).score(X_test, y_test) for s in range(3)]
     assert abs(np.mean(ours) - np.mean(theirs)) <= 0.02, (ours, theirs)
+
+
+# --- the trainer underneath: fastmlp.MLP with Adam -------------------------------------
+
+class _Bar:
+    """Stands in for a tqdm bar: MLP.fit then splits each epoch into pieces."""
+
+    def reset(self, total):
+        pass
+
+    def set_description(self, text):
+        pass
+
+    def update(self, n):
+        pass
+
+
+@pytest.mark.parametrize("l2", [0.0, 1e-3])
+def test_mlp_adam_in_pieces_equals_one_call(l2):
+    """With a progress bar an epoch runs as many backend calls; Adam's step
+    count (the bias correction) must run on across them, so the weights are
+    the same as with one call per epoch."""
+    from fastmlp import MLP
+
+    X, y = load_digits(return_X_y=True)
+    X, y = X[:600] / 16.0, y[:600]
+    runs = []
+    for progress in (False, _Bar()):
+        model = MLP((64, 20, 10), activation="relu", cost="nll", backend="numpy", seed=0)
+        model.fit(X, y, epochs=2, batch_size=7, learning_rate=0.01, l2=l2, solver="adam", progress=progress)
+        runs.append(model)
+    npt.assert_array_equal(runs[0].params_, runs[1].params_)
+    assert runs[0].adam_steps_ == 2 * -(-600 // 7)
+    assert runs[0].history_[-1]["train_accuracy"] > 0.8
+
+
+def test_mlp_refuses_what_a_backend_lacks():
+    from fastmlp import MLP
+    from fastmlp.backends import get_backend
+
+    supports = set(getattr(get_backend("numba"), "SUPPORTS", ()))
+    if {"adam", "single_logistic_output"} <= supports:
+        pytest.skip("the numba backend implements Adam and the logistic output (equivalence in tests/backends)")
+    model = MLP((4, 3, 1), activation="sigmoid", cost="cross_entropy", backend="numba", seed=0)
+    with pytest.raises(ValueError, match="backend 'numba' does not implement .*use backend='numpy'"):
+        model.fit(np.random.default_rng(0).random((10, 4)), np.arange(10) % 2, solver="adam")
