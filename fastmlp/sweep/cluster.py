@@ -57,8 +57,7 @@ class ClusterRunner:
         from distributed.comm import get_address_host_port, normalize_address
 
         try:
-            address = normalize_address(address)
-            get_address_host_port(address)
+            get_address_host_port(normalize_address(address))
         except ValueError as error:
             raise UsageError(f"--scheduler {address}: {error}") from None
         # The client's own log lines (reconnections, a worker lost) would
@@ -84,8 +83,8 @@ class ClusterRunner:
             host = _host(address_)
             self.threads_by_host[host] = self.threads_by_host.get(host, 0) + info["nthreads"]
         n_threads = sum(self.threads_by_host.values())
-        self.where = (f"on the Dask cluster at {address} ({len(workers)} worker{'s' if len(workers) > 1 else ''}, "
-                      f"{n_threads} trial{'s' if n_threads > 1 else ''} at a time)")
+        self.where = (f"on the Dask cluster at {address}: {len(workers)} worker{'s' if len(workers) > 1 else ''}, "
+                      f"{n_threads} trial{'s' if n_threads > 1 else ''} at a time")
         self._futures = []
 
     def call(self, function, *args):
@@ -107,7 +106,7 @@ class ClusterRunner:
                                         retries=self.retries)
             futures[future] = i
         self._futures = list(futures)
-        for future in as_completed(futures):
+        for future in as_completed(futures, loop=self.client.loop):
             i = futures[future]
             try:
                 result = future.result()
