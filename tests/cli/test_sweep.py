@@ -218,3 +218,37 @@ def test_scheduler_without_dask_installed_is_one_line(synthetic_mnist_dir, capsy
     assert captured.err.strip() == ("fastmlp sweep: error: --scheduler needs Dask distributed, which is not "
                                     "installed: pip install 'fastmlp[dask]' (or pip install 'dask[distributed]')")
     assert captured.out == ""
+
+
+def test_ctrl_c_stops_the_workers_and_keeps_the_finished_trials(synthetic_mnist_dir, tmp_path):
+    import signal
+    import subprocess
+
+    from helpers import subprocess_env
+
+    psutil = pytest.importorskip("psutil")
+    out = tmp_path / "results.csv"
+    # About a second per trial (numpy backend), so Ctrl-C comes while the others run.
+    sweep = subprocess.Popen([sys.executable, "-m", "fastmlp", "sweep", *common(synthetic_mnist_dir)[:-1],
+                              "--layers", "784,64,10", "--epochs", "12", "--param", "lr=0.5,1,2",
+                              "--param", "seed=0,1", "--jobs", "2", "--out", str(out)],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=subprocess_env(),
+                             cwd=tmp_path)
+    try:
+        first = sweep.stderr.readline()  # blocks until the first trial is done
+        workers = psutil.Process(sweep.pid).children(recursive=True)
+        sweep.send_signal(signal.SIGINT)
+        stdout, stderr = sweep.communicate(timeout=60)
+    finally:
+        if sweep.poll() is None:
+            sweep.kill()
+            sweep.wait(timeout=15)
+    assert first.startswith("trial 1/6 "), first + sweep.stderr.read()
+    assert sweep.returncode == 130, stderr
+    assert "fastmlp sweep: interrupted after " in stderr and f"of 6 trials; the finished ones are in {out}" in stderr
+    assert "Traceback" not in stderr
+    rows = read_rows(out)
+    assert 1 <= len(rows) < 6 and all(r["test_accuracy"] for r in rows)
+    # The pool's processes (and multiprocessing's resource tracker) end with the sweep.
+    _, alive = psutil.wait_procs(workers, timeout=15)
+    assert workers and not alive
