@@ -51,8 +51,12 @@ def cmd_sweep(args):
 
     runner = _runner(args, settings)
     try:
-        _check_with_the_data(runner, settings, combos)
+        prepared, kernels = _check_with_the_data(runner, settings, combos)
         print(f"Sweep of {_grid_size(params, len(settings))}, {runner.where}", flush=True)
+        if prepared > 1.0:
+            what = "the data and the numba kernels" if kernels else "the data"
+            print(f"(a worker loaded {what} in {prepared:.1f} s before the trials started; "
+                  f"not counted in the sweep's time)", flush=True)
         results, best_model_file, seconds, interrupted = _run(args, runner, settings, combos)
     except BaseException:  # a trial's error: stop the others now
         runner.close(cancel=True)
@@ -86,15 +90,18 @@ def _runner(args, settings):
 def _check_with_the_data(runner, settings, combos):
     """Let one worker load every data set the trials read (and have the kernels
     compiled once, before trials start side by side), then run the checks
-    that need the number of training images."""
+    that need the number of training images.  Returns the seconds it took
+    and the (backend, dtype) pairs whose kernels were prepared."""
     from fastmlp.sweep import grid
     from fastmlp.sweep.trial import probe
 
+    start = time.perf_counter()
     keys = sorted({grid.data_key(s) for s in settings}, key=repr)
     kernels = sorted({(s["backend"], s["dtype"]) for s in settings if s["backend"] == "numba"})
     sizes = runner.call(probe, keys, kernels)
     for s, values in zip(settings, combos):
         grid.check_data_options(s, values, sizes[grid.data_key(s)])
+    return time.perf_counter() - start, kernels
 
 
 def _grid_size(params, n):

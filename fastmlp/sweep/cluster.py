@@ -46,7 +46,13 @@ def run_cluster_trial(settings, threads_by_host, with_model):
 
     worker = get_worker()
     concurrent = threads_by_host.get(_host(worker.address)) or worker.state.nthreads
-    return run_trial(settings, max(1, available_threads() // concurrent), with_model)
+    threads = max(1, available_threads() // concurrent)
+    try:  # the numpy backend's share too (its BLAS threads); the numba backend takes ``threads``
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return run_trial(settings, threads, with_model)
+    with threadpool_limits(threads):
+        return run_trial(settings, threads, with_model)
 
 
 class ClusterRunner:
