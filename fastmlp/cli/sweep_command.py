@@ -57,18 +57,21 @@ def cmd_sweep(args):
             what = "the data and the numba kernels" if kernels else "the data"
             print(f"(a worker loaded {what} in {prepared:.1f} s before the trials started; "
                   f"not counted in the sweep's time)", flush=True)
-        results, best_model_file, seconds, interrupted = _run(args, runner, settings, combos)
+        results, best_model_file, seconds, stop = _run(args, runner, settings, combos)
     except BaseException:  # a trial's error: stop the others now
         runner.close(cancel=True)
         raise
-    runner.close(cancel=interrupted)
+    runner.close(cancel=stop is not None)
     status = _report(args, params, combos, settings, results, best_model_file, seconds, runner.where)
-    if interrupted:
-        done = sum(r is not None for r in results)
-        print(f"fastmlp sweep: interrupted after {done} of {len(results)} trials"
-              + (f"; the finished ones are in {args.out}" if args.out and done else ""), file=sys.stderr)
+    if stop is None:
+        return status
+    done = sum(r is not None for r in results)
+    kept = f"; the finished ones are in {args.out}" if args.out and done else ""
+    if isinstance(stop, KeyboardInterrupt):
+        print(f"fastmlp sweep: interrupted after {done} of {len(results)} trials{kept}", file=sys.stderr)
         return 130
-    return status
+    print(f"fastmlp sweep: error: {stop} ({done} of {len(results)} trials finished{kept})", file=sys.stderr)
+    return stop.exit_code
 
 
 def _runner(args, settings):
@@ -113,8 +116,10 @@ def _grid_size(params, n):
 def _run(args, runner, settings, combos):
     """Run every trial.  Returns the results by trial index (``None`` for a
     trial not run), the best trial's model file (with ``--save-best``), the
-    wall time, and whether Ctrl-C stopped the sweep."""
-    from fastmlp.sweep import grid
+    wall time, and what stopped the sweep early: ``None``, the
+    KeyboardInterrupt of Ctrl-C or a :class:`~fastmlp.sweep.SweepError`
+    (a worker died); the trials finished by then are kept."""
+    from fastmlp.sweep import SweepError, grid
 
     n = len(settings)
     results = [None] * n
@@ -127,7 +132,7 @@ def _run(args, runner, settings, combos):
     seen_warnings = set()
     best = None  # (rank key, model file bytes) of the best trial so far, for --save-best
     start = time.perf_counter()
-    interrupted = False
+    stop = None
     try:
         for done, (i, result) in enumerate(runner.run_trials(settings, bool(args.save_best)), 1):
             model_file = result.pop("model_file", None)
@@ -142,12 +147,12 @@ def _run(args, runner, settings, combos):
                 bar.update(1)
             elif not args.quiet:
                 print(f"trial {done}/{n} {grid.label(combos[i])}: {summary(result)}", file=sys.stderr, flush=True)
-    except KeyboardInterrupt:
-        interrupted = True
+    except (KeyboardInterrupt, SweepError) as error:
+        stop = error
     finally:
         if bar is not None:
             bar.close()
-    return results, best[1] if best else None, time.perf_counter() - start, interrupted
+    return results, best[1] if best else None, time.perf_counter() - start, stop
 
 
 def _write(bar, line):

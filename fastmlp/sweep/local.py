@@ -60,8 +60,8 @@ class LocalRunner:
             try:
                 result = future.result()
             except BrokenProcessPool:
-                raise SweepError(f"a worker process died during trial {futures[future] + 1} (out of memory? "
-                                 f"try fewer --jobs)") from None
+                # Every unfinished trial fails with it; which one's process died is not known.
+                raise SweepError("a worker process died while trials ran (out of memory? try fewer --jobs)") from None
             yield futures[future], result
 
     def close(self, cancel=False):

@@ -252,3 +252,37 @@ def test_ctrl_c_stops_the_workers_and_keeps_the_finished_trials(synthetic_mnist_
     # The pool's processes (and multiprocessing's resource tracker) end with the sweep.
     _, alive = psutil.wait_procs(workers, timeout=15)
     assert workers and not alive
+
+
+def test_a_worker_process_that_dies_ends_the_sweep_with_one_line_and_keeps_the_finished_trials(
+        synthetic_mnist_dir, tmp_path):
+    """Locally a dead worker (killed here; out of memory in real life) breaks
+    the process pool: the sweep stops with exit status 1 and the trials
+    finished by then stay in --out.  (On a cluster Dask reruns the trial:
+    test_sweep_dask.py.)"""
+    import subprocess
+
+    from helpers import subprocess_env
+
+    psutil = pytest.importorskip("psutil")
+    out = tmp_path / "results.csv"
+    sweep = subprocess.Popen([sys.executable, "-m", "fastmlp", "sweep", *common(synthetic_mnist_dir)[:-1],
+                              "--layers", "784,64,10", "--epochs", "12", "--param", "lr=0.5,1,2",
+                              "--param", "seed=0,1", "--jobs", "2", "--out", str(out)],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=subprocess_env(),
+                             cwd=tmp_path)
+    try:
+        first = sweep.stderr.readline()
+        workers = [p for p in psutil.Process(sweep.pid).children() if "resource_tracker" not in " ".join(p.cmdline())]
+        workers[0].kill()
+        stdout, stderr = sweep.communicate(timeout=60)
+    finally:
+        if sweep.poll() is None:
+            sweep.kill()
+            sweep.wait(timeout=15)
+    assert first.startswith("trial 1/6 "), first
+    assert sweep.returncode == 1, stderr
+    errors = [line for line in stderr.splitlines() if "error" in line]
+    assert errors == [f"fastmlp sweep: error: a worker process died while trials ran (out of memory? try fewer "
+                      f"--jobs) ({len(read_rows(out))} of 6 trials finished; the finished ones are in {out})"]
+    assert 1 <= len(read_rows(out)) < 6
