@@ -12,7 +12,7 @@ import sys
 
 import numpy as np
 import pytest
-from helpers import subprocess_env, write_synthetic_mnist
+from helpers import subprocess_env, synthetic_digits, write_synthetic_mnist
 
 from fastmlp.cli import main
 from fastmlp.model import load
@@ -104,7 +104,13 @@ def test_train_save_writes_a_loadable_model(data_dir, tmp_path, capsys):
     model = load(path)
     assert model.sizes == (784, 16, 10) and model.epochs_trained_ == 2
     assert [r["epoch"] for r in model.history_] == [1, 2]
-    assert model.history_[-1]["test_accuracy"] > 0.5  # the synthetic digits are easy
+    # The file holds the weights of the last epoch: they score what that epoch recorded.
+    X_test, y_test = synthetic_digits(300, seed=2)  # the test split write_synthetic_mnist writes
+    assert model.score(X_test, y_test) == model.history_[-1]["test_accuracy"]
+    # Trained weights, not the initial ones: this run scored 0.52-1.00 over seeds
+    # 0-9 (0.67 for the seed 0 used here) on an AMD EPYC Zen 4 with OpenBLAS's
+    # SkylakeX (AVX-512) and Haswell (AVX2) kernels alike, 2026-12-01; chance is 0.1.
+    assert model.history_[-1]["test_accuracy"] > 0.3
     assert model.metadata_["extra"]["train"]["lr"] == 3.0
     assert not list(tmp_path.glob(".*.tmp"))  # no temporary file left behind
 

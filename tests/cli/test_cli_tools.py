@@ -216,24 +216,40 @@ def test_predict_bad_npy_is_one_line_exit_2(trained, tmp_path, capsys, name, arr
     assert err.count("\n") == 1 and err.startswith(f"fastmlp predict: error: {path}: ") and message in err
 
 
-def test_predict_bad_files_are_one_line_exit_2(trained, tmp_path, capsys):
-    pickled = tmp_path / "pickled.npy"
-    np.save(pickled, np.array([{"a": 1}], dtype=object), allow_pickle=True)
-    labels = tmp_path / "labels-idx1-ubyte"
-    write_idx(labels, np.zeros(5, np.uint8))
-    garbage = tmp_path / "garbage.png"
-    garbage.write_bytes(b"not an image")
-    bad_csv = tmp_path / "bad.csv"
-    bad_csv.write_text("label,a,b\n1,2,3\n")
-    cases = [(pickled, "pickled"), (labels, "expected images of shape"), (tmp_path / "missing.idx", "no such file"),
-             (bad_csv, "bad.csv")]
-    if "PIL" not in sys.modules:
-        pytest.importorskip("PIL")
-    cases.append((garbage, "cannot read the image"))
-    for path, message in cases:
-        assert predict(trained, path) == 2, path
-        err = capsys.readouterr().err
-        assert err.count("\n") == 1 and message in err, err
+def write_pickled(path):
+    np.save(path, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+
+
+def write_labels(path):
+    write_idx(path, np.zeros(5, np.uint8))
+
+
+def write_garbage_png(path):
+    pytest.importorskip("PIL")  # without Pillow the message is "pip install pillow" (tested above)
+    path.write_bytes(b"not an image")
+
+
+def write_bad_csv(path):
+    path.write_text("label,a,b\n1,2,3\n")
+
+
+BAD_FILES = [
+    ("pickled.npy", write_pickled, "pickled"),
+    ("labels-idx1-ubyte", write_labels, "expected images of shape"),
+    ("missing.idx", None, "no such file"),
+    ("bad.csv", write_bad_csv, "bad.csv"),
+    ("garbage.png", write_garbage_png, "cannot read the image"),
+]
+
+
+@pytest.mark.parametrize("name, write, message", BAD_FILES, ids=[b[0] for b in BAD_FILES])
+def test_predict_bad_files_are_one_line_exit_2(trained, tmp_path, capsys, name, write, message):
+    path = tmp_path / name
+    if write is not None:
+        write(path)
+    assert predict(trained, path) == 2, path
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err, err
 
 
 @pytest.mark.mnist
