@@ -171,13 +171,15 @@ def compile_time(dtype="float64", sizes=(784, 30, 10), batch=10):
 def _compile_times(rows):
     """``compile_time`` once per set of rows that compile the same kernels:
     Numba specialises on argument types, and sizes and batch sizes are run-time
-    values, so the key is what ``precompile`` keys its cache records on (the
-    parameters' dtype and the input array's type)."""
-    from fastmlp.backends.numba.precompile import _types_key
+    values, so the key is the configurations the backend compiles for the row
+    (``fastmlp.backends.numba.specs_for``)."""
+    from fastmlp.backends.numba import specs_for
+    from fastmlp.network import Net
 
     measured, out = {}, {}
     for sizes, batch, dtype in rows:
-        key = _types_key(dtype, np.zeros((1, sizes[0]), np.uint8))
+        net = Net(tuple(sizes), ("sigmoid",) * (len(sizes) - 1), "quadratic")
+        key = tuple(specs_for(net, dtype, ("uint8",), batch_size=batch))
         if key not in measured:
             measured[key] = compile_time(dtype, sizes, batch)
         out[(sizes, batch, dtype)] = measured[key]

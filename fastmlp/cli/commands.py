@@ -96,6 +96,7 @@ def cmd_train(args):
     X_train, y_train, X_test, y_test = load_data(args)
     if args.limit:
         X_train, y_train = X_train[:args.limit], y_train[:args.limit]
+    compile_kernels(model, args, (X_train, X_test))
     if args.resume:
         done = model.epochs_trained_
         print(f"Resuming {args.resume} after epoch {done}: test accuracy "
@@ -162,6 +163,102 @@ def cmd_train(args):
 
         plot_history(model.history_, args.plot)
         print(f"Plotted the learning curves to {args.plot}", flush=True)
+    return 0
+
+
+def _compile_specs(model, args, inputs):
+    """The numba configurations ``fastmlp train`` with ``args`` runs on ``inputs``
+    (arrays or dtypes), or None for another backend."""
+    if model.backend != "numba":
+        return None
+    from fastmlp.backends import numba as numba_backend
+    from fastmlp.network import SGD
+
+    optimizer = SGD(args.lr, args.momentum, bool(args.nesterov), args.l2)
+    return numba_backend.specs_for(model.net_, model.dtype_, inputs, batch_size=args.batch_size,
+                                   optimizer=optimizer)
+
+
+def _network_name(model):
+    """E.g. ``784-30-10 sigmoid/quadratic float64``."""
+    net = model.net_
+    acts = "/".join(dict.fromkeys(net.activations))
+    return f"{'-'.join(map(str, net.sizes))} {acts}/{net.cost} {model.dtype_.name}"
+
+
+def compile_kernels(model, args, inputs, stream=None):
+    """Before a numba run: if its kernels are not compiled yet, say so in one
+    line with the expected time, show on a terminal that it is working, compile
+    (``fastmlp.backends.numba.compile_specs``), then say how long it took.
+    Returns the seconds (0.0 when everything was cached or for another backend)."""
+    specs = _compile_specs(model, args, inputs)
+    if not specs:
+        return 0.0
+    from fastmlp.backends import numba as numba_backend
+
+    if not numba_backend.missing(specs):
+        return numba_backend.compile_specs(specs)  # loads the cached code
+    stream = stream or sys.stdout
+    about = numba_backend.estimate_seconds(specs)
+    print(f"compiling the numba kernels for {_network_name(model)} (first run on this machine only, "
+          f"about {about:.0f} s)", file=stream, flush=True)
+    with _working(stream):
+        seconds = numba_backend.compile_specs(specs)
+    print(f"compiled in {seconds:.1f} s; later runs load them from the cache", file=stream, flush=True)
+    return seconds
+
+
+class _working:
+    """On a terminal, a line that counts the seconds while a block runs (erased
+    afterwards); elsewhere nothing, so logs stay clean."""
+
+    def __init__(self, stream):
+        self.stream = stream
+        self.thread = None
+
+    def __enter__(self):
+        if self.stream.isatty():
+            import threading
+            import time
+
+            self.done = threading.Event()
+            start = time.perf_counter()
+
+            def tick():
+                while not self.done.wait(0.5):
+                    self.stream.write(f"\r  compiling ... {time.perf_counter() - start:.0f} s")
+                    self.stream.flush()
+
+            self.thread = threading.Thread(target=tick, daemon=True)
+            self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        if self.thread is not None:
+            self.done.set()
+            self.thread.join()
+            self.stream.write("\r\033[K")
+            self.stream.flush()
+
+
+def cmd_compile(args):
+    """``fastmlp compile [train options]``: compile the numba kernels the same
+    ``fastmlp train`` would run (MNIST-style uint8 images), without data and
+    without training, e.g. while building a container image."""
+    import numpy as np
+
+    explicit = getattr(args, "explicit", None)
+    if explicit is None:
+        explicit = set(vars(args))
+    apply_preset(args, explicit)
+    check_train_options(args)
+    model = new_model(args)
+    if model.backend != "numba":
+        raise UsageError(f"--backend {model.backend} compiles nothing; fastmlp compile is for the numba backend")
+    check_backend(model.backend)
+    seconds = compile_kernels(model, args, (np.uint8,))
+    if not seconds:
+        print(f"the numba kernels for {_network_name(model)} are already compiled (in the cache)", flush=True)
     return 0
 
 

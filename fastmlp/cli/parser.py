@@ -14,7 +14,7 @@ import sys
 import warnings
 
 from fastmlp.backends import BACKENDS, DEFAULT_BACKEND
-from fastmlp.cli.commands import PRESETS, cmd_bench, cmd_evaluate, cmd_plot, cmd_predict, cmd_train
+from fastmlp.cli.commands import PRESETS, cmd_bench, cmd_compile, cmd_evaluate, cmd_plot, cmd_predict, cmd_train
 from fastmlp.cli.sweep_command import cmd_sweep, csv_path
 from fastmlp.errors import FastMLPError
 from fastmlp.functions import ACTIVATIONS, COSTS, INITS
@@ -154,6 +154,7 @@ def build_parser():
     add_predict_parser(sub)
     add_plot_parser(sub)
     add_bench_parser(sub)
+    add_compile_parser(sub)
     parser.commands = sub.choices  # name -> subparser, for errors in the subcommand's name
     return parser
 
@@ -175,6 +176,16 @@ def add_train_parser(sub):
                                    "784,30,10 sigmoid, quadratic cost, batch 10, learning rate 10, 10 epochs.")
     add_train_options(p)
     p.set_defaults(func=cmd_train)
+
+
+def add_compile_parser(sub):
+    p = sub.add_parser("compile", help="compile the numba kernels a train command would use, without training",
+                       description="Compile (or find in the cache) the numba kernels that `fastmlp train` with the "
+                                   "same options would compile on its first run, e.g. while building a container "
+                                   "image or right after install. Takes every option of `fastmlp train`; only the "
+                                   "network, --dtype, --batch-size and the optimiser options change what is compiled.")
+    add_train_options(p)
+    p.set_defaults(func=cmd_compile)
 
 
 def add_train_options(p):

@@ -1,10 +1,12 @@
-"""Equivalence of the Numba backend (fastmlp.backends.numba.kernels) with the NumPy reference.
+"""Equivalence of the Numba backend (fastmlp.backends.numba) with the NumPy reference.
 
 Each kernel is compared with its namesake in ``fastmlp.backends.reference`` (stumpy's
 ``naive.stump`` against ``stump``): ``ref_*`` is the reference result, ``comp_*``
 the compiled one.  float64 must agree to ``TEST_ATOL_FLOAT64`` absolute, float32
-to ``TEST_RTOL_FLOAT32`` relative.  Inputs are seeded.  To keep compilation
-cheap the tests use few specialisations: two dtypes times (uint8, float) input.
+to ``TEST_RTOL_FLOAT32`` relative.  Inputs are seeded.  The per-layer functions
+(``dense_forward`` ...) are thin calls into the kernels the compiled epoch runs
+(``mirrors``), so these tests exercise the epoch's own code; every compiled
+configuration costs seconds, so the whole-epoch tests reuse few of them.
 """
 
 import warnings
@@ -17,7 +19,7 @@ from hypothesis import strategies as st
 
 from fastmlp import config
 from fastmlp.backends import numba as kernels
-from fastmlp.backends.numba import shapes, update
+from fastmlp.backends.numba.mirrors import update_layer
 from fastmlp.backends.numba.tile import PANEL
 from fastmlp.backends import reference
 from fastmlp.functions import COST_OUTPUTS, HIDDEN_ACTIVATIONS, default_init
@@ -353,13 +355,10 @@ def test_update_layer(shape, sgd, use_panels, dtype):
     delta = np.random.default_rng(8).standard_normal((m, n_out)).astype(dtype)
     ref = [W.copy(), b.copy(), np.zeros_like(W), np.zeros_like(b)]
     comp = [W.copy(), b.copy(), np.zeros_like(W), np.zeros_like(b)]
-    hyper = np.array([sgd.lr, sgd.momentum, sgd.l2])
     panels = n_in // PANEL if use_panels else 0
-    G = shapes._thread_buffers(n_in, np.dtype(dtype))
     for _ in range(2):
         dW, db = reference.gradients(delta, A_prev)
         reference.sgd_update(ref[0], ref[1], dW, db, ref[2], ref[3], sgd)
-        update._update_layer(delta, A_prev, m, comp[0], comp[1], comp[2], comp[3], hyper,
-                              sgd.nesterov, G, m * n_in * n_out >= shapes.PARALLEL_MIN_MACS, panels)
+        update_layer(delta, A_prev, *comp, sgd, panels)
     for c, r in zip(comp, ref):
         assert_close(c, r, dtype)

@@ -1,130 +1,164 @@
-"""fastmlp.backends.numba.precompile: which specialisation an input needs, and what happens
-when the child process cannot compile (the parent carries on, with a note).
-The end-to-end check (first run equals second run, bit for bit) is in
-tests/test_determinism.py."""
+"""fastmlp.backends.numba.precompile and cache: which configuration an input
+needs, where its files go, and what happens when the child process cannot
+compile (the parent carries on, with a note).  The end-to-end checks (first run
+equals second run, bit for bit; damaged entries) are in test_determinism.py
+and test_compile_ahead.py."""
+
+import sys
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
-from fastmlp.backends.numba import cache as _numba_cache
+from fastmlp.backends.numba import cache as _cache
 from fastmlp.backends.numba import precompile as _precompile
+from fastmlp.backends.numba.specs import EpochSpec, epoch_spec, input_types, predict_spec, spec_from_json
+from fastmlp.network import SGD
 
 
-@pytest.mark.parametrize("dtype,X,key", [
-    ("float64", np.zeros((2, 3), np.uint8), "float64-uint8-rw"),
-    ("float32", np.zeros((2, 3), np.float32), "float32-float32-rw"),
-    ("float32", np.zeros((2, 3), np.float64), "float32-float32-rw"),   # converted: a writable copy
-    ("float64", np.zeros((3, 2), np.uint8).T, "float64-uint8-rw"),     # not contiguous: a copy
+@pytest.mark.parametrize("dtype,X,types", [
+    ("float64", np.zeros((2, 3), np.uint8), ("uint8", False)),
+    ("float32", np.zeros((2, 3), np.float32), ("float32", False)),
+    ("float32", np.zeros((2, 3), np.float64), ("float32", False)),   # converted: a writable copy
+    ("float64", np.zeros((3, 2), np.uint8).T, ("uint8", False)),     # not contiguous: a copy
 ])
-def test_types_key(dtype, X, key):
-    assert _precompile._types_key(dtype, X) == key
+def test_input_types(dtype, X, types):
+    assert input_types(X, dtype) == types
 
 
-def test_types_key_read_only_input():
+def test_input_types_read_only_input():
     X = np.zeros((2, 3), np.uint8)
     X.flags.writeable = False
-    assert _precompile._types_key("float32", X) == "float32-uint8-ro"
+    assert input_types(X, "float32") == ("uint8", True)
 
 
-def test_marker_follows_the_cache_location(tmp_path, monkeypatch):
+def test_spec_is_what_the_compiled_code_depends_on():
+    """Sizes, activations and the cost are arguments: networks with the same
+    layer count and loop shapes share one compiled epoch."""
+    X = np.zeros((2, 784), np.uint8)
+    a = epoch_spec((784, 30, 10), SGD(3.0), 10, "float64", X)
+    b = epoch_spec((784, 40, 10), SGD(0.1, 0.0, False, 1e-4), 10, "float64", X)
+    assert a == b and a.parallel == (True, False) and a.panels == (False, False)
+    assert epoch_spec((784, 30, 10), SGD(0.1, 0.9), 10, "float64", X).optimiser == "momentum"
+    assert epoch_spec((784, 30, 10), SGD(0.1, 0.9, True), 10, "float64", X).optimiser == "nesterov"
+    assert epoch_spec((784, 256, 10), SGD(0.1), 64, "float32", X).panels == (True, True)
+    assert spec_from_json(a.to_json()) == a
+    p = predict_spec((784, 30, 10), "float32", X)
+    assert spec_from_json(p.to_json()) == p
+
+
+def test_folder_follows_numba_cache_dir(tmp_path, monkeypatch):
     monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path))
-    marker = _precompile._marker("float64-uint8-rw")
-    assert marker.parent == tmp_path and marker.name.startswith("fastmlp-compiled-float64-uint8-rw-")
+    spec = predict_spec((3, 2), "float64", ("uint8", False))
+    assert _cache.folder(spec).parent == tmp_path / "fastmlp"
+    assert _cache.folder(spec).name.startswith("fastmlp_predict_")
 
 
-def test_failing_child_falls_back_with_a_note(tmp_path, monkeypatch, capsys):
+def test_folder_without_numba_cache_dir(tmp_path, monkeypatch):
+    monkeypatch.delenv("NUMBA_CACHE_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    spec = predict_spec((3, 2), "float64", ("uint8", False))
+    assert _cache.folder(spec).parent == tmp_path / "fastmlp" / "numba"
+
+
+def test_importing_sets_no_process_wide_numba_setting():
+    """Other Numba libraries in the user's process must cache where they always do."""
+    import subprocess
+
+    code = ("import os, numba.core.config as c; before = (os.environ.get('NUMBA_CACHE_DIR'), c.CACHE_DIR); "
+            "import fastmlp.backends.numba; "
+            "assert (os.environ.get('NUMBA_CACHE_DIR'), c.CACHE_DIR) == before, before")
+    env = {k: v for k, v in __import__("os").environ.items() if k != "NUMBA_CACHE_DIR"}
+    subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=120)
+
+
+def test_module_name_carries_the_code_stamp(monkeypatch):
+    """Kernels inline code of every file of the backend and freeze constants of
+    ``functions``, ``config`` and ``network``: a change to any of them must
+    select a new module (and so a new cache entry)."""
+    assert {"backends/numba/tile.py", "backends/numba/update.py", "functions.py", "config.py"} <= set(
+        _cache._DEPENDENCIES)
+    spec = predict_spec((3, 2), "float64", ("uint8", False))
+    before = _cache.module_name(spec)
+    monkeypatch.setattr(_cache, "CODE_STAMP", _cache.CODE_STAMP + "x")
+    assert _cache.module_name(spec) != before
+
+
+@pytest.fixture
+def fake_load(monkeypatch):
+    """``cache.load`` without compiling: a module whose function reports
+    ``misses`` cache misses (set ``.misses`` on the returned namespace)."""
+    state = SimpleNamespace(misses=0, loaded=[])
+
+    def load(spec, source):
+        state.loaded.append(spec)
+        stats = SimpleNamespace(cache_misses={"sig": state.misses})
+        return SimpleNamespace(predict=SimpleNamespace(stats=stats))
+
+    monkeypatch.setattr(_cache, "load", load)
+    monkeypatch.setattr(_cache, "is_loaded", lambda spec: False)
+    return state
+
+
+SPEC = predict_spec((3, 2), "float64", ("uint8", False))
+
+
+def test_failing_child_falls_back_with_a_note(tmp_path, monkeypatch, capsys, fake_load):
     monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path))
-    monkeypatch.setattr(_numba_cache, "CACHE_OK", True)
     monkeypatch.setattr(_precompile.sys, "executable", "false")  # exits 1 at once
-    assert _precompile.ensure_compiled("float64", np.zeros((2, 3), np.uint8)) is False
+    _precompile.ensure_compiled(SPEC)
     err = capsys.readouterr().err
     assert "compiling the kernels in a child process failed" in err and err.count("\n") == 1
-    assert not list(tmp_path.glob("fastmlp-compiled-*"))
+    assert fake_load.loaded == [SPEC]
+    assert not _precompile._marker(SPEC).exists()
 
 
-def test_no_child_without_a_writable_cache(monkeypatch):
-    monkeypatch.setattr(_numba_cache, "CACHE_OK", False)
-    monkeypatch.setattr(_precompile.subprocess, "run", lambda *a, **k: pytest.fail("no child expected"))
-    assert _precompile.ensure_compiled("float64", np.zeros((2, 3), np.uint8)) is False
-
-
-@pytest.fixture(autouse=True)
-def fresh_memory(monkeypatch):
-    """Each test starts with no types key remembered as checked."""
-    monkeypatch.setattr(_precompile, "_ensured", set())
-
-
-def test_existing_marker_means_no_child(tmp_path, monkeypatch):
+def test_child_that_cannot_start_falls_back_with_a_note(tmp_path, monkeypatch, capsys, fake_load):
     monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path))
-    monkeypatch.setattr(_numba_cache, "CACHE_OK", True)
-    _precompile._marker("float64-uint8-rw").write_text("")
-    monkeypatch.setattr(_precompile.subprocess, "run", lambda *a, **k: pytest.fail("no child expected"))
-    assert _precompile.ensure_compiled("float64", np.zeros((2, 3), np.uint8)) is True
-
-
-def test_child_that_cannot_start_falls_back_with_a_note(tmp_path, monkeypatch, capsys):
-    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path))
-    monkeypatch.setattr(_numba_cache, "CACHE_OK", True)
     monkeypatch.setattr(_precompile.sys, "executable", str(tmp_path / "no-such-python"))
-    assert _precompile.ensure_compiled("float32", np.zeros((2, 3), np.uint8)) is False
+    _precompile.ensure_compiled(SPEC)
     assert "FileNotFoundError" in capsys.readouterr().err
+
+
+def test_no_child_without_a_lasting_cache(monkeypatch, fake_load):
+    monkeypatch.setattr(_cache, "persistent", lambda: False)
+    monkeypatch.setattr(_precompile.subprocess, "run", lambda *a, **k: pytest.fail("no child expected"))
+    _precompile.ensure_compiled(SPEC)
+    assert fake_load.loaded == [SPEC]
+
+
+def test_existing_marker_means_no_child(tmp_path, monkeypatch, fake_load):
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path))
+    _precompile._marker(SPEC).parent.mkdir(parents=True)
+    _precompile._marker(SPEC).write_text("")
+    monkeypatch.setattr(_precompile.subprocess, "run", lambda *a, **k: pytest.fail("no child expected"))
+    assert _precompile.ensure_compiled(SPEC) == 0.0
+    assert fake_load.loaded == []
+
+
+def test_marker_written_after_the_child_and_dropped_if_the_parent_compiled(tmp_path, monkeypatch, fake_load):
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(_precompile.subprocess, "run", lambda *a, **k: SimpleNamespace(returncode=0, stderr=""))
+    _precompile.ensure_compiled(SPEC)
+    assert _precompile._marker(SPEC).exists()
+    _precompile._marker(SPEC).unlink()
+    fake_load.misses = 1  # the cache missed in the parent after all
+    _precompile.ensure_compiled(SPEC)
+    assert not _precompile._marker(SPEC).exists()
 
 
 def test_child_refuses_another_copy_of_fastmlp(tmp_path):
     """The child checks it imported fastmlp from the folder it was given."""
     with pytest.raises(SystemExit, match="expected it under"):
-        _precompile._child([str(tmp_path), "float64-uint8-rw"])
+        _precompile._child([str(tmp_path), SPEC.to_json()])
 
 
-def test_markers_dropped_when_this_process_compiled(tmp_path, monkeypatch):
-    from types import SimpleNamespace
+def test_numba_stats_still_count_cache_misses():
+    """``cache.compiled_here`` reads ``Dispatcher.stats`` (not a documented API):
+    this fails loudly if a Numba release changes what it counts."""
+    import numba
 
-    from fastmlp.backends.numba import epoch
-
-    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path))
-    marker = _precompile._marker("float64-uint8-rw")
-    marker.write_text("")
-    compiled = SimpleNamespace(stats=SimpleNamespace(cache_misses={"sig": 1}))
-    monkeypatch.setattr(epoch, "_train_epoch", compiled)
-    _precompile.forget_if_compiled_here("float64", np.zeros((2, 3), np.uint8))
-    assert not marker.exists()
-
-
-def test_read_only_labels_do_not_compile_another_epoch_kernel():
-    """``train_batches`` copies a read-only ``y`` (small), so the array types the
-    markers name are the only ones that select a specialisation."""
-    from fastmlp.backends import numba as kernels
-    from fastmlp.backends.numba import epoch
-    from fastmlp.network import SGD, Net, n_params
-
-    net = Net((3, 2, 2), ("sigmoid", "sigmoid"), "quadratic")
-    params = np.zeros(n_params(net.sizes))
-    X = np.zeros((2, 3), np.uint8)
-    y = np.zeros(2, np.uint8)
-    kernels.train_batches(params, np.zeros_like(params), net, SGD(0.1), X, y, np.arange(2), 2)
-    before = len(epoch._train_epoch.signatures)
-    y.flags.writeable = False
-    kernels.train_batches(params, np.zeros_like(params), net, SGD(0.1), X, y, np.arange(2), 2)
-    assert len(epoch._train_epoch.signatures) == before
-
-
-def test_cache_keys_carry_the_dependency_stamp():
-    """Constants frozen in from other modules (tile size, codes) and the
-    fast-math switch are part of every cache key of the kernels."""
-    from fastmlp.backends.numba import epoch
-
-    cache = epoch._train_epoch._cache
-    key = cache._index_key(epoch._train_epoch.signatures[0], epoch._train_epoch.targetctx.codegen())
-    assert key[-1] == _numba_cache.DEPENDENCY_STAMP
-    assert "backends/numba/tile.py:" in key[-1] and "backends/numba/update.py:" in key[-1]
-    assert "functions.py:" in key[-1]
-
-
-def test_checked_once_per_process(tmp_path, monkeypatch):
-    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path))
-    monkeypatch.setattr(_numba_cache, "CACHE_OK", True)
-    _precompile._marker("float64-uint8-rw").write_text("")
-    X = np.zeros((2, 3), np.uint8)
-    assert _precompile.ensure_compiled("float64", X) is True
-    monkeypatch.setattr(_precompile, "_marker", lambda key: pytest.fail("checked twice"))
-    assert _precompile.ensure_compiled("float64", X) is True
+    f = numba.njit(lambda x: x + 1)
+    f(1)
+    assert _cache.compiled_here(f) is True
+    assert isinstance(EpochSpec.kind, str)

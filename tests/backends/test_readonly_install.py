@@ -4,7 +4,7 @@ A copy of the ``fastmlp`` package is made read-only and imported by a child
 process (``PYTHONPATH`` to the copy, ``HOME``/``XDG_CACHE_HOME`` in a temporary
 folder, ``NUMBA_CACHE_DIR`` unset).  It must train with the numba backend, and
 the compiled kernels must be cached under ``$XDG_CACHE_HOME/fastmlp/numba``
-(``fastmlp/_numba_cache.py``).  Then the cache files are overwritten with
+(``fastmlp.backends.numba.cache``).  Then the cache files are overwritten with
 garbage and truncated, and the run must still succeed.
 
 Root ignores write permission bits, and these tests often run as root.  The
@@ -43,7 +43,7 @@ X = rng.integers(0, 256, (120, 784), dtype=np.uint8)
 y = rng.integers(0, 10, 120).astype(np.uint8)
 model = MLP([784, 16, 10], backend="numba", seed=0).fit(X, y, epochs=1, batch_size=10, learning_rate=1.0)
 assert np.isfinite(model.predict_proba(X)).all()
-print("CACHE_OK", _numba_cache.CACHE_OK)
+print("CACHE_OK", _numba_cache.persistent())
 print("OK")
 """
 

@@ -15,9 +15,16 @@ refer to ``docs/math.md``):
 ``mirrors``      the per-layer namesakes of the reference's functions
 ``shapes``       which kernel shape each layer takes, decided from its sizes
 ``tile``         the register tile of the panel kernels
-``jit``          the compile settings and integer codes they all share
+``jit``          kernel templates and their specialisation, compile settings
+``specs``        what one compiled configuration is
 ``cache``, ``precompile``, ``runtime``  where compiled code is kept, compiling
                  in a child process, and what runs around each kernel call
+                 (including ``compile_ahead``)
+
+Compile time: the kernels are templates (``jit``); a run compiles one epoch and
+one prediction function for its configuration (``specs``), each with only the
+kernel variants it calls, cached on disk per configuration (``cache``).
+docs/performance.md ("Compile time") has the measurements.
 
 Layout (as in the reference): activations and deltas are ``(m, n)`` row-major,
 one row per sample; ``W`` is ``(n_out, n_in)`` so row ``j`` (the weights into
@@ -30,9 +37,6 @@ outer-product panels (a register tile, ``tile``) for the hidden delta and the
 fused gradient + update; ``docs/performance.md`` has the measurements behind
 the choice (``shapes._panels``).
 
-Compile time: Numba compiles a function once per tuple of argument types, and a
-literal (``0``, ``False``) is a type of its own, so calls pass variables.
-
 Determinism: every parallel loop (``prange``) gives each output element to
 exactly one iteration, and the split into iterations and the summation order
 inside an iteration depend only on the shapes, never on the number of threads.
@@ -40,21 +44,12 @@ So the results are bitwise identical for any ``NUMBA_NUM_THREADS``.  There are
 no atomics and no shared accumulators.
 """
 
-import numba as _numba
-
-from fastmlp.backends.numba import cache as _cache
-from fastmlp.backends.numba import deltas, elementwise, epoch, forward, mirrors, predict, update
 from fastmlp.backends.numba.epoch import train_batches
 from fastmlp.backends.numba.mirrors import dense_forward, gradients, hidden_delta, output_delta, sgd_update
 from fastmlp.backends.numba.predict import PREDICT_CHUNK, predict_proba
-from fastmlp.backends.numba.runtime import after_first_call, call_guard, check_network, prepare, threads
+from fastmlp.backends.numba.runtime import (after_first_call, call_guard, check_network, compile_ahead,
+                                            compile_specs, estimate_seconds, missing, prepare, specs_for, threads)
 
-__all__ = ["PREDICT_CHUNK", "after_first_call", "call_guard", "check_network", "dense_forward", "gradients",
-           "hidden_delta", "output_delta", "predict_proba", "prepare", "sgd_update", "threads", "train_batches"]
-
-# A damaged cache file must not crash a run (see ``cache``).
-for _module in (deltas, elementwise, epoch, forward, mirrors, predict, update):
-    for _kernel in vars(_module).values():
-        if isinstance(_kernel, _numba.core.dispatcher.Dispatcher):
-            _cache.protect(_kernel)
-del _module, _kernel
+__all__ = ["PREDICT_CHUNK", "after_first_call", "call_guard", "check_network", "compile_ahead", "compile_specs",
+           "dense_forward", "estimate_seconds", "gradients", "hidden_delta", "missing", "output_delta",
+           "predict_proba", "prepare", "sgd_update", "specs_for", "threads", "train_batches"]

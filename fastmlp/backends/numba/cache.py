@@ -1,33 +1,51 @@
-"""Where Numba keeps its on-disk cache of compiled kernels.
+"""Where this backend's compiled code is kept: one generated module per
+configuration, in a folder of fastmlp's own, with Numba's cache beside it.
 
-Numba caches next to the source file (``fastmlp/__pycache__``) by default.  When
-the package is installed somewhere read-only (a system site-packages, a
-container image) that fails, so before any kernel is compiled we point
-``NUMBA_CACHE_DIR`` at a per-user folder: ``$XDG_CACHE_HOME/fastmlp/numba`` or
-``~/.cache/fastmlp/numba``.  A user's own ``NUMBA_CACHE_DIR`` always wins.  If no
-location is writable the kernels are compiled without a cache (``CACHE_OK`` is
-False), which costs compile time on every start but nothing else.
+``load(spec, source)`` writes the source of a configuration's function (an
+``epoch`` or ``predict`` spec) to ``<root>/<name>/<name>.py`` and imports it;
+its function is compiled for its one signature when the module is imported, and
+Numba caches the machine code in ``<root>/<name>/__pycache__`` (its default for a
+writable source folder), so the next process loads it instead.  ``<name>`` is
+a digest of the spec, the Numba version, the fast-math setting and the text of
+every source file the compiled code is made from (``_DEPENDENCIES``): Numba's
+own check compares only the generated file, while the code inlines the
+kernels of the other files, and a stale entry must never be loaded (with
+bounds checks off, a stale tile size would write out of bounds).
 
-This module must be imported before ``numba`` compiles anything; ``jit.py``
-imports it first.
+``<root>`` is ``$XDG_CACHE_HOME/fastmlp/numba`` or ``~/.cache/fastmlp/numba``,
+or ``$NUMBA_CACHE_DIR/fastmlp`` when the user has chosen a Numba cache folder
+(Numba then keeps the machine code under that folder too, by its own rule).
+Nothing here sets ``NUMBA_CACHE_DIR`` or any other process-wide setting, so
+other Numba libraries in the same process cache where they always do.  If the
+folder cannot be written, a temporary one is used for this process
+(``persistent()`` is False): everything works, and every process compiles.
 
-A damaged cache entry (a truncated or garbage ``.nbi`` index or ``.nbc`` data
-file, e.g. after a full disk or a killed process) must not stop a run: Numba
-0.68 unpickles these files without catching errors, so the first call of a
-kernel would raise ``UnpicklingError``/``EOFError``.  ``protect`` makes a kernel's
-cache treat any failure to load (or save) an entry as a cache miss: that
-kernel's own cache files are deleted, a one-line note goes to stderr (once per
-process), and the kernel is compiled afresh (and cached again).
+A damaged cache entry (a truncated or garbage index or data file, e.g. after a
+full disk or a killed process) makes the import fail; then this
+configuration's cache files (and only those: they carry its unique name) are
+deleted, a one-line note goes to stderr (once per process), and it is
+compiled afresh.
 """
 
+import atexit
+import hashlib
+import importlib.util
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
 
+import numba
+
+from fastmlp import config
 from fastmlp._files import user_cache_root
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
+_FASTMLP_DIR = _PACKAGE_DIR.parents[1]
+#: The files (relative to the fastmlp package) whose code the compiled functions contain.
+_DEPENDENCIES = (*sorted(str(f.relative_to(_FASTMLP_DIR)) for f in _PACKAGE_DIR.glob("*.py")),
+                 "functions.py", "config.py", "network.py")
 
 
 def _writable(folder):
@@ -46,117 +64,169 @@ def user_cache_dir():
     return user_cache_root() / "numba"
 
 
-def configure():
-    """Choose the cache location; return True if kernels may use ``cache=True``."""
+_roots = {}
+
+
+def _root_and_persistent():
+    """``(folder, persistent)``: ``$NUMBA_CACHE_DIR/fastmlp`` when the user chose a
+    Numba cache folder (everything compiled then lives there), else
+    ``user_cache_dir()``; a temporary folder for this process if that cannot
+    be written."""
+    chosen = os.environ.get("NUMBA_CACHE_DIR")
+    wanted = Path(chosen) / "fastmlp" if chosen else user_cache_dir()
+    if wanted not in _roots:
+        if _writable(wanted):
+            _roots[wanted] = (wanted, True)
+        else:
+            folder = Path(tempfile.mkdtemp(prefix="fastmlp-numba-"))
+            atexit.register(shutil.rmtree, folder, True)
+            _roots[wanted] = (folder, False)
+    return _roots[wanted]
+
+
+def root():
+    """The folder of the generated modules (see ``_root_and_persistent``)."""
+    return _root_and_persistent()[0]
+
+
+def persistent():
+    """Does ``root()`` outlive this process?"""
+    return _root_and_persistent()[1]
+
+
+def code_stamp():
+    """A digest of what the compiled code is made of (see the module docstring)."""
+    h = hashlib.sha256()
+    h.update(f"numba {numba.__version__}|fastmath {config.FASTMATH and sorted(config.FASTMATH)}".encode())
+    for name in _DEPENDENCIES:
+        h.update(name.encode())
+        try:
+            h.update((_FASTMLP_DIR / name).read_bytes())
+        except OSError:
+            h.update(b"missing")
+    return h.hexdigest()
+
+
+CODE_STAMP = code_stamp()
+
+
+def module_name(spec):
+    """The name of ``spec``'s generated module (also its folder's name)."""
+    digest = hashlib.sha256((CODE_STAMP + spec.to_json()).encode()).hexdigest()[:20]
+    return f"fastmlp_{spec.kind}_{digest}"
+
+
+def folder(spec):
+    """The folder of ``spec``'s generated module and of its cache files."""
+    return root() / module_name(spec)
+
+
+def _write_source(path, text):
+    """Write ``path`` once: a file that exists is kept as it is, because Numba's
+    cache entries are stamped with its modification time."""
+    if path.exists():
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        try:
+            os.link(tmp, path)  # fails if another process wrote it first: keep theirs
+        except FileExistsError:
+            pass
+    finally:
+        os.unlink(tmp)
+
+
+def _cache_files(name):
+    """Numba's index and data files of module ``name``, wherever Numba put them."""
+    places = [root() / name / "__pycache__"]
     if os.environ.get("NUMBA_CACHE_DIR"):
-        return True  # the user's choice; Numba reports it if it is unusable
-    if _writable(_PACKAGE_DIR / "__pycache__"):
-        return True  # Numba's default, next to the source
-    folder = user_cache_dir()
-    if not _writable(folder):
-        return False
-    os.environ["NUMBA_CACHE_DIR"] = str(folder)
-    # Numba reads the variable when it is first imported; if it already was,
-    # set its config too (the cache locator reads it at compile time).
-    import numba.core.config
-
-    numba.core.config.CACHE_DIR = str(folder)
-    return True
-
-
-#: Whether a writable cache location exists (decided once, at import).
-CACHE_OK = configure()
-
-
-def cache_root():
-    """The folder Numba caches this package's kernels under."""
-    folder = os.environ.get("NUMBA_CACHE_DIR")
-    return Path(folder) if folder else _PACKAGE_DIR / "__pycache__"
+        places.append(Path(os.environ["NUMBA_CACHE_DIR"]))
+    found = []
+    for place in places:
+        if place.is_dir():
+            found += [p for p in place.rglob(f"{name}.*") if p.suffix in (".nbi", ".nbc")]
+    return found
 
 
 _noted = False
 
 
-def _discard(cache, exc):
-    """Delete the index and data files of one kernel's cache (never other files)."""
+#: The file ``precompile`` leaves in a configuration's folder once a child
+#: process compiled it into the cache.
+MARKER = "compiled-by-child"
+
+
+def _discard(name, exc):
+    """Delete the cache files of module ``name`` and its marker (so the next run
+    compiles in a child again, see ``precompile``)."""
     global _noted
-    cache_file = cache._cache_file
-    folder = Path(cache_file._cache_path)
-    base = cache_file._index_name[:-len(".nbi")]
-    # with the entry go fastmlp.backends.numba.precompile's markers, so the next run compiles
-    # in a child process again instead of in-process
-    markers = cache_root().glob("fastmlp-compiled-*")
-    for path in [folder / cache_file._index_name, *folder.glob(base + ".*.nbc"), *markers]:
+    for path in [*_cache_files(name), root() / name / MARKER]:
         try:
             path.unlink()
         except OSError:
             pass
     if not _noted:
         _noted = True
-        print(f"fastmlp: ignored a damaged Numba cache entry in {folder} "
-              f"({type(exc).__name__}); the kernels are compiled again.", file=sys.stderr)
+        print(f"fastmlp: ignored a damaged Numba cache entry of {name} ({type(exc).__name__}); "
+              "compiling it again.", file=sys.stderr)
 
 
-#: The fastmlp package folder (paths in stamps are relative to it).
-_FASTMLP_DIR = _PACKAGE_DIR.parents[1]
-#: Numba keys a cache entry on the kernel's own source file and bytecode only,
-#: but a kernel also inlines the kernels of the other files of this folder and
-#: freezes in globals from these modules (tile sizes, activation codes,
-#: tolerances) and the fast-math setting; an entry compiled under other values
-#: must not be loaded (with ``boundscheck`` off a stale tile size would write
-#: out of bounds).  So the stamps of every file of the backend and of these
-#: modules join every key.
-_DEPENDENCIES = (*sorted(str(f.relative_to(_FASTMLP_DIR)) for f in _PACKAGE_DIR.glob("*.py")),
-                 "functions.py", "config.py", "network.py")
+def _import(name, path):
+    """Import the generated module ``name`` from ``path``.  It goes into
+    ``sys.modules`` first: Numba's cache finds a function's globals by module
+    name when it loads the machine code."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[name]
+        raise
+    return module
 
 
-def file_stamps(names):
-    """``name:mtime:size`` of each of the fastmlp package's files ``names``
-    (paths relative to the package folder), joined by ``|`` (what Numba itself
-    compares to decide a cache entry is stale)."""
-    stamps = []
-    for name in names:
+_loaded = {}
+
+
+def load(spec, source):
+    """The generated module of ``spec`` (``source(spec)`` is its text), imported
+    once per process: its function compiled, or loaded from Numba's cache."""
+    name = module_name(spec)
+    if name not in _loaded:
+        # Start Numba's thread pool: code loaded from the cache launches parallel
+        # regions of its callees, and only a function that is itself parallel
+        # starts the pool when it is loaded (calling into a pool that was never
+        # started crashes the process).
+        numba.get_num_threads()
+        path = root() / name / f"{name}.py"
+        _write_source(path, source(spec))
         try:
-            st = (_FASTMLP_DIR / name).stat()
-            stamps.append(f"{name}:{st.st_mtime_ns}:{st.st_size}")
-        except OSError:
-            stamps.append(f"{name}:missing")
-    return "|".join(stamps)
+            module = _import(name, path)
+        except Exception as exc:  # noqa: BLE001  (a damaged entry raises whatever unpickling raises)
+            if not _cache_files(name):
+                raise  # nothing cached: a real error
+            _discard(name, exc)
+            module = _import(name, path)
+        _loaded[name] = module
+    return _loaded[name]
 
 
-DEPENDENCY_STAMP = os.environ.get("FASTMLP_FASTMATH", "1") + "|" + file_stamps(_DEPENDENCIES)
-
-_safe_classes = {}
-
-
-def _safe_class(base):
-    """A subclass of Numba's cache class whose load/save failures are misses."""
-    if base not in _safe_classes:
-        class SafeCache(base):
-            def _index_key(self, sig, codegen):
-                return super()._index_key(sig, codegen) + (DEPENDENCY_STAMP,)
-
-            def load_overload(self, sig, target_context):
-                try:
-                    return super().load_overload(sig, target_context)
-                except Exception as exc:  # any unreadable entry: compile instead
-                    _discard(self, exc)
-                    return None
-
-            def save_overload(self, sig, data):
-                try:
-                    super().save_overload(sig, data)
-                except Exception as exc:  # e.g. a damaged index met while saving
-                    _discard(self, exc)
-
-        SafeCache.__name__ = SafeCache.__qualname__ = "Safe" + base.__name__
-        _safe_classes[base] = SafeCache
-    return _safe_classes[base]
+def compiled_in_process():
+    """How many of the functions this process loaded it had to compile itself."""
+    return sum(compiled_here(getattr(m, "train_epoch", None) or m.predict) for m in _loaded.values())
 
 
-def protect(dispatcher):
-    """Make ``dispatcher``'s on-disk cache (if it has one) robust to damaged entries."""
-    cache = getattr(dispatcher, "_cache", None)
-    if cache is not None and hasattr(cache, "_cache_file"):
-        cache.__class__ = _safe_class(type(cache))
-    return dispatcher
+def is_loaded(spec):
+    """Has this process already imported ``spec``'s module?"""
+    return module_name(spec) in _loaded
+
+
+def compiled_here(dispatcher):
+    """Did this process compile ``dispatcher`` (rather than load it from the cache)?
+    (``Dispatcher.stats`` counts both; ``tests/backends/test_compile_ahead.py``
+    checks that it still does.)"""
+    return sum(dispatcher.stats.cache_misses.values()) > 0

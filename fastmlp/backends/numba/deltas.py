@@ -11,12 +11,12 @@ import numba
 from numba import carray, prange
 
 from fastmlp.backends.numba.elementwise import _derivative
-from fastmlp.backends.numba.jit import CROSS_ENTROPY, NLL, QUADRATIC, parallel, serial
+from fastmlp.backends.numba.jit import CROSS_ENTROPY, NLL, PANELS, QUADRATIC, kernel
 from fastmlp.backends.numba.tile import NONNEG, PANEL, TILE_SIZE, tile_buffer, tile_rows
 from fastmlp.functions import LEAKY_SLOPE
 
 
-@serial
+@kernel
 def _output_rows(Z, A, y, order, start, m, code, cost, delta):
     """(D_L) the output delta of ``m`` samples, and (C1-C3) the summed cost and
     the number of correct argmax predictions (measured before the update)."""
@@ -59,7 +59,7 @@ def _output_rows(Z, A, y, order, start, m, code, cost, delta):
 
 # --- (D_l) hidden delta: tiles of 4 samples x a block of columns ------------------
 
-@serial
+@kernel
 def _hid_tile(delta_next, W_next, A, m, code, delta, i, k0, k1, scratch):
     """Columns ``k0:k1`` of rows ``i..i+3`` of ``(delta_next W_next) * f'(A)``.
 
@@ -123,7 +123,7 @@ def _hid_tile(delta_next, W_next, A, m, code, delta, i, k0, k1, scratch):
         o3[k] *= _derivative(a3[k], code, slope, one)
 
 
-@serial
+@kernel
 def _hid_panel(delta_next, W_next, A, i_lo, i_hi, code, delta, k0):
     """Columns ``k0:k0+PANEL`` of ``(delta_next W_next) * f'(A)`` for rows
     ``i_lo:i_hi``.
@@ -166,43 +166,48 @@ HID_COLS = 256
 HID_PANEL_ROWS = 64
 
 
-@serial
+@kernel
 def _hid_item(delta_next, W_next, A, m, code, delta, panels, q, scratch):
     """Work item ``q`` of (D_l): (column panel, chunk of HID_PANEL_ROWS samples)
     for the ``panels`` panels, then (column block, tile of 4 samples) over the
-    columns left."""
+    columns left.  The panel code is compiled only for layers with panels
+    (the compile-time constant ``PANELS``)."""
     n = W_next.shape[1]
     n_chunks = (m + HID_PANEL_ROWS - 1) // HID_PANEL_ROWS
-    if q < panels * n_chunks:
-        p, ch = q // n_chunks, q % n_chunks
-        i_lo = ch * HID_PANEL_ROWS
-        _hid_panel(delta_next, W_next, A, i_lo, min(m, i_lo + HID_PANEL_ROWS), code, delta, p * PANEL)
-    else:
+    n_panel_items = panels * n_chunks
+    if PANELS:
+        if q < n_panel_items:
+            p, ch = q // n_chunks, q % n_chunks
+            i_lo = ch * HID_PANEL_ROWS
+            _hid_panel(delta_next, W_next, A, i_lo, min(m, i_lo + HID_PANEL_ROWS), code, delta, p * PANEL)
+    if q >= n_panel_items:
         n_it = (m + 3) // 4
-        kb, t = (q - panels * n_chunks) // n_it, (q - panels * n_chunks) % n_it
+        kb, t = (q - n_panel_items) // n_it, (q - n_panel_items) % n_it
         k0 = panels * PANEL + kb * HID_COLS
         _hid_tile(delta_next, W_next, A, m, code, delta, 4 * t, k0, min(n, k0 + HID_COLS), scratch)
 
 
-@parallel
-def _hidden_layer(delta_next, W_next, A, m, code, delta, par, G, panels):
+@kernel
+def _thread_rows(G):
+    """This thread's rows of the per-thread work buffer ``G``.  Any row is right
+    in a serial loop (one iteration at a time), so the index is clipped rather
+    than trusted."""
+    return G[min(numba.get_thread_id(), G.shape[0] - 1)]
+
+
+@kernel
+def _hidden_layer(delta_next, W_next, A, m, code, delta, G, panels):
     """(D_l) ``delta = (delta_next W_next) * f'(A)`` for the first ``m`` rows.
 
     equivalent reference: ``delta = (delta_next @ W_next) * f'(A)``.
     The work items (``_hid_item``) cover the ``panels`` column panels of
     ``PANEL`` columns (``_hid_panel``), then the columns left in tiles of 4
-    samples (``_hid_tile``); each item owns its part of ``delta``.  ``par`` runs
-    them in parallel.  ``G`` gives each thread its own scratch rows (for samples
-    past ``m``; which one is used changes no number).
+    samples (``_hid_tile``); each item owns its part of ``delta``, and they run
+    in parallel when specialised so.  ``G`` gives each thread its own scratch
+    rows (for samples past ``m``; which one is used changes no number).
     """
     n = W_next.shape[1]
     n_kb = (n - panels * PANEL + HID_COLS - 1) // HID_COLS
     n_items = panels * ((m + HID_PANEL_ROWS - 1) // HID_PANEL_ROWS) + n_kb * ((m + 3) // 4)
-    if par:
-        for q in prange(n_items):
-            _hid_item(delta_next, W_next, A, m, code, delta, panels, q, G[numba.get_thread_id()])
-    else:
-        for q in range(n_items):
-            _hid_item(delta_next, W_next, A, m, code, delta, panels, q, G[0])
-
-
+    for q in prange(n_items):
+        _hid_item(delta_next, W_next, A, m, code, delta, panels, q, _thread_rows(G))

@@ -6,10 +6,10 @@ Mirror: ``fastmlp.functions`` (the NumPy versions the reference uses).
 
 import math
 
-from fastmlp.backends.numba.jit import LEAKY_RELU, RELU, SIGMOID, SOFTMAX, TANH, serial
+from fastmlp.backends.numba.jit import LEAKY_RELU, RELU, SIGMOID, SOFTMAX, TANH, kernel
 
 
-@serial
+@kernel
 def _activate(z, code, slope, one):
     """(A1-A4) ``f(z)`` for one element; softmax is applied per row elsewhere.
     ``slope`` and ``one`` carry the dtype (a bare ``1`` would promote float32 to
@@ -28,7 +28,7 @@ def _activate(z, code, slope, one):
     return z  # softmax: the caller normalises the row
 
 
-@serial
+@kernel
 def _derivative(a, code, slope, one):
     """(A1'-A4') ``f'(z)`` from ``a = f(z)``."""
     if code == SIGMOID:
@@ -40,7 +40,7 @@ def _derivative(a, code, slope, one):
     return one if a > 0 else slope  # leaky ReLU
 
 
-@serial
+@kernel
 def _softmax_row(row):
     """(A5) Normalise one row in place: ``exp(z - max) / sum``."""
     top = row[0]
@@ -55,7 +55,7 @@ def _softmax_row(row):
         row[j] = row[j] / total
 
 
-@serial
+@kernel
 def _softmax_rows(A, m, code):
     if code == SOFTMAX:
         for i in range(m):

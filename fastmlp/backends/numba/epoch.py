@@ -1,27 +1,32 @@
-"""A whole epoch in one compiled call: every mini-batch's forward pass, output
-delta, hidden deltas and fused gradient + update (``_train_epoch``), and its
-public wrapper ``train_batches``.
+"""A whole epoch in one compiled call, built for the run's configuration
+(``specs.EpochSpec``): the source of a function that runs every mini-batch's
+forward pass, output delta, hidden deltas and fused gradient + update, unrolled
+layer by layer with each layer's kernels specialised for it
+(``jit.specialise``); and its public wrapper ``train_batches``.
+
+The generated source is written to a file of its own (``cache``), so Numba
+caches its machine code next to it, one file per configuration.
 
 Mirror: ``fastmlp.backends.reference.train_batches``.
 """
 
+import numba
 import numpy as np
 
+from fastmlp.backends.numba import cache, precompile
 from fastmlp.backends.numba.deltas import _hidden_layer, _output_rows
 from fastmlp.backends.numba.forward import _forward_layer, _gather_input
-from fastmlp.backends.numba.jit import parallel, serial
-from fastmlp.backends.numba.shapes import _check_input, _codes, _panel_counts, _parallel_flags
+from fastmlp.backends.numba.jit import OPTIONS, kernel, specialise
+from fastmlp.backends.numba.shapes import _check_input, _codes, _panel_counts
+from fastmlp.backends.numba.specs import OPTIMISERS, epoch_spec
 from fastmlp.backends.numba.update import _update_forward_first, _update_layer
 from fastmlp.functions import COST_CODES
 from fastmlp.network import weight_offsets
 
-import numba
 
-
-@serial
-def _layer_views(params, velocity, offsets, sizes, l):
-    n_in, n_out = sizes[l], sizes[l + 1]
-    o = offsets[l]
+@kernel
+def _layer_views(params, velocity, o, n_in, n_out):
+    """``W``, ``b`` of the layer whose weights start at ``o``, and the same views of ``velocity``."""
     W = params[o:o + n_out * n_in].reshape((n_out, n_in))
     b = params[o + n_out * n_in:o + (n_in + 1) * n_out]
     vW = velocity[o:o + n_out * n_in].reshape((n_out, n_in))
@@ -29,85 +34,145 @@ def _layer_views(params, velocity, offsets, sizes, l):
     return W, b, vW, vb
 
 
-@serial
-def _act_view(buf, a_off, sizes, l, m):
-    return buf[a_off[l]:a_off[l] + m * sizes[l]].reshape((m, sizes[l]))
+@kernel
+def _act_view(buf, o, n, m):
+    """The ``(m, n)`` matrix at offset ``o`` of a flat work buffer."""
+    return buf[o:o + m * n].reshape((m, n))
 
 
-@parallel
-def _train_epoch(params, velocity, offsets, sizes, acts, cost, hyper, nesterov, X, y, order,
-                 batch_size, scale, par, panels, n_threads):
-    """All mini-batches of one epoch: for each batch (F) forward through every
-    layer, (C)/(D_L) at the output, then from the last layer back (D_l) with the
-    old weights followed by the fused (G)+(U) update of that layer.  The first
-    layer's update is fused with its forward pass for the *next* batch
-    (``_update_forward_first``), so the first layer's forward for batch t+1
-    happens at the end of batch t.
+def layer_kernels(spec):
+    """The specialised dispatchers the generated epoch of ``spec`` calls, by the
+    names it calls them."""
+    opt = OPTIMISERS[spec.optimiser]
+    found = {"gather_input": specialise(_gather_input), "layer_views": specialise(_layer_views),
+             "act_view": specialise(_act_view), "output_rows": specialise(_output_rows)}
+    for l, (par, panels) in enumerate(zip(spec.parallel, spec.panels)):
+        found[f"forward_{l}"] = specialise(_forward_layer, par)
+        if l == 0:
+            found["update_first"] = specialise(_update_forward_first, par, PANELS=panels, OPT=opt)
+        else:
+            found[f"hidden_{l}"] = specialise(_hidden_layer, par, PANELS=panels)
+            found[f"update_{l}"] = specialise(_update_layer, par, PANELS=panels, OPT=opt)
+    return found
 
-    ``hyper = (lr, momentum, l2)``; ``par[l]`` says whether layer l's loops run in
-    parallel, ``panels[l]`` how many input-column panels use the panel kernels
-    (both decided from the shapes by the wrapper).  Work buffers are
-    allocated once here, outside the batch loop.
-    """
-    L = sizes.shape[0] - 1
-    dt = params.dtype
-    # activations A_0..A_L and deltas delta_1..delta_L, one flat buffer each;
-    # A_0 twice (this batch and the next)
-    a_off = np.zeros(L + 2, np.int64)
-    for l in range(L + 1):
-        a_off[l + 1] = a_off[l] + batch_size * sizes[l]
-    A_buf = np.zeros(a_off[L + 1], dt)
-    D_buf = np.zeros(a_off[L + 1], dt)
-    # inputs (X) of batches t, t + 1 and t + 2 in rotation (t + 2 is gathered
-    # inside batch t's last parallel region)
-    XB = np.zeros((3, batch_size * sizes[0]), dt)
-    Z_L = np.zeros((batch_size, sizes[L]), dt)
-    G = np.zeros((n_threads, 4, sizes.max()), dt)
-    n = order.shape[0]
-    loss_sum = 0.0
-    n_correct = 0
-    # (X) for batches 0 and 1, (F) of the first layer for batch 0; later batches
-    # get theirs at the end of the batch before
-    m = min(batch_size, n)
-    _gather_input(X, order, 0, m, scale, XB[0, :m * sizes[0]].reshape((m, sizes[0])))
-    if n > batch_size:
-        m1 = min(batch_size, n - batch_size)
-        _gather_input(X, order, batch_size, m1, scale, XB[1, :m1 * sizes[0]].reshape((m1, sizes[0])))
-    W, b, vW, vb = _layer_views(params, velocity, offsets, sizes, 0)
-    _forward_layer(XB[0, :m * sizes[0]].reshape((m, sizes[0])), m, W, b, acts[0], Z_L,
-                   _act_view(A_buf, a_off, sizes, 1, m), L == 1, par[0])
-    t = 0
-    for start in range(0, n, batch_size):
-        m = min(batch_size, n - start)
-        for l in range(1, L):
-            W, b, vW, vb = _layer_views(params, velocity, offsets, sizes, l)
-            _forward_layer(_act_view(A_buf, a_off, sizes, l, m), m, W, b, acts[l], Z_L,
-                           _act_view(A_buf, a_off, sizes, l + 1, m), l == L - 1, par[l])
-        delta = _act_view(D_buf, a_off, sizes, L, m)
-        loss, correct = _output_rows(Z_L, _act_view(A_buf, a_off, sizes, L, m), y, order, start, m,
-                                     acts[L - 1], cost, delta)
-        loss_sum += loss
-        n_correct += correct
-        for l in range(L - 1, 0, -1):  # from the output layer back, all but the first
-            W, b, vW, vb = _layer_views(params, velocity, offsets, sizes, l)
-            A_prev = _act_view(A_buf, a_off, sizes, l, m)
-            # (D_l) with the weights before this batch's update
-            delta_prev = _act_view(D_buf, a_off, sizes, l, m)
-            _hidden_layer(delta, W, A_prev, m, acts[l - 1], delta_prev, par[l], G, panels[l])
-            _update_layer(delta, A_prev, m, W, b, vW, vb, hyper, nesterov, G, par[l], panels[l])
-            delta = delta_prev
-        # first layer: (G)+(U) for batch t, (F) for batch t + 1, (X) for batch t + 2
-        s1, s2 = start + batch_size, start + 2 * batch_size
-        m1 = min(batch_size, n - s1) if s1 < n else 0
-        m2 = min(batch_size, n - s2) if s2 < n else 0
-        W, b, vW, vb = _layer_views(params, velocity, offsets, sizes, 0)
-        _update_forward_first(
-            delta, XB[t % 3, :m * sizes[0]].reshape((m, sizes[0])), m, W, b, vW, vb, hyper,
-            nesterov, G, par[0], panels[0], XB[(t + 1) % 3, :m1 * sizes[0]].reshape((m1, sizes[0])), m1,
-            acts[0], Z_L, _act_view(A_buf, a_off, sizes, 1, m1), L == 1, X, order, s2, scale,
-            XB[(t + 2) % 3, :m2 * sizes[0]].reshape((m2, sizes[0])))
-        t += 1
-    return loss_sum, n_correct
+
+def signature(spec):
+    """The one signature the epoch of ``spec`` is compiled for."""
+    t = numba.types
+    dt, i64 = getattr(t, spec.dtype), t.int64
+    vec = t.Array(dt, 1, "C")
+    ints = t.Array(i64, 1, "C")
+    X = t.Array(getattr(t, spec.x_dtype), 2, "C", readonly=spec.x_read_only)
+    return t.Tuple((t.float64, i64))(vec, vec, ints, ints, ints, i64, t.Array(t.float64, 1, "C"), X,
+                                     t.Array(t.uint8, 1, "C"), ints, i64, t.float64, ints, i64)
+
+
+def compiled(spec):
+    """The decorator of the generated epoch: compiled at once (when its module is
+    imported) for its one signature, cached on disk."""
+    return numba.njit(signature(spec), cache=True, **OPTIONS)
+
+
+def source(spec):
+    """Python source of the epoch for ``spec``: ``_train_epoch`` below, written
+    out for its number of layers."""
+    L = spec.n_layers
+    s0 = "sizes[0]"
+
+    def x_view(slot, rows):
+        return f"XB[{slot}, :{rows} * {s0}].reshape(({rows}, {s0}))"
+
+    def act(buf, l, rows):
+        return f"act_view({buf}, a_off[{l}], sizes[{l}], {rows})"
+
+    keep = lambda l: "yes" if l == L - 1 else "no"  # noqa: E731  (keep Z only at the output)
+    views = [f"    W{l}, b{l}, vW{l}, vb{l} = layer_views(params, velocity, offsets[{l}], sizes[{l}], sizes[{l + 1}])"
+             for l in range(L)]
+    forwards = [f"        forward_{l}({act('A_buf', l, 'm')}, m, W{l}, b{l}, acts[{l}], Z_L, "
+                f"{act('A_buf', l + 1, 'm')}, {keep(l)})" for l in range(1, L)]
+    backwards = []
+    for l in range(L - 1, 0, -1):
+        backwards += [f"        hidden_{l}(d{l + 1}, W{l}, {act('A_buf', l, 'm')}, m, acts[{l - 1}], "
+                      f"{act('D_buf', l, 'm')}, G, panels[{l}])",
+                      f"        d{l} = {act('D_buf', l, 'm')}",
+                      f"        update_{l}(d{l + 1}, {act('A_buf', l, 'm')}, m, W{l}, b{l}, vW{l}, vb{l}, hyper, G, "
+                      f"panels[{l}])"]
+    lines = [
+        f'"""The training epoch for {spec.describe()}.',
+        "",
+        "Generated by fastmlp.backends.numba.epoch from its ``_train_epoch``; Numba caches",
+        'its machine code beside this file.  Deleting the folder only costs a compile."""',
+        "",
+        "import numpy as np",
+        "",
+        "from fastmlp.backends.numba import epoch as _epoch",
+        "from fastmlp.backends.numba.specs import spec_from_json as _spec_from_json",
+        "",
+        f"SPEC = _spec_from_json({spec.to_json()!r})",
+        "globals().update(_epoch.layer_kernels(SPEC))",
+        "",
+        "",
+        "@_epoch.compiled(SPEC)",
+        "def train_epoch(params, velocity, offsets, sizes, acts, cost, hyper, X, y, order, batch_size, scale,",
+        "                panels, n_threads):",
+        "    dt = params.dtype",
+        "    # 0, True and False as values: a literal is a type of its own and would",
+        "    # compile another copy of every kernel it is passed to",
+        "    zero = batch_size - batch_size",
+        "    yes = zero == 0",
+        "    no = zero != 0",
+        f"    a_off = np.zeros({L + 2}, np.int64)",
+        f"    for l in range({L + 1}):",
+        "        a_off[l + 1] = a_off[l] + batch_size * sizes[l]",
+        f"    A_buf = np.zeros(a_off[{L + 1}], dt)",
+        f"    D_buf = np.zeros(a_off[{L + 1}], dt)",
+        f"    XB = np.zeros((3, batch_size * {s0}), dt)",
+        f"    Z_L = np.zeros((batch_size, sizes[{L}]), dt)",
+        "    G = np.zeros((n_threads, 4, sizes.max()), dt)",
+        *views,
+        "    n = order.shape[0]",
+        "    loss_sum = 0.0",
+        "    n_correct = 0",
+        "    m = min(batch_size, n)",
+        f"    gather_input(X, order, zero, m, scale, {x_view(0, 'm')})",
+        "    if n > batch_size:",
+        "        m1 = min(batch_size, n - batch_size)",
+        f"        gather_input(X, order, batch_size, m1, scale, {x_view(1, 'm1')})",
+        f"    forward_0({x_view(0, 'm')}, m, W0, b0, acts[0], Z_L, {act('A_buf', 1, 'm')}, {keep(0)})",
+        "    t = 0",
+        "    for start in range(0, n, batch_size):",
+        "        m = min(batch_size, n - start)",
+        *forwards,
+        f"        d{L} = {act('D_buf', L, 'm')}",
+        f"        loss, correct = output_rows(Z_L, {act('A_buf', L, 'm')}, y, order, start, m, acts[{L - 1}], "
+        f"cost, d{L})",
+        "        loss_sum += loss",
+        "        n_correct += correct",
+        *backwards,
+        "        s1, s2 = start + batch_size, start + 2 * batch_size",
+        "        m1 = min(batch_size, n - s1) if s1 < n else zero",
+        "        m2 = min(batch_size, n - s2) if s2 < n else zero",
+        f"        update_first(d1, {x_view('t % 3', 'm')}, m, W0, b0, vW0, vb0, hyper, G, panels[0],",
+        f"                     {x_view('(t + 1) % 3', 'm1')}, m1, acts[0], Z_L, {act('A_buf', 1, 'm1')}, {keep(0)},",
+        f"                     X, order, s2, scale, {x_view('(t + 2) % 3', 'm2')})",
+        "        t += 1",
+        "    return loss_sum, n_correct",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def compiled_epoch(spec):
+    """The compiled epoch of ``spec``: all mini-batches of one epoch.  For each
+    batch (F) forward through every layer, (C)/(D_L) at the output, then from the
+    last layer back (D_l) with the old weights followed by the fused (G)+(U)
+    update of that layer.  The first layer's update is fused with its forward
+    pass for the *next* batch (``_update_forward_first``), so the first layer's
+    forward for batch t+1 happens at the end of batch t, and the inputs (X) of
+    batch t+2 are gathered in the same parallel region.  Work buffers are
+    allocated once, outside the batch loop; ``source`` writes it out, ``cache``
+    compiles or loads it."""
+    return cache.load(spec, source).train_epoch
 
 
 def train_batches(params, velocity, net, sgd, X, y, order, batch_size):
@@ -121,16 +186,21 @@ def train_batches(params, velocity, net, sgd, X, y, order, batch_size):
     sizes = np.asarray(net.sizes, dtype=np.int64)
     X, scale = _check_input(X, params.dtype)
     y = np.ascontiguousarray(y, dtype=np.uint8)
-    if not y.flags.writeable:  # a read-only y would compile a second _train_epoch
-        y = y.copy()
     order = np.ascontiguousarray(order, dtype=np.int64)
-    hyper = np.array([sgd.lr, sgd.momentum, sgd.l2], dtype=np.float64)
-    batch_size = int(min(batch_size, max(len(order), 1)))
+    if not y.flags.writeable:  # the one compiled signature takes writable y and order
+        y = y.copy()
+    if not order.flags.writeable:
+        order = order.copy()
     if len(order) == 0:
         return 0.0, 0
-    loss_sum, n_correct = _train_epoch(
-        params, velocity, weight_offsets(net.sizes), sizes, _codes(net), COST_CODES[net.cost],
-        hyper, bool(sgd.nesterov), X, y, order, batch_size, scale,
-        _parallel_flags(net.sizes, batch_size), _panel_counts(net.sizes, batch_size, params.dtype),
+    batch_size = int(max(batch_size, 1))
+    # the loop shapes follow the requested batch size, so a short last chunk of
+    # an epoch runs the same compiled code; buffers need no more than n rows
+    spec = epoch_spec(net.sizes, sgd, batch_size, params.dtype, X)
+    precompile.ensure_compiled(spec)
+    hyper = np.array([sgd.lr, sgd.momentum, sgd.l2], dtype=np.float64)
+    loss_sum, n_correct = compiled_epoch(spec)(
+        params, velocity, weight_offsets(net.sizes), sizes, _codes(net), COST_CODES[net.cost], hyper,
+        X, y, order, min(batch_size, len(order)), float(scale), _panel_counts(net.sizes, batch_size, params.dtype),
         numba.config.NUMBA_NUM_THREADS)
     return float(loss_sum), int(n_correct)

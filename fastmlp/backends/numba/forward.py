@@ -9,7 +9,7 @@ Mirror: ``fastmlp.backends.reference.dense_forward`` and ``as_input``.
 from numba import prange
 
 from fastmlp.backends.numba.elementwise import _activate, _softmax_rows
-from fastmlp.backends.numba.jit import parallel, serial
+from fastmlp.backends.numba.jit import kernel
 from fastmlp.functions import LEAKY_SLOPE
 
 
@@ -19,7 +19,7 @@ from fastmlp.functions import LEAKY_SLOPE
 # copies of the last valid row (clamped index), computed and thrown away, so
 # one tile shape serves every layer (one compiled loop, fewer specialisations).
 
-@serial
+@kernel
 def _put(Z, A, i, j0, nj, s0, s1, s2, s3, code, slope, one, keep_z):
     """Store the pre-activations ``s_r`` (bias included) of rows ``j0 + r < j0 + nj``
     for sample ``i``; ``Z`` only when ``keep_z``."""
@@ -40,7 +40,7 @@ def _put(Z, A, i, j0, nj, s0, s1, s2, s3, code, slope, one, keep_z):
         A[i, j0 + 3] = _activate(s3, code, slope, one)
 
 
-@serial
+@kernel
 def _fwd_block(A_prev, m, W, b, code, Z, A, j0, keep_z):
     """(F) for the row block ``j0..j0+3`` and the ``m`` samples of ``A_prev``:
     tiles of 5 samples x 4 rows, 20 sums that fast-math ``reassoc`` turns into
@@ -108,28 +108,23 @@ def _fwd_block(A_prev, m, W, b, code, Z, A, j0, keep_z):
             _put(Z, A, i + 4, j0, nj, s40 + b0, s41 + b1, s42 + b2, s43 + b3, code, slope, one, keep_z)
 
 
-@parallel
-def _forward_layer(A_prev, m, W, b, code, Z, A, keep_z, par):
+@kernel
+def _forward_layer(A_prev, m, W, b, code, Z, A, keep_z):
     """(F) ``Z = A_prev W^T + b``, ``A = f(Z)`` for the first ``m`` rows.
 
     equivalent reference: ``Z = A_prev @ W.T + b; A = f(Z)``.
-    Row blocks of 4 output neurons; ``par`` runs the blocks in parallel (each
+    Row blocks of 4 output neurons, in parallel when specialised so (each
     block owns its columns of Z and A).  Softmax rows are normalised afterwards
     (they need the whole row).
     """
-    n_blocks = (W.shape[0] + 3) // 4
-    if par:
-        for q in prange(n_blocks):
-            _fwd_block(A_prev, m, W, b, code, Z, A, 4 * q, keep_z)
-    else:
-        for q in range(n_blocks):
-            _fwd_block(A_prev, m, W, b, code, Z, A, 4 * q, keep_z)
+    for q in prange((W.shape[0] + 3) // 4):
+        _fwd_block(A_prev, m, W, b, code, Z, A, 4 * q, keep_z)
     _softmax_rows(A, m, code)
 
 
 # --- (X) input rows: gathered, converted and scaled once per mini-batch ----------
 
-@serial
+@kernel
 def _gather_row(X, r, scale, dst):
     """(X) ``dst = X[r] * scale`` in the parameters' dtype (uint8 pixels are
     divided by 255 here, so the training set stays uint8)."""
@@ -140,7 +135,7 @@ def _gather_row(X, r, scale, dst):
         dst[k] = dt(src[k]) * s
 
 
-@serial
+@kernel
 def _gather_input(X, order, start, m, scale, A0):
     """(X) ``A0 = X[order[start:start+m]] * scale``."""
     for i in range(m):

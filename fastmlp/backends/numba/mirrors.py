@@ -2,20 +2,34 @@
 ``output_delta``, ``hidden_delta``, ``gradients``, ``sgd_update``), for the
 equivalence tests and for users who want one step at a time.
 
+Each is a thin call into the kernel the compiled epoch runs for that stage,
+specialised the way the epoch specialises it (``jit.specialise``), so the
+tests of these functions test the epoch's own code.  They are compiled on first
+use in each process (not cached on disk: training never calls them).
+
 Mirror: the functions of the same names in ``fastmlp.backends.reference``.
 """
 
-import numba
 import numpy as np
-from numba import prange
 
-from fastmlp.backends.numba.deltas import _hidden_layer
-from fastmlp.backends.numba.elementwise import _derivative
+from fastmlp.backends.numba.deltas import _hidden_layer, _output_rows
 from fastmlp.backends.numba.forward import _forward_layer
-from fastmlp.backends.numba.jit import QUADRATIC, parallel, serial
+from fastmlp.backends.numba.jit import specialise
 from fastmlp.backends.numba.shapes import PARALLEL_MIN_MACS, _panels, _thread_buffers
-from fastmlp.backends.numba.update import _update_row
-from fastmlp.functions import ACTIVATION_CODES, COST_CODES, LEAKY_SLOPE
+from fastmlp.backends.numba.specs import OPTIMISERS, optimiser_name
+from fastmlp.backends.numba.update import _update_layer, _update_row
+from fastmlp.functions import ACTIVATION_CODES, COST_CODES
+from fastmlp.network import SGD
+
+
+def _parallel(macs):
+    """The epoch's rule for running a layer's loops in parallel (``shapes``)."""
+    return bool(macs >= PARALLEL_MIN_MACS)
+
+
+def _opt_code(sgd):
+    """The ``OPT`` code of an ``SGD``."""
+    return OPTIMISERS[optimiser_name(sgd)]
 
 
 def dense_forward(A_prev, W, b, activation):
@@ -26,31 +40,25 @@ def dense_forward(A_prev, W, b, activation):
     m, n_out = A_prev.shape[0], W.shape[0]
     Z = np.empty((m, n_out), W.dtype)
     A = np.empty((m, n_out), W.dtype)
-    _forward_layer(A_prev, m, W, b, ACTIVATION_CODES[activation], Z, A, True,
-                   bool(m * W.shape[1] * n_out >= PARALLEL_MIN_MACS))
+    forward = specialise(_forward_layer, _parallel(m * W.shape[1] * n_out))
+    forward(A_prev, m, W, b, ACTIVATION_CODES[activation], Z, A, True)
     return Z, A
-
-
-@serial
-def _output_delta(A_L, Y, code, cost, delta):
-    slope = A_L.dtype.type(LEAKY_SLOPE)
-    one = A_L.dtype.type(1.0)
-    for i in range(A_L.shape[0]):
-        for j in range(A_L.shape[1]):
-            diff = A_L[i, j] - Y[i, j]
-            if cost == QUADRATIC:
-                diff *= _derivative(A_L[i, j], code, slope, one)
-            delta[i, j] = diff
 
 
 def output_delta(A_L, Y, activation, cost):
     """(D_L) ``(A_L - Y) * f'(Z_L)`` for the quadratic cost, ``A_L - Y`` for
-    sigmoid + cross-entropy and softmax + log-likelihood.
-    Mirror: ``fastmlp.backends.reference.output_delta``."""
+    sigmoid + cross-entropy and softmax + log-likelihood, for one-hot targets
+    ``Y`` (the epoch takes labels).  Mirror: ``fastmlp.backends.reference.output_delta``."""
     A_L = np.ascontiguousarray(A_L)
-    Y = np.ascontiguousarray(Y, dtype=A_L.dtype)
+    Y = np.asarray(Y)
+    labels = Y.argmax(axis=1)
+    if not np.array_equal(Y, np.eye(A_L.shape[1], dtype=Y.dtype)[labels]):
+        raise ValueError("the numba backend's output_delta takes one-hot targets Y")
+    m = A_L.shape[0]
     delta = np.empty_like(A_L)
-    _output_delta(A_L, Y, ACTIVATION_CODES[activation], COST_CODES[cost], delta)
+    # Z is read only for the cost's value, which this function does not return
+    specialise(_output_rows)(A_L, A_L, labels.astype(np.uint8), np.arange(m, dtype=np.int64), 0, m,
+                             ACTIVATION_CODES[activation], COST_CODES[cost], delta)
     return delta
 
 
@@ -61,68 +69,46 @@ def hidden_delta(delta_next, W_next, A, activation):
     m = A.shape[0]
     delta = np.empty_like(A)
     panels = _panels(A.shape[1], m, A.dtype)
-    _hidden_layer(delta_next, W_next, A, m, ACTIVATION_CODES[activation], delta,
-                  bool(m * W_next.size >= PARALLEL_MIN_MACS), _thread_buffers(A.shape[1], A.dtype),
-                  panels)
+    hidden = specialise(_hidden_layer, _parallel(m * W_next.size), PANELS=panels > 0)
+    hidden(delta_next, W_next, A, m, ACTIVATION_CODES[activation], delta,
+           _thread_buffers(A.shape[1], A.dtype), panels)
     return delta
 
 
-@serial
-def _grad_rows(delta, A_prev, m, j0, nj, G):
-    """``G[r] = sum_i delta[i, j0 + r] A_prev[i]`` for the valid rows of a block
-    (for ``gradients``; training uses the fused ``_grad_update_block``)."""
-    n = A_prev.shape[1]
-    for r in range(nj):
-        g = G[r, :n]
-        for k in range(n):
-            g[k] = delta.dtype.type(0)
-        for i in range(m):
-            e = delta[i, j0 + r]
-            a = A_prev[i]
-            for k in range(n):
-                g[k] += e * a[k]
-
-
-@parallel
-def _gradients(delta, A_prev, dW, db, G):
-    m = delta.shape[0]
-    n_out = dW.shape[0]
-    dt = delta.dtype.type
-    for q in prange((n_out + 3) // 4):
-        j0 = 4 * q
-        nj = min(4, n_out - j0)
-        g = G[numba.get_thread_id()]
-        _grad_rows(delta, A_prev, m, j0, nj, g)
-        for r in range(nj):
-            for k in range(dW.shape[1]):
-                dW[j0 + r, k] = g[r, k] / dt(m)
-            s = dt(0)
-            for i in range(m):
-                s += delta[i, j0 + r]
-            db[j0 + r] = s / dt(m)
+def update_layer(delta, A_prev, W, b, vW, vb, sgd, panels=None):
+    """(G) + (U) fused, as the epoch runs it for every layer but the first: the
+    gradient of ``delta`` and ``A_prev`` applied to ``W``, ``b`` (and the
+    velocities) in place.  ``panels``: how many input-column panels use the
+    panel kernels (default: the epoch's choice, ``shapes._panels``).
+    Equivalent reference: ``gradients`` then ``sgd_update``."""
+    m, n_in = A_prev.shape
+    if panels is None:
+        panels = _panels(n_in, m, W.dtype)
+    update = specialise(_update_layer, _parallel(m * n_in * W.shape[0]), PANELS=panels > 0,
+                        OPT=_opt_code(sgd))
+    update(np.ascontiguousarray(delta), np.ascontiguousarray(A_prev), m, W, b, vW, vb,
+           np.array([sgd.lr, sgd.momentum, sgd.l2], dtype=np.float64), _thread_buffers(n_in, W.dtype), panels)
 
 
 def gradients(delta, A_prev):
-    """(G) ``dW = delta^T A_prev / m``, ``db = mean(delta)``.
+    """(G) ``dW = delta^T A_prev / m``, ``db = mean(delta)``, computed by the
+    epoch's fused update (``update_layer``): plain SGD with rate 1 applied to
+    zero weights leaves exactly ``-dW`` and ``-db`` in them.
     Mirror: ``fastmlp.backends.reference.gradients``."""
     delta, A_prev = np.ascontiguousarray(delta), np.ascontiguousarray(A_prev)
-    dW = np.empty((delta.shape[1], A_prev.shape[1]), delta.dtype)
-    db = np.empty(delta.shape[1], delta.dtype)
-    _gradients(delta, A_prev, dW, db, _thread_buffers(A_prev.shape[1], delta.dtype))
-    return dW, db
-
-
-@serial
-def _sgd_update(W, b, dW, db, vW, vb, lr, mu, nesterov, l2):
-    dt = W.dtype.type
-    lr_, mu_, l2_ = dt(lr), dt(mu), dt(l2)
-    one = dt(1.0)
-    for j in range(W.shape[0]):
-        _update_row(W[j], vW[j], dW[j], one, lr_, mu_, nesterov, l2_)
-    _update_row(b, vb, db, one, lr_, mu_, nesterov, dt(0.0))
+    W = np.zeros((delta.shape[1], A_prev.shape[1]), delta.dtype)
+    b = np.zeros(delta.shape[1], delta.dtype)
+    update_layer(delta, A_prev, W, b, np.zeros_like(W), np.zeros_like(b), SGD(1.0))
+    return -W, -b
 
 
 def sgd_update(W, b, dW, db, vW, vb, sgd):
-    """(U1)-(U4) update one layer in place (L2 on the weights only).
+    """(U1)-(U4) update one layer in place with a given gradient (L2 on the
+    weights only), through the epoch's row update ``_update_row``.
     Mirror: ``fastmlp.backends.reference.sgd_update``."""
-    _sgd_update(W, b, dW, db, vW, vb, sgd.lr, sgd.momentum, bool(sgd.nesterov), sgd.l2)
+    row = specialise(_update_row, OPT=_opt_code(sgd))
+    dt = W.dtype.type
+    lr, mu, l2, one = dt(sgd.lr), dt(sgd.momentum), dt(sgd.l2), dt(1.0)
+    for j in range(W.shape[0]):
+        row(W[j], vW[j], np.ascontiguousarray(dW[j]), one, lr, mu, l2)
+    row(b, vb, np.ascontiguousarray(db), one, lr, mu, dt(0.0))

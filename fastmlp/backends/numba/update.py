@@ -5,28 +5,29 @@ forward pass for the next mini-batch.
 Mirror: ``fastmlp.backends.reference.gradients`` and ``sgd_update``.
 """
 
-import numba
 from numba import carray, prange
 
 from fastmlp.backends.numba.forward import _fwd_block, _gather_row
 from fastmlp.backends.numba.elementwise import _softmax_rows
-from fastmlp.backends.numba.jit import parallel, serial
+from fastmlp.backends.numba.deltas import _thread_rows
+from fastmlp.backends.numba.jit import NESTEROV, OPT, PANELS, SGD_PLAIN, kernel
 from fastmlp.backends.numba.tile import NONNEG, PANEL, TILE_SIZE, tile_buffer, tile_rows
 
 
-@serial
-def _update_row(w, v, g, inv, lr, mu, nesterov, l2):
+@kernel
+def _update_row(w, v, g, inv, lr, mu, l2):
     """(U1-U4) for one row: ``g`` holds the *summed* gradient, ``inv`` = 1/m is
-    applied here (so ``g`` need not be scaled in a separate pass)."""
+    applied here (so ``g`` need not be scaled in a separate pass).  The rule is
+    the compile-time constant ``OPT``."""
     n = w.shape[0]
-    if mu == 0:
+    if OPT == SGD_PLAIN:
         if l2 == 0:
             for k in range(n):
                 w[k] -= lr * (g[k] * inv)
         else:
             for k in range(n):
                 w[k] -= lr * (g[k] * inv + l2 * w[k])
-    elif nesterov:
+    elif OPT == NESTEROV:
         for k in range(n):
             gk = g[k] * inv + l2 * w[k]
             vk = v[k] * mu - lr * gk
@@ -40,25 +41,25 @@ def _update_row(w, v, g, inv, lr, mu, nesterov, l2):
             w[k] += vk
 
 
-@serial
-def _bias_update(delta, m, b, vb, lr, mu, nesterov, j):
+@kernel
+def _bias_update(delta, m, b, vb, lr, mu, j):
     """(G) ``db_j = mean_i delta[i, j]`` and (U) for bias j (no L2 on biases)."""
     s = delta.dtype.type(0)
     for i in range(m):
         s += delta[i, j]
     gb = s / delta.dtype.type(m)
-    if mu == 0:
+    if OPT == SGD_PLAIN:
         b[j] -= lr * gb
     else:
         vk = vb[j] * mu - lr * gb
         vb[j] = vk
-        if nesterov:
+        if OPT == NESTEROV:
             b[j] += mu * vk - lr * gb
         else:
             b[j] += vk
 
 
-@serial
+@kernel
 def _coefs5(delta, i, m, j, zero):
     """``delta[i + s, j]`` for s = 0..4, zero for samples past ``m`` (padding)."""
     return (delta[i, j], delta[i + 1, j] if i + 1 < m else zero,
@@ -66,7 +67,7 @@ def _coefs5(delta, i, m, j, zero):
             delta[i + 4, j] if i + 4 < m else zero)
 
 
-@serial
+@kernel
 def _rows5(A, i, m, klo):
     """Rows ``i..i+4`` of ``A`` from column ``klo``; past ``m`` the last row again
     (its coefficient is 0)."""
@@ -74,7 +75,7 @@ def _rows5(A, i, m, klo):
             A[min(i + 3, m - 1), klo:], A[min(i + 4, m - 1), klo:])
 
 
-@serial
+@kernel
 def _grad_update_panel(delta, A_prev, m, W, vW, j0, nj, k0, inv, lr, mu, l2, c1, c2):
     """(G)+(U) for rows ``j0..j0+nj-1`` (``nj <= tile_rows``: 4 in float32, 2 in
     float64) and columns ``k0:k0+PANEL``.
@@ -101,7 +102,7 @@ def _grad_update_panel(delta, A_prev, m, W, vW, j0, nj, k0, inv, lr, mu, l2, c1,
     for r in range(nj):
         w = W[j0 + r]
         v = vW[j0 + r]
-        if mu == 0:  # (U1)-(U2)
+        if OPT == SGD_PLAIN:  # (U1)-(U2)
             for c in range(PANEL):
                 w[k0 + c] -= lr * (acc[r * PANEL + c] * inv + l2 * w[k0 + c])
         else:  # (U2)-(U4)
@@ -112,8 +113,8 @@ def _grad_update_panel(delta, A_prev, m, W, vW, j0, nj, k0, inv, lr, mu, l2, c1,
                 w[k0 + c] += c1 * u + c2 * g
 
 
-@serial
-def _grad_update_block(delta, A_prev, m, W, b, vW, vb, hyper, nesterov, j0, G, panels):
+@kernel
+def _grad_update_block(delta, A_prev, m, W, b, vW, vb, hyper, j0, G, panels):
     """(G)+(U) for the row block ``j0..j0+3``.
 
     The gradient rows ``g_r = sum_i delta[i, j0 + r] A_prev[i]`` are summed 5
@@ -132,8 +133,8 @@ def _grad_update_block(delta, A_prev, m, W, b, vW, vb, hyper, nesterov, j0, G, p
     lr, mu, l2 = dt(hyper[0]), dt(hyper[1]), dt(hyper[2])
     inv = dt(1.0) / dt(m)
     # (U3) momentum: w += v;  (U4) Nesterov: w += mu v - lr g
-    c1 = mu if nesterov else dt(1.0)
-    c2 = -lr if nesterov else zero
+    c1 = mu if OPT == NESTEROV else dt(1.0)
+    c2 = -lr if OPT == NESTEROV else zero
     nj = min(4, W.shape[0] - j0)
     j1, j2, j3 = j0 + min(1, nj - 1), j0 + min(2, nj - 1), j0 + min(3, nj - 1)
     n = A_prev.shape[1]
@@ -167,7 +168,7 @@ def _grad_update_block(delta, A_prev, m, W, b, vW, vb, hyper, nesterov, j0, G, p
                 g1[k] += e10 * x0 + e11 * x1 + e12 * x2 + e13 * x3 + e14 * x4
                 g2[k] += e20 * x0 + e21 * x1 + e22 * x2 + e23 * x3 + e24 * x4
                 g3[k] += e30 * x0 + e31 * x1 + e32 * x2 + e33 * x3 + e34 * x4
-        elif mu == 0:  # last pass fused with (U1)-(U2): w -= lr (g / m + l2 w)
+        elif OPT == SGD_PLAIN:  # last pass fused with (U1)-(U2): w -= lr (g / m + l2 w)
             for k in range(nk):
                 x0 = a0[k]
                 x1 = a1[k]
@@ -207,13 +208,13 @@ def _grad_update_block(delta, A_prev, m, W, b, vW, vb, hyper, nesterov, j0, G, p
                 w3[k] += c1 * u3 + c2 * q3
     if not fuse:
         for r in range(nj):
-            _update_row(W[j0 + r, klo:], vW[j0 + r, klo:], G[r, klo:n], inv, lr, mu, nesterov, l2)
+            _update_row(W[j0 + r, klo:], vW[j0 + r, klo:], G[r, klo:n], inv, lr, mu, l2)
     for r in range(nj):
-        _bias_update(delta, m, b, vb, lr, mu, nesterov, j0 + r)
+        _bias_update(delta, m, b, vb, lr, mu, j0 + r)
 
 
-@serial
-def _grad_update_columns(delta, A_prev, m, W, vW, hyper, nesterov, k0, j_lo, j_hi):
+@kernel
+def _grad_update_columns(delta, A_prev, m, W, vW, hyper, k0, j_lo, j_hi):
     """(G)+(U) of columns ``k0:k0+PANEL`` for rows ``j_lo:j_hi`` of W,
     ``tile_rows`` rows at a time (``_grad_update_panel``).  Running down the rows
     for one panel keeps that panel of ``A_prev`` (m x PANEL) in L1/L2 while
@@ -222,8 +223,8 @@ def _grad_update_columns(delta, A_prev, m, W, vW, hyper, nesterov, k0, j_lo, j_h
     dt = W.dtype.type
     lr, mu, l2 = dt(hyper[0]), dt(hyper[1]), dt(hyper[2])
     inv = dt(1.0) / dt(m)
-    c1 = mu if nesterov else dt(1.0)
-    c2 = -lr if nesterov else dt(0.0)
+    c1 = mu if OPT == NESTEROV else dt(1.0)
+    c2 = -lr if OPT == NESTEROV else dt(0.0)
     rows = tile_rows(W)
     for j0 in range(j_lo, j_hi, rows):
         _grad_update_panel(delta, A_prev, m, W, vW, j0, min(rows, j_hi - j0), k0, inv, lr, mu, l2, c1, c2)
@@ -234,53 +235,49 @@ def _grad_update_columns(delta, A_prev, m, W, vW, hyper, nesterov, k0, j_lo, j_h
 PANEL_ITEM_ROWS = 64
 
 
-@serial
-def _update_item(delta, A_prev, m, W, b, vW, vb, hyper, nesterov, G, panels, q, n_blocks):
+@kernel
+def _update_item(delta, A_prev, m, W, b, vW, vb, hyper, G, panels, q):
     """Work item ``q`` of a layer's (G)+(U).  Without panels: row block ``q``.
     With panels: column panel ``p`` of the rows of group ``g`` (PANEL_ITEM_ROWS
     rows), plus the leftover columns and the biases of the row blocks of that
     group whose index is ``p`` modulo ``panels`` (so the small work is spread too
-    and every element has exactly one owner)."""
-    if panels == 0:
-        _grad_update_block(delta, A_prev, m, W, b, vW, vb, hyper, nesterov, 4 * q, G, panels)
-    else:
+    and every element has exactly one owner).  The panel code is compiled only
+    for layers with panels (the compile-time constant ``PANELS``)."""
+    if PANELS:
         n_out = W.shape[0]
         n_groups = (n_out + PANEL_ITEM_ROWS - 1) // PANEL_ITEM_ROWS
         p, g = q // n_groups, q % n_groups
         j_lo = g * PANEL_ITEM_ROWS
         j_hi = min(n_out, j_lo + PANEL_ITEM_ROWS)
-        _grad_update_columns(delta, A_prev, m, W, vW, hyper, nesterov, p * PANEL, j_lo, j_hi)
+        _grad_update_columns(delta, A_prev, m, W, vW, hyper, p * PANEL, j_lo, j_hi)
         for jb in range(j_lo // 4, (j_hi + 3) // 4):
             if jb % panels == p:
-                _grad_update_block(delta, A_prev, m, W, b, vW, vb, hyper, nesterov, 4 * jb, G, panels)
+                _grad_update_block(delta, A_prev, m, W, b, vW, vb, hyper, 4 * jb, G, panels)
+    else:
+        _grad_update_block(delta, A_prev, m, W, b, vW, vb, hyper, 4 * q, G, panels)
 
 
-@parallel
-def _update_layer(delta, A_prev, m, W, b, vW, vb, hyper, nesterov, G, par, panels):
+@kernel
+def _update_layer(delta, A_prev, m, W, b, vW, vb, hyper, G, panels):
     """(G) ``dW = delta^T A_prev / m``, ``db = mean(delta)`` and (U) applied tile
     by tile, so no ``dW`` is ever stored (a tile's gradient lives in registers or
     in a small per-thread buffer in L1).
 
     equivalent reference: ``gradients(delta, A_prev)`` then ``sgd_update(...)``.
     The work items (``_update_item``) are row blocks, or (column panel, group of
-    rows) when ``panels > 0``; ``par`` runs them in parallel (each element of W belongs to
-    one item; the buffer is picked by thread id, which does not change the
-    numbers).
+    rows) with panels; they run in parallel when specialised so (each element of
+    W belongs to one item; the buffer is picked by thread id, which does not
+    change the numbers).
     """
-    n_blocks = (W.shape[0] + 3) // 4
-    n_groups = (W.shape[0] + PANEL_ITEM_ROWS - 1) // PANEL_ITEM_ROWS
-    n_items = panels * n_groups if panels > 0 else n_blocks
-    if par:
-        for q in prange(n_items):
-            _update_item(delta, A_prev, m, W, b, vW, vb, hyper, nesterov, G[numba.get_thread_id()],
-                         panels, q, n_blocks)
-    else:
-        for q in range(n_items):
-            _update_item(delta, A_prev, m, W, b, vW, vb, hyper, nesterov, G[0], panels, q, n_blocks)
+    n_items = (W.shape[0] + 3) // 4
+    if PANELS:
+        n_items = panels * ((W.shape[0] + PANEL_ITEM_ROWS - 1) // PANEL_ITEM_ROWS)
+    for q in prange(n_items):
+        _update_item(delta, A_prev, m, W, b, vW, vb, hyper, _thread_rows(G), panels, q)
 
 
-@parallel
-def _update_forward_first(delta, A_prev, m, W, b, vW, vb, hyper, nesterov, G, par, panels,
+@kernel
+def _update_forward_first(delta, A_prev, m, W, b, vW, vb, hyper, G, panels,
                           A_next, m_next, code, Z, A, keep_z, X, order, start2, scale, A_gather):
     """The first layer's (G)+(U) for this batch fused with its (F) for the next
     batch, in one parallel region: a block of 4 rows of W is updated and then,
@@ -289,34 +286,23 @@ def _update_forward_first(delta, A_prev, m, W, b, vW, vb, hyper, nesterov, G, pa
     two and one parallel region per batch instead of two.  The same region also
     gathers the inputs of the batch after next (X) into ``A_gather``: iteration
     ``q`` copies rows ``q, q + n_blocks, ...`` (nothing in this region reads them).
-    With ``panels > 0`` the update runs first as its own region
+    With panels (``PANELS``) the update runs first as its own region
     (``_update_layer``), then the forward and the gather.
 
     equivalent reference: ``sgd_update(W, ...)`` then ``dense_forward(A_next, W, b)``.
     """
     n_blocks = (W.shape[0] + 3) // 4
     m2 = A_gather.shape[0]
-    fused = panels == 0
-    if not fused:  # panels run down all rows, so the forward has to wait
-        _update_layer(delta, A_prev, m, W, b, vW, vb, hyper, nesterov, G, par, panels)
-    if par:
-        for q in prange(n_blocks):
-            if fused:
-                _grad_update_block(delta, A_prev, m, W, b, vW, vb, hyper, nesterov, 4 * q,
-                                   G[numba.get_thread_id()], panels)
-            if m_next > 0:
-                _fwd_block(A_next, m_next, W, b, code, Z, A, 4 * q, keep_z)
-            for i in range(q, m2, n_blocks):
-                _gather_row(X, order[start2 + i], scale, A_gather[i])
-    else:
-        for q in range(n_blocks):
-            if fused:
-                _grad_update_block(delta, A_prev, m, W, b, vW, vb, hyper, nesterov, 4 * q, G[0], panels)
-            if m_next > 0:
-                _fwd_block(A_next, m_next, W, b, code, Z, A, 4 * q, keep_z)
-        for i in range(m2):
+    if PANELS:  # panels run down all rows, so the forward has to wait
+        _update_layer(delta, A_prev, m, W, b, vW, vb, hyper, G, panels)
+    for q in prange(n_blocks):
+        if PANELS:
+            pass  # updated above
+        else:
+            _grad_update_block(delta, A_prev, m, W, b, vW, vb, hyper, 4 * q, _thread_rows(G), panels)
+        if m_next > 0:
+            _fwd_block(A_next, m_next, W, b, code, Z, A, 4 * q, keep_z)
+        for i in range(q, m2, n_blocks):
             _gather_row(X, order[start2 + i], scale, A_gather[i])
     if m_next > 0:
         _softmax_rows(A, m_next, code)
-
-

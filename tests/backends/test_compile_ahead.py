@@ -1,0 +1,114 @@
+"""Compiling ahead (``fastmlp compile``, ``fastmlp.compile_ahead``), what the CLI
+says about a compile, two processes compiling at once, and the Numba cache of
+other libraries left alone.
+
+Each compiling test runs in child processes with a fresh ``NUMBA_CACHE_DIR``
+(fastmlp keeps its compiled configurations under it then), so it measures a
+first run on this machine."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from helpers import REPO
+
+
+def _env(cache_dir, **extra):
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}
+    env.update(NUMBA_CACHE_DIR=str(cache_dir), PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+               **extra)
+    return env
+
+
+def _fastmlp(args, cache_dir):
+    return subprocess.run([sys.executable, "-m", "fastmlp", *args], env=_env(cache_dir), capture_output=True,
+                          text=True, timeout=900)
+
+
+@pytest.mark.slow
+def test_cli_compile_says_what_and_then_finds_it_cached(tmp_path):
+    first = _fastmlp(["compile", "--layers", "784,30,10"], tmp_path)
+    assert first.returncode == 0, first.stderr[-2000:]
+    lines = first.stdout.splitlines()
+    assert lines[0].startswith("compiling the numba kernels for 784-30-10 sigmoid/quadratic float64 "
+                               "(first run on this machine only, about "), lines
+    assert lines[-1].startswith("compiled in ") and "cache" in lines[-1], lines
+    assert "\r" not in first.stdout  # not a terminal: no counting line
+    # the same network trained with other sizes, activations, learning rate: same configuration
+    again = _fastmlp(["compile", "--layers", "784,40,10", "--activation", "tanh", "--lr", "0.5"], tmp_path)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert again.stdout.splitlines() == ["the numba kernels for 784-40-10 tanh/quadratic float64 are already "
+                                         "compiled (in the cache)"]
+    code = ("import numpy as np, fastmlp; from fastmlp.backends.numba import cache; "
+            "m = fastmlp.MLP([784, 30, 10], seed=0); "
+            "assert fastmlp.compile_ahead(m) == 0.0; "
+            "X = np.random.default_rng(0).integers(0, 256, (50, 784), dtype=np.uint8); "
+            "m.fit(X, np.arange(50) % 10, epochs=1, progress=False); "
+            "print(cache.compiled_in_process())")
+    loaded = subprocess.run([sys.executable, "-c", code], env=_env(tmp_path), capture_output=True, text=True,
+                            timeout=900)
+    assert loaded.returncode == 0, loaded.stderr[-2000:]
+    assert loaded.stdout.split() == ["0"], "a later run compiled in-process instead of loading the cache"
+
+
+def test_cli_compile_refuses_the_numpy_backend(tmp_path):
+    result = _fastmlp(["compile", "--backend", "numpy"], tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.startswith("fastmlp compile: error: --backend numpy compiles nothing")
+    assert "Traceback" not in result.stderr
+
+
+TRAIN = r"""
+import sys
+import numpy as np
+from fastmlp.backends import numba as kernels
+from fastmlp.network import Net, SGD, init_params
+
+net = Net((50, 9, 3), ("relu", "softmax"), "nll")
+rng = np.random.default_rng(0)
+X = rng.integers(0, 256, (64, 50), dtype=np.uint8)
+y = rng.integers(0, 3, 64).astype(np.uint8)
+params = init_params(net.sizes, ["he", "xavier"], np.random.default_rng(1), np.dtype("float32"))
+kernels.train_batches(params, np.zeros_like(params), net, SGD(0.1, 0.9), X, y, rng.permutation(64), 8)
+np.save(sys.argv[1], params)
+"""
+
+
+@pytest.mark.slow
+def test_two_processes_compiling_at_once_both_succeed(tmp_path):
+    """Both start with the same empty cache, compile the same configuration and
+    write it at the same time; both finish, with the same weights, and a third
+    process loads what they wrote."""
+    cache_dir = tmp_path / "cache"
+    runs = [subprocess.Popen([sys.executable, "-c", TRAIN, str(tmp_path / f"{i}.npy")], env=_env(cache_dir),
+                             stderr=subprocess.PIPE, text=True) for i in range(2)]
+    for run in runs:
+        _, err = run.communicate(timeout=900)
+        assert run.returncode == 0, err[-2000:]
+    third = subprocess.run([sys.executable, "-c", TRAIN, str(tmp_path / "2.npy")], env=_env(cache_dir),
+                           capture_output=True, text=True, timeout=900)
+    assert third.returncode == 0, third.stderr[-2000:]
+    a, b, c = (np.load(tmp_path / f"{i}.npy") for i in range(3))
+    assert a.tobytes() == b.tobytes() == c.tobytes()
+
+
+@pytest.mark.slow
+def test_other_numba_libraries_cache_where_they_always_do(tmp_path):
+    """After fastmlp is imported and has compiled, a cached function of another
+    library still caches next to its own source (Numba's default)."""
+    lib = tmp_path / "otherlib.py"
+    lib.write_text("import numba\n\n@numba.njit(cache=True)\ndef twice(x):\n    return 2 * x\n")
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); import numpy as np; "
+            "from fastmlp.backends import numba as kernels; from fastmlp.network import Net, n_params; "
+            "net = Net((3, 2), ('sigmoid',), 'quadratic'); "
+            "kernels.predict_proba(np.zeros(n_params(net.sizes)), net, np.zeros((2, 3), np.uint8)); "
+            "import otherlib; assert otherlib.twice(2) == 4")
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}
+    env.update(XDG_CACHE_HOME=str(tmp_path / "xdg"), PYTHONPATH=str(REPO))
+    result = subprocess.run([sys.executable, "-c", code, str(tmp_path)], env=env, capture_output=True, text=True,
+                            timeout=900)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert list((tmp_path / "__pycache__").glob("otherlib.twice-*.nbi"))
+    assert not list((tmp_path / "xdg").rglob("otherlib*"))
