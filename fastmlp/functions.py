@@ -18,7 +18,7 @@ LEAKY_SLOPE = 0.01
 #: Integer codes shared with the Numba kernels (which cannot take strings cheaply).
 ACTIVATION_CODES = {"sigmoid": 0, "tanh": 1, "relu": 2, "leaky_relu": 3, "softmax": 4, "identity": 5}
 COST_CODES = {"quadratic": 0, "cross_entropy": 1, "nll": 2}
-HIDDEN_ACTIVATIONS = ("sigmoid", "tanh", "relu", "leaky_relu")
+HIDDEN_ACTIVATIONS = ("sigmoid", "tanh", "relu", "leaky_relu", "identity")
 INITS = ("normal", "xavier", "he", "glorot_uniform", "glorot_uniform_logistic")
 
 

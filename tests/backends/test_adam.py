@@ -133,3 +133,89 @@ def test_single_logistic_accuracy_is_thresholded():
     y = np.array([1, 0, 0], np.uint8)  # the last is wrong
     _, n_correct = reference.train_batches(params, np.zeros(6), net, Adam(1e-9), X, y, np.arange(3), 3)
     assert n_correct == 2
+
+
+# --- the Numba backend's compiled epoch against the reference ----------------------
+
+def _data(sizes, n, dtype, uint8, seed):
+    rng = np.random.default_rng(seed)
+    if uint8:
+        X = rng.integers(0, 256, (n, sizes[0])).astype(np.uint8)
+    else:
+        X = rng.random((n, sizes[0])).astype(dtype)
+    y = rng.integers(0, max(sizes[-1], 2), n).astype(np.uint8)
+    return X, y, rng.permutation(n).astype(np.int64)
+
+
+def _assert_close(actual, expected, dtype):
+    """The project's equivalence tolerances (fastmlp.config): float64 within
+    1e-10 absolute, float32 within 1e-4 relative (and 1e-6 absolute near 0)."""
+    from fastmlp import config
+
+    if np.dtype(dtype) == np.float64:
+        npt.assert_allclose(actual, expected, rtol=0, atol=config.TEST_ATOL_FLOAT64)
+    else:
+        npt.assert_allclose(actual, expected, rtol=config.TEST_RTOL_FLOAT32, atol=1e-6)
+
+
+def check_adam_epochs(net, dtype, n, batch_size, uint8=False, epochs=2, l2=1e-3):
+    """Both backends train ``epochs`` epochs with Adam from the same start (the
+    second call continues the step count, as MLP.train_epoch does); parameters,
+    both moments, loss and accuracy must agree, then the predictions."""
+    from fastmlp.backends import numba as kernels
+
+    X, y, order = _data(net.sizes, n, dtype, uint8, 1)
+    start = make_params(net.sizes, seed=2, dtype=dtype)
+    ref_p, comp_p = start.copy(), start.copy()
+    ref_s, comp_s = np.zeros(2 * len(start), dtype), np.zeros(2 * len(start), dtype)
+    steps = 0
+    for _ in range(epochs):
+        adam = Adam(0.01, 0.9, 0.999, 1e-8, l2, steps)
+        ref_loss, ref_correct = reference.train_batches(ref_p, ref_s, net, adam, X, y, order, batch_size)
+        comp_loss, comp_correct = kernels.train_batches(comp_p, comp_s, net, adam, X, y, order, batch_size)
+        steps += -(-n // batch_size)
+        _assert_close(comp_p, ref_p, dtype)
+        _assert_close(comp_s, ref_s, dtype)
+        rtol = 1e-12 if np.dtype(dtype) == np.float64 else 1e-4
+        assert comp_loss == pytest.approx(ref_loss, rel=rtol, abs=1e-10)
+        assert comp_correct == ref_correct
+    _assert_close(kernels.predict_proba(comp_p, net, X), reference.predict_proba(ref_p, net, X), dtype)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("batch_size", [1, 5, 16, 40])
+def test_numba_adam_epoch_small(dtype, batch_size):
+    """Row-block kernels (no panels, serial loops): batch sizes that divide the
+    40 samples and ones that leave a short last batch."""
+    check_adam_epochs(Net((9, 7, 3), ("tanh", "softmax"), "nll"), dtype, 40, batch_size)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("net", [Net((9, 7, 1), ("relu", "sigmoid"), "cross_entropy"),
+                                 Net((9, 7, 1), ("identity", "sigmoid"), "quadratic"),
+                                 Net((9, 7, 3), ("identity", "softmax"), "nll")],
+                         ids=["logistic output", "identity, quadratic", "identity, softmax"])
+def test_numba_single_logistic_output_and_identity(dtype, net):
+    check_adam_epochs(net, dtype, 40, 6)
+    # and with SGD (momentum): the output delta and the identity derivative are
+    # shared by both optimisers
+    from fastmlp.backends import numba as kernels
+    from fastmlp.network import SGD
+
+    X, y, order = _data(net.sizes, 40, dtype, False, 3)
+    ref_p = make_params(net.sizes, seed=4, dtype=dtype)
+    comp_p = ref_p.copy()
+    ref_v, comp_v = np.zeros_like(ref_p), np.zeros_like(ref_p)
+    sgd = SGD(0.05, 0.9, True, 1e-3)
+    ref = reference.train_batches(ref_p, ref_v, net, sgd, X, y, order, 6)
+    comp = kernels.train_batches(comp_p, comp_v, net, sgd, X, y, order, 6)
+    _assert_close(comp_p, ref_p, dtype)
+    assert comp[1] == ref[1]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dtype, batch_size", [("float32", 64), ("float64", 128)])
+def test_numba_adam_epoch_wide(dtype, batch_size):
+    """Layers wide enough for the parallel loops and the outer-product panels
+    (float32 from batch 16, float64 from 128), uint8 pixels as MNIST's."""
+    check_adam_epochs(Net((784, 96, 10), ("relu", "softmax"), "nll"), dtype, 300, batch_size, uint8=True)

@@ -53,3 +53,8 @@ from fastmlp.backends.numba.runtime import (after_first_call, call_guard, check_
 __all__ = ["PREDICT_CHUNK", "after_first_call", "call_guard", "check_network", "compile_ahead", "compile_specs",
            "dense_forward", "estimate_seconds", "gradients", "hidden_delta", "missing", "output_delta",
            "predict_proba", "prepare", "sgd_update", "specs_for", "threads", "train_batches"]
+
+
+#: What this backend implements (``MLP`` refuses what a backend lacks).
+SUPPORTS = ("sgd", "adam", "identity", "sigmoid", "tanh", "relu", "leaky_relu", "softmax",
+            "single_logistic_output")

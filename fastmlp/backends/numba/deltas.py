@@ -11,7 +11,7 @@ import numba
 from numba import carray, prange
 
 from fastmlp.backends.numba.elementwise import _derivative
-from fastmlp.backends.numba.jit import CROSS_ENTROPY, NLL, PANELS, QUADRATIC, kernel
+from fastmlp.backends.numba.jit import CROSS_ENTROPY, NLL, PANELS, QUADRATIC, SIGMOID, kernel
 from fastmlp.backends.numba.tile import NONNEG, PANEL, TILE_SIZE, tile_buffer, tile_rows
 from fastmlp.functions import LEAKY_SLOPE
 
@@ -19,19 +19,24 @@ from fastmlp.functions import LEAKY_SLOPE
 @kernel
 def _output_rows(Z, A, y, order, start, m, code, cost, delta):
     """(D_L) the output delta of ``m`` samples, and (C1-C3) the summed cost and
-    the number of correct argmax predictions (measured before the update)."""
+    the number of correct argmax predictions (measured before the update).
+    (Y') a single sigmoid output unit is a two-class network: its target is the
+    label itself and its prediction ``a > 0.5``."""
     slope = A.dtype.type(LEAKY_SLOPE)
     one = A.dtype.type(1.0)
     zero = A.dtype.type(0.0)
     n = A.shape[1]
     loss = 0.0
     correct = 0
+    logistic = n == 1 and code == SIGMOID
     for i in range(m):
         label = y[order[start + i]]
         best = 0
         for j in range(1, n):
             if A[i, j] > A[i, best]:
                 best = j
+        if logistic:
+            best = 1 if A[i, 0] > 0.5 else 0
         if best == label:
             correct += 1
         if cost == NLL:  # logsumexp(z) - z_label, maximum subtracted (C3)
@@ -46,6 +51,8 @@ def _output_rows(Z, A, y, order, start, m, code, cost, delta):
         for j in range(n):
             a = A[i, j]
             t = one if j == label else zero
+            if logistic:
+                t = one if label == 1 else zero
             if cost == QUADRATIC:  # (C1) and (D_L) BP1
                 loss += 0.5 * (a - t) * (a - t)
                 delta[i, j] = (a - t) * _derivative(a, code, slope, one)

@@ -6,7 +6,7 @@ Mirror: ``fastmlp.functions`` (the NumPy versions the reference uses).
 
 import math
 
-from fastmlp.backends.numba.jit import LEAKY_RELU, RELU, SIGMOID, SOFTMAX, TANH, kernel
+from fastmlp.backends.numba.jit import IDENTITY, LEAKY_RELU, RELU, SIGMOID, SOFTMAX, TANH, kernel
 
 
 @kernel
@@ -25,12 +25,14 @@ def _activate(z, code, slope, one):
         return z if z > 0 else one - one
     if code == LEAKY_RELU:
         return z if z > 0 else z * slope
-    return z  # softmax: the caller normalises the row
+    return z  # identity (A6); softmax: the caller normalises the row
 
 
 @kernel
 def _derivative(a, code, slope, one):
-    """(A1'-A4') ``f'(z)`` from ``a = f(z)``."""
+    """(A1'-A4', A6') ``f'(z)`` from ``a = f(z)``."""
+    if code == IDENTITY:
+        return one
     if code == SIGMOID:
         return a * (one - a)
     if code == TANH:

@@ -21,7 +21,7 @@ from fastmlp.backends.numba.shapes import _check_input, _codes, _panel_counts
 from fastmlp.backends.numba.specs import OPTIMISERS, epoch_spec
 from fastmlp.backends.numba.update import _update_forward_first, _update_layer
 from fastmlp.functions import COST_CODES
-from fastmlp.network import weight_offsets
+from fastmlp.network import Adam, weight_offsets
 
 
 @kernel
@@ -76,6 +76,10 @@ def compiled(spec):
 def source(spec):
     """Python source of the epoch for ``spec``: ``_train_epoch`` below, written
     out for its number of layers."""
+    if spec.optimiser == "adam":  # its own epoch (Adam needs whole gradients first)
+        from fastmlp.backends.numba import adam
+
+        return adam.source(spec)
     L = spec.n_layers
     s0 = "sizes[0]"
 
@@ -180,7 +184,7 @@ def train_batches(params, velocity, net, sgd, X, y, order, batch_size):
     ``velocity`` in place; returns ``(loss_sum, n_correct)`` measured on each batch
     before its update.  All batches run inside one compiled call.
 
-    Implements (X), (F), (C), (D_L), (D_l), (G), (U1)-(U4) of docs/math.md.
+    Implements (X), (F), (C), (D_L), (D_l), (G), (U1)-(U4), (U6) of docs/math.md.
     Mirror: ``fastmlp.backends.reference.train_batches``.
     """
     sizes = np.asarray(net.sizes, dtype=np.int64)
@@ -198,7 +202,10 @@ def train_batches(params, velocity, net, sgd, X, y, order, batch_size):
     # an epoch runs the same compiled code; buffers need no more than n rows
     spec = epoch_spec(net.sizes, sgd, batch_size, params.dtype, X)
     precompile.ensure_compiled(spec)
-    hyper = np.array([sgd.lr, sgd.momentum, sgd.l2], dtype=np.float64)
+    if isinstance(sgd, Adam):  # (U6), see fastmlp.backends.numba.adam
+        hyper = np.array([sgd.lr, sgd.beta_1, sgd.beta_2, sgd.epsilon, sgd.l2, sgd.t], dtype=np.float64)
+    else:
+        hyper = np.array([sgd.lr, sgd.momentum, sgd.l2], dtype=np.float64)
     loss_sum, n_correct = compiled_epoch(spec)(
         params, velocity, weight_offsets(net.sizes), sizes, _codes(net), COST_CODES[net.cost], hyper,
         X, y, order, min(batch_size, len(order)), float(scale), _panel_counts(net.sizes, batch_size, params.dtype),

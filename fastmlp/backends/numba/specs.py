@@ -22,6 +22,7 @@ import numpy as np
 
 from fastmlp.backends.numba.jit import MOMENTUM, NESTEROV, SGD_PLAIN
 from fastmlp.backends.numba.shapes import _panel_counts, _parallel_flags
+from fastmlp.network import Adam
 
 #: ``OPT`` codes by name, for the descriptions and the generated files.
 OPTIMISERS = {"sgd": SGD_PLAIN, "momentum": MOMENTUM, "nesterov": NESTEROV}
@@ -29,7 +30,10 @@ OPTIMISERS = {"sgd": SGD_PLAIN, "momentum": MOMENTUM, "nesterov": NESTEROV}
 
 def optimiser_name(optimizer):
     """The update rule of an ``SGD`` (a compile-time choice): plain SGD when
-    there is no momentum (Nesterov with zero momentum is plain SGD too)."""
+    there is no momentum (Nesterov with zero momentum is plain SGD too), or
+    Adam (``network.Adam``, its own epoch: ``adam``)."""
+    if isinstance(optimizer, Adam):
+        return "adam"
     if not optimizer.momentum:
         return "sgd"
     return "nesterov" if optimizer.nesterov else "momentum"
