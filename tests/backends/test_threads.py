@@ -82,6 +82,7 @@ print("OK")
 """
 
 
+@pytest.mark.slow  # a fresh NUMBA_CACHE_DIR: the child compiles every kernel it runs (20-40 s per signature)
 def test_concurrent_predictions_on_the_workqueue_layer_do_not_abort(tmp_path):
     import os
 

@@ -257,8 +257,12 @@ def test_train_evaluate_predict_on_real_mnist(mnist_dir, tmp_path, capsys):
     """The whole path on the real files: train briefly, evaluate, predict the
     gzip IDX test images; predictions agree with evaluate's accuracy."""
     path = tmp_path / "model.npz"
+    # Cross-entropy at rate 1: with the quadratic cost at rate 10 (the defaults),
+    # 2000 images are too few for the N(0, 1) start, and one run lands anywhere
+    # from 26 % to 56 % depending on the seed.
     assert main(["train", "--data-dir", str(mnist_dir), "--no-download", "--backend", "numpy", "--quiet",
-                 "--limit", "2000", "--epochs", "1", "--save", str(path)]) == 0
+                 "--limit", "2000", "--epochs", "1", "--cost", "cross_entropy", "--lr", "1",
+                 "--save", str(path)]) == 0
     capsys.readouterr()
     assert main(["evaluate", str(path), "--data-dir", str(mnist_dir), "--no-download"]) == 0
     out = capsys.readouterr().out
@@ -271,4 +275,12 @@ def test_train_evaluate_predict_on_real_mnist(mnist_dir, tmp_path, capsys):
 
     y_test = load_mnist(mnist_dir, download=False).y_test
     assert len(predicted) == 10000 and int((predicted == y_test).sum()) == n_correct
-    assert n_correct > 3000  # well above chance (1000) after one short epoch
+    assert n_correct > REAL_MNIST_MIN_CORRECT
+
+
+#: The training above scored 66.9-76.7 % (mean 72.8 %, standard deviation 3.1
+#: points) over seeds 0-9 on an AMD EPYC Zen 4, the same with OpenBLAS's
+#: SkylakeX (AVX-512) and Haswell (AVX2) kernels (OPENBLAS_CORETYPE), 2026-12-01.
+#: 50 % is 17 points below the lowest seed and five times chance (1135 of the
+#: 10,000 test images are the most frequent digit).
+REAL_MNIST_MIN_CORRECT = 5000

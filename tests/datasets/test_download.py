@@ -48,12 +48,13 @@ class Server:
     """A ThreadingHTTPServer serving ``files`` (URL path -> bytes); records every GET."""
 
     def __init__(self, files, delay=0.0):
-        self.files, self.delay, self.log = dict(files), delay, []
+        self.files, self.delay, self.log, self.times = dict(files), delay, [], []
         server = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self):
                 server.log.append(self.path)
+                server.times.append(time.time())
                 time.sleep(server.delay)
                 body = server.files.get(self.path)
                 if body is None:
@@ -288,9 +289,10 @@ def test_interrupt_removes_temporary_file(server, cache, monkeypatch):
 
 
 CHILD = """
-import json, sys
+import json, sys, time
 from fastmlp.datasets import mnist as data
 data.SHA256["mnist"].update(json.loads(sys.argv[1]))
+print(time.time(), flush=True)  # when this process asks for the files
 data.download("mnist", sys.argv[2], mirrors=[sys.argv[3]], progress=False)
 data.load_mnist(sys.argv[2], download=False)
 """
@@ -311,6 +313,10 @@ def test_two_processes_download_once(tmp_path):
         srv.close()
     for p, (out, err) in zip(procs, results):
         assert p.returncode == 0, err.decode()
+    # Both processes asked while the files were still being served (else the
+    # second one would simply have found a finished cache, lock or no lock).
+    asked = [float(out.split()[0]) for out, _ in results]
+    assert max(asked) < srv.times[-1] + srv.delay, (asked, srv.times)
     assert visible_files(dest) == expected_names()
     assert sorted(srv.log) == sorted(f"/good/{name}.gz" for name in data.IDX_FILES)  # each file fetched once
     for name in data.IDX_FILES:
