@@ -169,10 +169,10 @@ def compile_time(dtype="float64", sizes=(784, 30, 10), batch=10):
 
 
 def _compile_times(rows):
-    """``compile_time`` once per set of rows that compile the same kernels:
-    Numba specialises on argument types, and sizes and batch sizes are run-time
-    values, so the key is the configurations the backend compiles for the row
-    (``fastmlp.backends.numba.specs_for``)."""
+    """``compile_time`` once per set of rows that compile the same code: the
+    key is the configurations the backend compiles for the row
+    (``fastmlp.backends.numba.specs_for``: layer count, loop shapes, dtypes),
+    so rows that share them share one measurement."""
     from fastmlp.backends.numba import specs_for
     from fastmlp.network import Net
 

@@ -138,3 +138,46 @@ def test_vector_width_table_matches_numba_code():
     names = sorted(isa.AVX2_CPUS | isa.AVX512_CPUS | {"x86-64", "nehalem"})
     for start in range(0, len(names), 4):
         _check_probes([{"NUMBA_CPU_NAME": n, "NUMBA_CPU_FEATURES": ""} for n in names[start:start + 4]])
+
+
+# --- both forward tiles compute the reference's (F), whichever this host uses --------
+
+@pytest.mark.parametrize("variant", ["_fwd_block_5x4", "_fwd_block_pairs"])
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_forward_tiles_match_reference(variant, dtype):
+    """Each row-block kernel, over every block of a layer whose width leaves
+    blocks of 1-3 rows at the end (n_out 9, 10, 11) and batches that leave
+    partial 5-sample tiles (m 7, 13), against ``reference.dense_forward``:
+    float64 within 1e-10 absolute, float32 within 1e-4 relative to the
+    largest |Z| (the team's equivalence bounds)."""
+    import numpy as np
+
+    from fastmlp.backends import reference
+    from fastmlp.backends.numba import forward, jit
+    from fastmlp.functions import ACTIVATION_CODES
+
+    kernel = jit.specialise(getattr(forward, variant), False)
+    rng = np.random.default_rng(0)
+    for n_out in (9, 10, 11):
+        for m in (7, 13):
+            A_prev = rng.random((m, 37)).astype(dtype)
+            W = rng.standard_normal((n_out, 37)).astype(dtype)
+            b = rng.standard_normal(n_out).astype(dtype)
+            Z, A = np.full((m, n_out), np.nan, dtype), np.full((m, n_out), np.nan, dtype)
+            for j0 in range(0, n_out, 4):
+                kernel(A_prev, m, W, b, ACTIVATION_CODES["sigmoid"], Z, A, j0, True)
+            Z_ref, A_ref = reference.dense_forward(A_prev, W, b, "sigmoid")
+            if dtype == "float64":
+                np.testing.assert_allclose(Z, Z_ref, rtol=0, atol=1e-10)
+                np.testing.assert_allclose(A, A_ref, rtol=0, atol=1e-10)
+            else:
+                np.testing.assert_allclose(Z, Z_ref, rtol=0, atol=1e-4 * np.abs(Z_ref).max())
+                np.testing.assert_allclose(A, A_ref, rtol=0, atol=1e-4)
+
+
+def test_forward_tile_follows_the_registers():
+    from fastmlp.backends.numba import forward
+
+    assert forward.FWD_TILE_ROWS == (4 if isa.HOST.registers >= 32 else 2)
+    assert forward._fwd_block is (forward._fwd_block_5x4 if forward.FWD_TILE_ROWS == 4
+                                  else forward._fwd_block_pairs)

@@ -76,15 +76,28 @@ def test_bench_markdown(small, capsys):
 
 
 def test_compile_time_once_per_specialisation(monkeypatch):
-    """Rows that compile the same kernels (same dtype and input type) share one
-    measurement; each dtype gets its own, from the first row of that dtype."""
+    """Rows that compile the same configurations (``specs_for``) share one
+    measurement, taken with the first such row's network and batch; rows that
+    differ get their own."""
+    from fastmlp.backends.numba import specs_for
+
     calls = []
     monkeypatch.setattr(bench, "compile_time",
                         lambda dtype, sizes, batch: calls.append((dtype, sizes, batch)) or {"first_run": len(calls)})
-    got = bench._compile_times(bench.BENCH_ROWS)
-    assert calls == [("float64", (784, 30, 10), 10), ("float32", (784, 30, 10), 10)]
-    assert {row: t["first_run"] for row, t in got.items()} == {
-        row: 1 if row[2] == "float64" else 2 for row in bench.BENCH_ROWS}
+    rows = bench.BENCH_ROWS + [((784, 40, 10), 10, "float32"), ((784, 30, 10), 20, "float64")]
+    got = bench._compile_times(rows)
+
+    def key(row):
+        sizes, batch, dtype = row
+        return tuple(specs_for(bench._net(sizes), dtype, ("uint8",), batch_size=batch))
+
+    first = {}
+    for row in rows:
+        first.setdefault(key(row), row)
+    assert calls == [(d, s, b) for s, b, d in first.values()]
+    assert len(calls) < len(rows)  # 784-40-10 f32 compiles what 784-30-10 f32 does
+    for row in rows:
+        assert got[row]["first_run"] == list(first).index(key(row)) + 1
 
 
 @pytest.mark.slow
