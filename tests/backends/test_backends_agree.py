@@ -8,6 +8,7 @@ early stopping, momentum, L2) reach both backends the same way.
 
 import numpy as np
 import numpy.testing as npt
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -65,25 +66,31 @@ def rounding_sensitivity(model_args, fit_args, seed, X, y):
     one side or the other, and which nudge finds such an input is luck (found by
     hypothesis in CI: 14-9-6-11-3 tanh/relu float32, seed 11783; numba moved
     0.14 from the reference, the reference itself 0.00075 nudged up, 0.17
-    nudged down; with tanh instead of ReLU both stay below 6e-5)."""
+    nudged down; with tanh instead of ReLU both stay below 6e-5).
+
+    Returns ``(move, epochs)``: the largest move among the nudged runs that
+    trained as many epochs as the un-nudged one (``inf`` if none did), and the
+    set of epoch counts the four runs reached (early stopping may stop a nudged
+    run at another epoch)."""
     b = MLP(backend="numpy", seed=seed, **model_args).fit(X, y, **fit_args)
     signs = np.random.default_rng(seed).random(b.params_.shape) < 0.5
-    moves = []
+    moves, epochs = [], {len(b.history_)}
     for nudge in (lambda p: np.nextafter(p, np.inf), lambda p: np.nextafter(p, -np.inf),
                   lambda p: np.where(signs, np.nextafter(p, np.inf), np.nextafter(p, -np.inf))):
         a = MLP(backend="numpy", seed=seed, **model_args).initialize()
         a.params_[...] = nudge(a.params_)
         a.warm_start = True
         a.fit(X, y, **fit_args)
-        if len(a.history_) != len(b.history_):
-            return np.inf
-        moves.append(float(np.abs(a.params_ - b.params_).max()))
-    return max(moves)
+        epochs.add(len(a.history_))
+        if len(a.history_) == len(b.history_):
+            moves.append(float(np.abs(a.params_ - b.params_).max()))
+    return (max(moves) if moves else np.inf), epochs
 
 
 # derandomize: the same 40 combinations in every run, so CI does not pass or fail
 # by the luck of the draw on chaotic trajectories; change the examples on purpose
 # (e.g. max_examples) to explore further.
+@pytest.mark.slow  # 40 pairs of trainings: 35 s on a shared 2-core AMD EPYC Zen 4, 2026-12-01
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True)
 @given(configurations(), st.integers(0, 2**16))
 def test_numba_model_equals_reference_model(configuration, seed):
@@ -97,11 +104,17 @@ def test_numba_model_equals_reference_model(configuration, seed):
     else:
         tolerance = TEST_RTOL_FLOAT32 * max(1.0, float(np.abs(ref.params_).max()))
     if difference > tolerance or len(ref.history_) != len(fast.history_):
-        # Allowed only where the reference itself is that sensitive to rounding.
-        sensitivity = rounding_sensitivity(model_args, fit_args, seed, X, y)
-        assert difference <= max(tolerance, 100 * sensitivity), (
-            f"numba differs from the reference by {difference:.3g}; tolerance {tolerance:.3g}, "
-            f"the reference's own sensitivity to 1-ulp changes {sensitivity:.3g}")
+        # Allowed only where the reference itself is that sensitive to rounding
+        # (on an AMD EPYC Zen 4, 2026-12-01: 2 of the 40 examples with AVX-512
+        # code, 1 with AVX2 code, all with a finite sensitivity).
+        sensitivity, epochs = rounding_sensitivity(model_args, fit_args, seed, X, y)
+        assert len(fast.history_) in epochs, (
+            f"numba stopped after {len(fast.history_)} epochs; the reference, nudged by 1 ulp or not, "
+            f"after {sorted(epochs)}")
+        if len(fast.history_) == len(ref.history_):
+            assert difference <= max(tolerance, 100 * sensitivity), (
+                f"numba differs from the reference by {difference:.3g}; tolerance {tolerance:.3g}, "
+                f"the reference's own sensitivity to 1-ulp changes {sensitivity:.3g}")
         return
     for r, f in zip(ref.history_, fast.history_):
         assert abs(f["loss"] - r["loss"]) <= 1e-4 * max(1, abs(r["loss"]))
@@ -110,7 +123,7 @@ def test_numba_model_equals_reference_model(configuration, seed):
 def test_one_update_agrees_to_rounding_in_a_sensitive_trajectory():
     # The trajectory that motivated rounding_sensitivity: 2-3-9-2-5 tanh with
     # N(0, 1) weights.  Started from the same state, every single mini-batch
-    # update of numba equals the reference's to within 2 ulp of the weights.
+    # update of numba equals the reference's to within 4 ulp of the largest weight.
     from fastmlp.backends import numba as kernels
     from fastmlp.backends import reference
     from fastmlp.network import SGD, Net, init_params
