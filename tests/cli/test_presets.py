@@ -38,12 +38,15 @@ def test_original_defaults_are_the_original_network():
 
 
 #: The bound for one epoch of the fast preset.  Measured 2026-12-01 over seeds
-#: 0-9 on an AMD EPYC Zen 4 (AVX-512 code and, with NUMBA_CPU_NAME=haswell, AVX2
-#: code): 95.87-96.68 %, mean 96.28 %, standard deviation 0.26 points; seed 0
-#: gave 95.97 % on a Zen 3 (AVX2).  The last bits of every result depend on the
-#: CPU's vector width (fast-math reassociation), so a seed's accuracy moves by
-#: tenths of a point between CPUs; 95 % is about 5 standard deviations below the
-#: mean, and still far above what a broken backward pass reaches in one epoch.
+#: 0-9 on an AMD EPYC Zen 4: AVX-512 code 95.87-96.68 %, mean 96.28 %, standard
+#: deviation 0.26 points; AVX2 code (NUMBA_CPU_NAME=haswell together with
+#: NUMBA_CPU_FEATURES="": the name alone keeps the host's AVX-512 features)
+#: 95.87-96.68 %, mean 96.25 %, standard deviation 0.26 points, and seed 0 gave
+#: 95.97 % there, as it did on a Zen 3 (AVX2) against 96.25 % with AVX-512 code.
+#: The last bits of every result depend on the CPU's vector width (fast-math
+#: reassociation), so a seed's accuracy moves by tenths of a point between CPUs;
+#: 95 % is about 5 standard deviations below the mean, and still far above what
+#: a broken backward pass reaches in one epoch.
 FAST_PRESET_MIN_ACCURACY = 95.0
 
 
