@@ -85,9 +85,10 @@ def _runner(args, settings):
     cores = available_threads()
     jobs = min(args.jobs or cores, len(settings))
     threads = max(1, cores // jobs)
-    asked = [s["threads"] for s in settings if s["threads"]]
+    asked = sorted({s["threads"] for s in settings if s["threads"]})
     # A worker's Numba pool must hold the --threads a trial asks for.
-    return LocalRunner(jobs, max([threads, *asked]))
+    shown = f"threads as --threads says ({','.join(map(str, asked))})" if asked else None
+    return LocalRunner(jobs, max([threads, *asked]), shown)
 
 
 def _check_with_the_data(runner, settings, combos):

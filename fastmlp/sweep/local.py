@@ -36,9 +36,12 @@ def _init_worker(threads):
 class LocalRunner:
     """Trials in ``jobs`` processes of this machine, ``threads`` threads each."""
 
-    def __init__(self, jobs, threads):
+    def __init__(self, jobs, threads, trial_threads=None):
+        """``trial_threads``: what the trials' own ``--threads`` ask for (a
+        text for the description), when they do."""
         self.jobs, self.threads = jobs, threads
-        self.where = f"{jobs} at a time on this machine, {threads} thread{'s' if threads > 1 else ''} each"
+        each = trial_threads or f"{threads} thread{'s' if threads > 1 else ''} each"
+        self.where = f"{jobs} at a time on this machine, {each}"
         self._pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
                                          initializer=_init_worker, initargs=(threads,))
 
