@@ -488,6 +488,15 @@ class MLP:
         """Write the model to ``path`` (an ``.npz``); ``fastmlp.load`` reads it back."""
         return modelfile.save(self, path)
 
+    def __setstate__(self, state):
+        """Unpickled weights may be read-only (joblib memory-maps arrays); training
+        updates them in place and the compiled kernels take writable buffers."""
+        for key in ("params_", "velocity_"):
+            value = state.get(key)
+            if isinstance(value, np.ndarray) and not value.flags.writeable:
+                state[key] = np.array(value)
+        self.__dict__.update(state)
+
     def __repr__(self):
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items() if v is not None)
         return f"MLP({args})"
