@@ -197,8 +197,10 @@ class MLP:
         """Size the optimiser state for ``optimizer`` (momentum velocities for SGD,
         both moments for Adam); a change of optimiser starts from zero state."""
         size = optimizer_state_size(optimizer, len(self.params_))
-        if self.velocity_.shape != (size,) or not hasattr(self, "adam_steps_"):
+        if self.velocity_.shape != (size,):
             self.velocity_ = np.zeros(size, dtype=self.dtype_)
+            self.adam_steps_ = 0
+        elif not hasattr(self, "adam_steps_"):  # a loaded model keeps its saved velocities
             self.adam_steps_ = 0
 
     @property
