@@ -74,7 +74,7 @@ def timed_fit(make, X, y, X_test, y_test):
     return seconds, model.score(X_test, y_test)
 
 
-def run(name, repeats, backend):
+def run(name, repeats, backend, n_threads=None):
     from sklearn.neural_network import MLPClassifier as SkMLP
 
     from fastmlp import MLPClassifier
@@ -83,13 +83,13 @@ def run(name, repeats, backend):
     X, y, X_test, y_test = load()
     rows = []
     for settings in settings_list:
-        first, _ = timed_fit(lambda: MLPClassifier(backend=backend, random_state=100, **settings),
+        first, _ = timed_fit(lambda: MLPClassifier(backend=backend, n_threads=n_threads, random_state=100, **settings),
                              X, y, X_test, y_test)
         times = {"scikit-learn": [], "fastmlp": []}
         accs = {"scikit-learn": [], "fastmlp": []}
         for seed in range(repeats):
             for who, make in (("scikit-learn", lambda: SkMLP(random_state=seed, **settings)),
-                              ("fastmlp", lambda: MLPClassifier(backend=backend, random_state=seed, **settings))):
+                              ("fastmlp", lambda: MLPClassifier(backend=backend, n_threads=n_threads, random_state=seed, **settings))):
                 seconds, acc = timed_fit(make, X, y, X_test, y_test)
                 times[who].append(seconds)
                 accs[who].append(acc)
@@ -99,8 +99,8 @@ def run(name, repeats, backend):
     return rows
 
 
-def table(rows, backend, repeats):
-    lines = [f"CPU: {cpu_name()}; {os.cpu_count()} logical CPUs; fastmlp backend {backend}; "
+def table(rows, backend, repeats, n_threads=None):
+    lines = [f"CPU: {cpu_name()}; {os.cpu_count()} logical CPUs; fastmlp backend {backend}, n_threads {n_threads or 'default'}; "
              f"{datetime.date.today().isoformat()}; load average before the run "
              f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}",
              "",
@@ -123,13 +123,14 @@ def main():
     parser.add_argument("data", choices=[*CASES, "all"])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--backend", default="numba", choices=["numba", "numpy"])
+    parser.add_argument("--n-threads", type=int, default=None, help="fastmlp's n_threads (default: Numba's)")
     args = parser.parse_args()
     names = list(CASES) if args.data == "all" else [args.data]
     rows = []
     for name in names:
-        rows += run(name, args.repeats, args.backend)
+        rows += run(name, args.repeats, args.backend, args.n_threads)
     print()
-    print(table(rows, args.backend, args.repeats))
+    print(table(rows, args.backend, args.repeats, args.n_threads))
 
 
 if __name__ == "__main__":
