@@ -34,6 +34,7 @@ import os
 import shutil
 import sys
 import tempfile
+import warnings
 from pathlib import Path
 
 import numba
@@ -182,7 +183,11 @@ def _import(name, path):
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
     try:
-        spec.loader.exec_module(module)
+        with warnings.catch_warnings():
+            # the SGD epoch is parallel without a parallel loop of its own, on purpose (epoch.compiled)
+            warnings.filterwarnings("ignore", "The keyword argument 'parallel=True' was specified",
+                                    numba.NumbaPerformanceWarning)
+            spec.loader.exec_module(module)
     except BaseException:
         del sys.modules[name]
         raise

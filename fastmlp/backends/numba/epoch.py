@@ -35,6 +35,16 @@ def _layer_views(params, velocity, o, n_in, n_out):
 
 
 @kernel
+def _zeros(n, like):
+    """``n`` zeros of ``like``'s dtype, filled by a plain loop: in a parallel
+    function ``np.zeros`` becomes a parallel loop of its own, compiled apart."""
+    buf = np.empty(n, like.dtype)
+    for i in range(n):
+        buf[i] = 0
+    return buf
+
+
+@kernel
 def _act_view(buf, o, n, m):
     """The ``(m, n)`` matrix at offset ``o`` of a flat work buffer."""
     return buf[o:o + m * n].reshape((m, n))
@@ -45,7 +55,8 @@ def layer_kernels(spec):
     names it calls them."""
     opt = OPTIMISERS[spec.optimiser]
     found = {"gather_input": specialise(_gather_input), "layer_views": specialise(_layer_views),
-             "act_view": specialise(_act_view), "output_rows": specialise(_output_rows)}
+             "act_view": specialise(_act_view), "output_rows": specialise(_output_rows),
+             "zeros": specialise(_zeros)}
     for l, (par, panels) in enumerate(zip(spec.parallel, spec.panels)):
         found[f"forward_{l}"] = specialise(_forward_layer, par)
         if l == 0:
@@ -69,8 +80,13 @@ def signature(spec):
 
 def compiled(spec):
     """The decorator of the generated epoch: compiled at once (when its module is
-    imported) for its one signature, cached on disk."""
-    return numba.njit(signature(spec), cache=True, **OPTIONS)
+    imported) for its one signature, cached on disk.  ``parallel=True`` although
+    the SGD epoch has no parallel loop of its own: called from a non-parallel
+    function the parallel kernels ran 1.3-20x slower (docs/performance.md,
+    "Structure of an epoch"); with no array expressions in its body (``_zeros``)
+    it compiled in the same time (20.5 against 20.0-23.3 CPU seconds, 784-30-10
+    float64, Zen 4, machine shared, 2026-12-01)."""
+    return numba.njit(signature(spec), parallel=True, cache=True, **OPTIONS)
 
 
 def source(spec):
@@ -119,20 +135,22 @@ def source(spec):
         "@_epoch.compiled(SPEC)",
         "def train_epoch(params, velocity, offsets, sizes, acts, cost, hyper, X, y, order, batch_size, scale,",
         "                panels, n_threads):",
-        "    dt = params.dtype",
         "    # 0, True and False as values: a literal is a type of its own and would",
         "    # compile another copy of every kernel it is passed to",
         "    zero = batch_size - batch_size",
         "    yes = zero == 0",
         "    no = zero != 0",
-        f"    a_off = np.zeros({L + 2}, np.int64)",
+        f"    a_off = zeros({L + 2}, offsets)",
         f"    for l in range({L + 1}):",
         "        a_off[l + 1] = a_off[l] + batch_size * sizes[l]",
-        f"    A_buf = np.zeros(a_off[{L + 1}], dt)",
-        f"    D_buf = np.zeros(a_off[{L + 1}], dt)",
-        f"    XB = np.zeros((3, batch_size * {s0}), dt)",
-        f"    Z_L = np.zeros((batch_size, sizes[{L}]), dt)",
-        "    G = np.zeros((n_threads, 4, sizes.max()), dt)",
+        "    width = sizes[0]",
+        f"    for l in range(1, {L + 1}):",
+        "        width = max(width, sizes[l])",
+        f"    A_buf = zeros(a_off[{L + 1}], params)",
+        f"    D_buf = zeros(a_off[{L + 1}], params)",
+        f"    XB = zeros(3 * batch_size * {s0}, params).reshape((3, batch_size * {s0}))",
+        f"    Z_L = zeros(batch_size * sizes[{L}], params).reshape((batch_size, sizes[{L}]))",
+        "    G = zeros(n_threads * 4 * width, params).reshape((n_threads, 4, width))",
         *views,
         "    n = order.shape[0]",
         "    loss_sum = 0.0",
