@@ -310,7 +310,7 @@ def add_bench_parser(sub):
                         "avx2 (a child process with NUMBA_CPU_NAME=haswell; x86 with AVX2 only). Default host")
     p.add_argument("--repeats", type=positive_int, default=3, help="epochs timed per row; the median is shown (default 3)")
     p.add_argument("--no-compile", dest="compile", action="store_false",
-                   help="skip measuring the numba compile time (a fresh process per dtype)")
+                   help="skip measuring the numba compile time (a fresh process per configuration)")
     out = p.add_mutually_exclusive_group()
     out.add_argument("--json", action="store_true", help="print the results as JSON")
     out.add_argument("--markdown", action="store_true",
