@@ -19,6 +19,9 @@ import sys
 import numpy as np
 import pytest
 
+# Every case compiles from an empty cache in child processes (tens of seconds each).
+pytestmark = pytest.mark.slow
+
 SCRIPT = r"""
 import sys
 import numpy as np

