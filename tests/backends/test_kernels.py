@@ -124,17 +124,9 @@ def test_train_batches_costs(cost, output, dtype):
     check_epoch(net, SGD(0.3), dtype, n=97, batch_size=10, uint8=True)
 
 
-#: A known defect (2026-12-01, AMD EPYC Zen 4, AVX-512): in a process that has
-#: first trained a small float32 network with Nesterov momentum, this case's
-#: compiled epoch ends far from the reference (0.098 absolute); alone it
-#: agrees.  ``test_an_earlier_network_does_not_change_the_next_one`` pins it.
-KNOWN_ORDER_DEFECT = pytest.mark.xfail(
-    reason="wrong weights after another float32 network trained in the same process (open defect)", strict=False)
-
-
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("sizes,batch_size,n", [((100, 70, 130, 65, 3), 20, 97),
-                                                 pytest.param((40, 30, 64, 70, 3), 16, 97, marks=KNOWN_ORDER_DEFECT),
+                                                 ((40, 30, 64, 70, 3), 16, 97),
                                                  ((100, 70, 130, 3), 128, 300)],
                          ids=["panels_everywhere", "first_layer_fused", "float64_panels"])
 def test_train_batches_panel_paths(sizes, batch_size, n, dtype):
@@ -392,10 +384,12 @@ check_epoch(make_net((40, 30, 64, 70, 3), "relu", "softmax", "nll"), SGD(0.05, 0
 """
 
 
-@pytest.mark.xfail(reason="open defect, see KNOWN_ORDER_DEFECT", strict=True)
 def test_an_earlier_network_does_not_change_the_next_one():
     """Training one network must not change what the next one computes in the
-    same process (in a child, so the order of this file does not matter)."""
+    same process (in a child, so the order of this file does not matter).  It
+    did when two specialisations of a kernel shared a name: cached code loaded
+    from another process linked against the other one (0.098 from the
+    reference; 2026-12-01, AMD EPYC Zen 4, AVX-512)."""
     import subprocess
     import sys
     from pathlib import Path

@@ -110,6 +110,13 @@ def specialise(func, parallel=False, **constants):
             if _is_kernel(scope.get(name)):
                 scope[name] = specialise(scope[name], parallel, **constants)
         copy = types.FunctionType(func.__code__, scope, func.__name__, func.__defaults__, func.__closure__)
-        copy.__qualname__, copy.__doc__, copy.__module__ = func.__qualname__, func.__doc__, func.__module__
+        # A name of its own per specialisation: Numba's symbol for a function is
+        # built from its qualified name and signature, and cached machine code
+        # loaded from another process linked against a same-named symbol of a
+        # different specialisation already in this process (wrong weights,
+        # tests/backends/test_kernels.py::test_an_earlier_network_does_not_change_the_next_one).
+        tag = "".join(ch if ch.isalnum() else "_" for ch in f"{'par' if parallel else 'ser'}_{key[2]}")
+        copy.__qualname__, copy.__doc__, copy.__module__ = f"{func.__qualname__}__{tag}", func.__doc__, func.__module__
+        copy.__name__ = f"{func.__name__}__{tag}"
         _specialised[key] = numba.njit(parallel=parallel and _has_prange(func), cache=False, **OPTIONS)(copy)
     return _specialised[key]
