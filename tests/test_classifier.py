@@ -15,7 +15,8 @@ import numpy as np
 import numpy.testing as npt
 import pytest
 
-pytest.importorskip("sklearn")
+# scikit-learn is a test dependency (the test extra): missing, it must fail, not skip.
+import sklearn  # noqa: E402,F401
 
 from sklearn.base import clone  # noqa: E402
 from sklearn.datasets import load_breast_cancer, load_digits, load_iris  # noqa: E402

@@ -12,7 +12,8 @@ the NumPy run alone 7 s; from a warm cache the compiled run is seconds too.
 
 import pytest
 
-pytest.importorskip("sklearn")
+# scikit-learn is a test dependency (the test extra): missing, it must fail, not skip.
+import sklearn  # noqa: E402,F401
 
 from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
 
