@@ -36,7 +36,15 @@ def _fresh(kernel):
     (only uncached code can be inspected): through ``jit.specialise`` for a
     kernel template, or Numba's own decorator for a cached dispatcher."""
     if hasattr(jit, "specialise") and not hasattr(kernel, "py_func"):
-        return jit.specialise(kernel, False, PANELS=True, OPT=jit.SGD_PLAIN)
+        # a dispatcher of its own: the shared one may already hold other
+        # signatures from earlier tests, and ``_asm`` reads the newest
+        saved = dict(jit._specialised)
+        jit._specialised.clear()
+        try:
+            return jit.specialise(kernel, False, PANELS=True, OPT=jit.SGD_PLAIN)
+        finally:
+            jit._specialised.clear()
+            jit._specialised.update(saved)
     from numba import njit
 
     return njit(fastmath=config.FASTMATH, error_model="numpy", boundscheck=False)(kernel.py_func)
