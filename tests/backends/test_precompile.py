@@ -84,6 +84,40 @@ def test_module_name_carries_the_code_stamp(monkeypatch):
     assert _cache.module_name(spec) != before
 
 
+def test_module_name_carries_the_cpu_target():
+    """Code compiled for one CPU is not what another runs: a cache folder shared
+    by two kinds of CPU, or a run with ``NUMBA_CPU_NAME``, must select its own
+    module (and its own "compiled by a child" record)."""
+    import os
+    import subprocess
+
+    from fastmlp.backends.numba import isa
+
+    env, reason = isa.avx2_environment()
+    if env is None:
+        env = {**os.environ, "NUMBA_CPU_NAME": "generic"}  # not x86 with AVX2: any other target will do
+    code = ("from fastmlp.backends.numba import cache; from fastmlp.backends.numba.specs import predict_spec; "
+            "print(cache.module_name(predict_spec((3, 2), 'float64', ('uint8', False))))")
+    other = subprocess.run([sys.executable, "-c", code], check=True, env=env, capture_output=True, text=True,
+                           timeout=120).stdout.strip()
+    assert other.startswith("fastmlp_predict_")
+    assert other != _cache.module_name(predict_spec((3, 2), "float64", ("uint8", False)))
+
+
+def test_import_compiles_a_serial_epoch_without_a_warning(tmp_path):
+    """An epoch whose layers are all serial is ``parallel=True`` without a
+    parallel loop of its own (``epoch.compiled``); compiling it in this process
+    must not warn, or a caller that turns warnings into errors could not train."""
+    import warnings
+
+    path = tmp_path / "fastmlp_test_serial_parallel.py"
+    path.write_text("import numba\n\n@numba.njit('int64(int64)', parallel=True)\ndef f(x):\n    return x + 1\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        module = _cache._import(path.stem, path)
+    assert module.f(1) == 2
+
+
 @pytest.fixture
 def fake_load(monkeypatch):
     """``cache.load`` without compiling: a module whose function reports

@@ -6,11 +6,16 @@ configuration, in a folder of fastmlp's own, with Numba's cache beside it.
 its function is compiled for its one signature when the module is imported, and
 Numba caches the machine code in ``<root>/<name>/__pycache__`` (its default for a
 writable source folder), so the next process loads it instead.  ``<name>`` is
-a digest of the spec, the Numba version, the fast-math setting and the text of
-every source file the compiled code is made from (``_DEPENDENCIES``): Numba's
-own check compares only the generated file, while the code inlines the
-kernels of the other files, and a stale entry must never be loaded (with
-bounds checks off, a stale tile size would write out of bounds).
+a digest of the spec, the Numba version, the fast-math setting, the CPU the
+code is compiled for (``isa.HOST``: name and features, which also decide the
+kernels' tile shapes) and the text of every source file the compiled code is
+made from (``_DEPENDENCIES``): Numba's own check compares only the generated
+file, while the code inlines the kernels of the other files, and a stale entry
+must never be loaded (with bounds checks off, a stale tile size would write
+out of bounds).  With the CPU in the name, a cache folder shared by machines
+of different CPUs (a home directory on a network drive) or a run with
+``NUMBA_CPU_NAME`` set keeps one entry, and one "compiled by a child" record
+(``precompile``), per CPU.
 
 ``<root>`` is ``$XDG_CACHE_HOME/fastmlp/numba`` or ``~/.cache/fastmlp/numba``,
 or ``$NUMBA_CACHE_DIR/fastmlp`` when the user has chosen a Numba cache folder
@@ -41,6 +46,7 @@ import numba
 
 from fastmlp import config
 from fastmlp._files import user_cache_root
+from fastmlp.backends.numba import isa
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
 _FASTMLP_DIR = _PACKAGE_DIR.parents[1]
@@ -99,6 +105,7 @@ def code_stamp():
     """A digest of what the compiled code is made of (see the module docstring)."""
     h = hashlib.sha256()
     h.update(f"numba {numba.__version__}|fastmath {config.FASTMATH and sorted(config.FASTMATH)}".encode())
+    h.update(f"cpu {isa.HOST.cpu_name}|{isa.HOST.features}".encode())
     for name in _DEPENDENCIES:
         h.update(name.encode())
         try:
@@ -185,7 +192,8 @@ def _import(name, path):
     try:
         with warnings.catch_warnings():
             # the SGD epoch is parallel without a parallel loop of its own, on purpose (epoch.compiled)
-            warnings.filterwarnings("ignore", "The keyword argument 'parallel=True' was specified",
+            # (Numba's message starts with a line break)
+            warnings.filterwarnings("ignore", r"\s*The keyword argument 'parallel=True' was specified",
                                     numba.NumbaPerformanceWarning)
             spec.loader.exec_module(module)
     except BaseException:
