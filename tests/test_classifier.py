@@ -125,7 +125,9 @@ def test_any_labels(labels):
     npt.assert_array_equal(clf.classes_, np.sort(labels))
     predicted = clf.predict(X)
     assert predicted.dtype == y.dtype and set(predicted) <= set(labels)
-    assert np.mean(predicted == y) > 0.9
+    # seeds 0-9 (numpy backend, 2026-12-02, Intel Xeon AVX-512): training accuracy
+    # 0.92-0.97 with three classes, 1.0 with two; 0.85 leaves room for other BLAS roundings
+    assert np.mean(predicted == y) > 0.85
     P = clf.predict_proba(X)
     assert P.shape == (len(X), len(labels))
     npt.assert_allclose(P.sum(axis=1), 1.0, rtol=1e-12)
@@ -145,7 +147,8 @@ def test_partial_fit_needs_classes_then_continues():
     for _ in range(30):
         clf.partial_fit(X, y)
     assert clf.t_ == 100 + 30 * 150 and len(clf.loss_curve_) == 31
-    assert clf.score(X, y) > 0.85
+    # seeds 0-9 (2026-12-02, Intel Xeon AVX-512): 0.83-0.94, seed 0 0.93; chance is 1/3
+    assert clf.score(X, y) > 0.75
     with pytest.raises(ValueError, match="classes not in"):
         clf.partial_fit(X[:3], np.array([0, 1, 5]))
     with pytest.raises(ValueError, match="does not support early_stopping"):
@@ -194,7 +197,8 @@ def test_model_selection_tools():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         scores = cross_val_score(pipe, X, y, cv=3)
-        assert scores.mean() > 0.85
+        # seeds 0-9 (2026-12-02, Intel Xeon AVX-512): mean scores 0.947-0.973
+        assert scores.mean() > 0.9
         search = GridSearchCV(pipe, {"mlpclassifier__learning_rate_init": [1e-4, 1e-2]}, cv=3).fit(X, y)
     assert search.best_params_ == {"mlpclassifier__learning_rate_init": 1e-2}  # 100 epochs at 1e-4 underfit
 
@@ -345,6 +349,7 @@ def test_mlp_adam_in_pieces_equals_one_call(l2):
         runs.append(model)
     npt.assert_array_equal(runs[0].params_, runs[1].params_)
     assert runs[0].adam_steps_ == 2 * -(-600 // 7)
+    # seeds 0-9 with l2=1e-3 (2026-12-02, Intel Xeon AVX-512): 0.867-0.933; chance is 0.1
     assert runs[0].history_[-1]["train_accuracy"] > 0.8
 
 

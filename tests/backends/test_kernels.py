@@ -63,11 +63,14 @@ def check_epoch(net, sgd, dtype, n, batch_size, uint8, epochs=1, seed=0):
     """Train ``epochs`` epochs with both backends from the same start; compare
     params, velocity, loss_sum, n_correct, then predict_proba.
 
-    The parameters must agree to the tolerances of ``assert_close``, or, on a
-    trajectory that amplifies rounding noise (many small batches with momentum),
-    to within 4 times the reference's own spread when its start is nudged by one
+    The parameters must agree to the tolerances of ``assert_close``.  Only
+    with momentum, whose velocity carries every rounding difference into all
+    later steps (many small batches amplify it), may they instead agree to
+    within 4 times the reference's own spread when its start is nudged by one
     unit in the last place (``reference_spread``): no implementation that sums
-    in another order can be closer than that, on any CPU."""
+    in another order can be closer than that, on any CPU.  ``predict_proba``
+    is checked on the compiled run's own parameters, so it is checked either
+    way."""
     X, y, order = make_data(n, net.sizes[0], net.sizes[-1], dtype, uint8, seed + 1)
     start = make_params(net, dtype, seed)
     ref_p, comp_p = start.copy(), start.copy()
@@ -82,14 +85,16 @@ def check_epoch(net, sgd, dtype, n, batch_size, uint8, epochs=1, seed=0):
             assert_close(comp_p, ref_p, dtype)
             assert_close(comp_v, ref_v, dtype)
         except AssertionError:
+            if not sgd.momentum:
+                raise
             spread = reference_spread(net, sgd, start, X, y, order, batch_size, done + 1)
             moved = max(np.abs(comp_p - ref_p).max(), np.abs(comp_v - ref_v).max())
             assert moved <= 4 * spread, (moved, spread)
-            return  # past here both follow the noise: loss and accuracy may differ
+            break  # past here both follow the noise: loss and accuracy may differ
         rtol = 1e-12 if dtype == "float64" else config.TEST_RTOL_FLOAT32
         assert comp_loss == pytest.approx(ref_loss, rel=rtol, abs=1e-10)
         assert comp_correct == ref_correct
-    assert_close(kernels.predict_proba(comp_p, net, X), reference.predict_proba(ref_p, net, X), dtype)
+    assert_close(kernels.predict_proba(comp_p, net, X), reference.predict_proba(comp_p, net, X), dtype)
 
 
 def reference_spread(net, sgd, start, X, y, order, batch_size, epochs):
@@ -202,16 +207,24 @@ def test_predict_proba_large_chunks():
 
 
 def test_train_batches_threads_do_not_matter_in_process():
-    """Two calls with the same inputs give bitwise identical params (the
-    cross-thread-count check is tests/test_determinism.py)."""
+    """One thread and every thread, in one process, give bitwise identical
+    params on layers big enough to run in parallel (fresh processes with other
+    thread counts: tests/backends/test_determinism.py, slow)."""
+    import numba
+
     net = make_net((784, 64, 10), "sigmoid", "sigmoid", "quadratic")
     X, y, order = make_data(128, 784, 10, "float32", True)
     out = []
-    for _ in range(2):
-        p = make_params(net, "float32")
-        kernels.train_batches(p, np.zeros_like(p), net, SGD(0.5), X, y, order, 32)
-        out.append(p)
-    assert out[0].tobytes() == out[1].tobytes()
+    previous = numba.get_num_threads()
+    try:
+        for n_threads in (1, numba.config.NUMBA_NUM_THREADS, 1):
+            numba.set_num_threads(n_threads)
+            p = make_params(net, "float32")
+            kernels.train_batches(p, np.zeros_like(p), net, SGD(0.5), X, y, order, 32)
+            out.append(p)
+    finally:
+        numba.set_num_threads(previous)
+    assert out[0].tobytes() == out[1].tobytes() == out[2].tobytes()
 
 
 # --- per-layer kernels against their namesakes ----------------------------------------
