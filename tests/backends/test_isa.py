@@ -181,3 +181,20 @@ def test_forward_tile_follows_the_registers():
     assert forward.FWD_TILE_ROWS == (4 if isa.HOST.registers >= 32 else 2)
     assert forward._fwd_block is (forward._fwd_block_5x4 if forward.FWD_TILE_ROWS == 4
                                   else forward._fwd_block_pairs)
+
+
+@pytest.mark.parametrize("cpu,float32_rows,float64_rows", [
+    ("znver4", 4, 2),          # zmm: 4 x 64 float32 sums = 16 of 32 registers
+    ("sapphirerapids", 2, 1),  # AVX-512 tuned to ymm: 2 x 64 float32 = 16 of 32
+    ("haswell", 1, 1),         # AVX2: 1 x 64 float32 = 8 of 16 ymm; float64 needs 16 even at 1 row
+    ("generic", 1, 1),         # 128-bit vectors, 16 registers: never fewer than one row
+])
+def test_panel_tile_rows_fit_half_the_registers(cpu, float32_rows, float64_rows):
+    from fastmlp.backends.numba.shapes import WIDE_LAYER, panel_tile_rows
+
+    host = isa.classify(cpu)
+    assert panel_tile_rows(WIDE_LAYER, "float32", host) == float32_rows
+    assert panel_tile_rows(WIDE_LAYER, "float64", host) == float64_rows
+    # wider layers take the tallest tile on every ISA (measured, shapes.WIDE_LAYER)
+    assert panel_tile_rows(WIDE_LAYER + 1, "float32", host) == 4
+    assert panel_tile_rows(WIDE_LAYER + 1, "float64", host) == 2

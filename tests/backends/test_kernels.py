@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from fastmlp import config
 from fastmlp.backends import numba as kernels
 from fastmlp.backends.numba.mirrors import update_layer
+from fastmlp.backends.numba.shapes import _panels
 from fastmlp.backends.numba.tile import PANEL
 from fastmlp.backends import reference
 from fastmlp.functions import COST_OUTPUTS, HIDDEN_ACTIVATIONS, default_init
@@ -319,6 +320,21 @@ def test_hidden_delta(shape, activation, dtype):
                  reference.hidden_delta(delta_next, W_next, A, activation), dtype)
 
 
+@pytest.mark.parametrize("tile_rows", [1, 2, 4])
+@pytest.mark.parametrize("shape,dtype", [(s, d) for d in DTYPES for s in LAYER_SHAPES if _panels(s[1], s[0], d)])
+def test_hidden_delta_every_tile_height(shape, dtype, tile_rows):
+    """The panel path of (D_l) with each tile height a CPU may get
+    (``shapes.panel_tile_rows``), on the shapes that have panels."""
+    m, n, n_next = shape
+    rng = np.random.default_rng(4)
+    delta_next = rng.standard_normal((m, n_next)).astype(dtype)
+    W_next = rng.standard_normal((n_next, n)).astype(dtype)
+    _, A = reference.dense_forward(rng.standard_normal((m, n)).astype(dtype), np.eye(n, dtype=dtype),
+                                   np.zeros(n, dtype), "relu")
+    assert_close(kernels.hidden_delta(delta_next, W_next, A, "relu", tile_rows=tile_rows),
+                 reference.hidden_delta(delta_next, W_next, A, "relu"), dtype)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", LAYER_SHAPES)
 def test_gradients(shape, dtype):
@@ -356,12 +372,14 @@ UPDATE_SGDS = [SGD(0.1), SGD(0.1, 0.0, False, 1e-2), SGD(0.1, 0.9), SGD(0.1, 0.9
 @pytest.mark.parametrize("sgd", UPDATE_SGDS, ids=["plain", "l2", "momentum", "nesterov_l2"])
 @pytest.mark.parametrize("shape", [(16, 64, 4), (33, 130, 7), (64, 784, 30), (17, 200, 1), (5, 70, 9),
                                    (300, 130, 70)])
-@pytest.mark.parametrize("use_panels", [True, False], ids=["panels", "row_blocks"])
-def test_update_layer(shape, sgd, use_panels, dtype):
+@pytest.mark.parametrize("tile_rows", [1, 2, 4, 0], ids=["panels_1_row", "panels_2_rows", "panels_4_rows",
+                                                         "row_blocks"])
+def test_update_layer(shape, sgd, tile_rows, dtype):
     """``_update_layer`` (gradient fused with the update, used inside the compiled
     epoch) against reference ``gradients`` followed by ``sgd_update``, through
-    the outer-product panels (whole panels plus leftover columns) and through the
-    row blocks alone.  Row counts that are not multiples of 4 exercise the
+    the outer-product panels (whole panels plus leftover columns) with each tile
+    height a CPU may get (``shapes.panel_tile_rows``) and through the row blocks
+    alone.  Row counts that are not multiples of 4 exercise the
     clamped tile rows; 300 samples and 70 rows give several work items per
     panel; two steps so the velocity matters."""
     m, n_in, n_out = shape
@@ -369,11 +387,11 @@ def test_update_layer(shape, sgd, use_panels, dtype):
     delta = np.random.default_rng(8).standard_normal((m, n_out)).astype(dtype)
     ref = [W.copy(), b.copy(), np.zeros_like(W), np.zeros_like(b)]
     comp = [W.copy(), b.copy(), np.zeros_like(W), np.zeros_like(b)]
-    panels = n_in // PANEL if use_panels else 0
+    panels = n_in // PANEL if tile_rows else 0
     for _ in range(2):
         dW, db = reference.gradients(delta, A_prev)
         reference.sgd_update(ref[0], ref[1], dW, db, ref[2], ref[3], sgd)
-        update_layer(delta, A_prev, *comp, sgd, panels)
+        update_layer(delta, A_prev, *comp, sgd, panels, tile_rows or None)
     for c, r in zip(comp, ref):
         assert_close(c, r, dtype)
 

@@ -12,6 +12,7 @@ import pytest
 
 from fastmlp.backends.numba import cache as _cache
 from fastmlp.backends.numba import precompile as _precompile
+from fastmlp.backends.numba.shapes import panel_tile_rows
 from fastmlp.backends.numba.specs import EpochSpec, epoch_spec, input_types, predict_spec, spec_from_json
 from fastmlp.network import SGD
 
@@ -38,10 +39,11 @@ def test_spec_is_what_the_compiled_code_depends_on():
     X = np.zeros((2, 784), np.uint8)
     a = epoch_spec((784, 30, 10), SGD(3.0), 10, "float64", X)
     b = epoch_spec((784, 40, 10), SGD(0.1, 0.0, False, 1e-4), 10, "float64", X)
-    assert a == b and a.parallel == (True, False) and a.panels == (False, False)
+    assert a == b and a.parallel == (True, False) and a.panels == (0, 0)
     assert epoch_spec((784, 30, 10), SGD(0.1, 0.9), 10, "float64", X).optimiser == "momentum"
     assert epoch_spec((784, 30, 10), SGD(0.1, 0.9, True), 10, "float64", X).optimiser == "nesterov"
-    assert epoch_spec((784, 256, 10), SGD(0.1), 64, "float32", X).panels == (True, True)
+    assert epoch_spec((784, 256, 10), SGD(0.1), 64, "float32", X).panels == (panel_tile_rows(256, "float32"),
+                                                                              panel_tile_rows(10, "float32"))
     assert spec_from_json(a.to_json()) == a
     p = predict_spec((784, 30, 10), "float32", X)
     assert spec_from_json(p.to_json()) == p

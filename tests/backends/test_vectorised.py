@@ -23,7 +23,8 @@ import pytest
 
 from fastmlp import config
 from fastmlp.backends.numba import deltas, isa, jit, update
-from fastmlp.backends.numba.tile import PANEL, tile_rows
+from fastmlp.backends.numba.shapes import panel_tile_rows
+from fastmlp.backends.numba.tile import PANEL
 
 HOST = isa.HOST
 REGISTER = {512: "zmm", 256: "ymm"}.get(HOST.vector_bits)
@@ -31,7 +32,7 @@ X86_VECTOR = HOST.label in (isa.AVX512, isa.AVX2) and REGISTER is not None
 SKIP_REASON = f"no x86 vector FMA code to check for {HOST.describe()}"
 
 
-def _fresh(kernel):
+def _fresh(kernel, rows=1):
     """A dispatcher of ``kernel`` compiled afresh, without the on-disk cache
     (only uncached code can be inspected): through ``jit.specialise`` for a
     kernel template, or Numba's own decorator for a cached dispatcher."""
@@ -41,7 +42,7 @@ def _fresh(kernel):
         saved = dict(jit._specialised)
         jit._specialised.clear()
         try:
-            return jit.specialise(kernel, False, PANELS=True, OPT=jit.SGD_PLAIN)
+            return jit.specialise(kernel, False, PANELS=rows, OPT=jit.SGD_PLAIN)
         finally:
             jit._specialised.clear()
             jit._specialised.update(saved)
@@ -70,11 +71,12 @@ def test_panel_kernels_use_vector_fmas_and_no_gathers(dtype):
     delta = rng.standard_normal((m, n_out)).astype(dtype)
     W = rng.standard_normal((n_out, n_in)).astype(dtype)
     one, zero = dtype(1.0), dtype(0.0)
-    grad_asm = _asm(_fresh(update._grad_update_panel), delta, A_prev, m, W, np.zeros_like(W), 0,
-                    tile_rows(W), 0, one / m, dtype(0.1), zero, zero, one, zero)
-    hid_asm = _asm(_fresh(deltas._hid_panel), delta, W, A_prev, 0, m, 0, np.zeros_like(A_prev), 0)
-    # one step of a tile updates tile_rows x PANEL sums, that many elements / lanes FMAs
-    per_tile = tile_rows(A_prev) * PANEL // HOST.lanes(np.dtype(dtype).itemsize)
+    rows = panel_tile_rows(n_out, dtype)  # the host's tile for a narrow layer
+    grad_asm = _asm(_fresh(update._grad_update_panel, rows), delta, A_prev, m, W, np.zeros_like(W), 0,
+                    rows, 0, one / m, dtype(0.1), zero, zero, one, zero)
+    hid_asm = _asm(_fresh(deltas._hid_panel, rows), delta, W, A_prev, 0, m, 0, np.zeros_like(A_prev), 0)
+    # one step of a tile updates rows x PANEL sums, that many elements / lanes FMAs
+    per_tile = rows * PANEL // HOST.lanes(np.dtype(dtype).itemsize)
     for name, asm in (("_grad_update_panel", grad_asm), ("_hid_panel", hid_asm)):
         assert "vgather" not in asm, f"{name} gathers ({HOST.describe()})"
         assert len(_fma_lines(asm, dtype)) >= per_tile, f"{name}: too few {REGISTER} FMAs ({HOST.describe()})"

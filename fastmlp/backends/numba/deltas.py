@@ -12,7 +12,7 @@ from numba import carray, prange
 
 from fastmlp.backends.numba.elementwise import _derivative
 from fastmlp.backends.numba.jit import CROSS_ENTROPY, NLL, PANELS, QUADRATIC, SIGMOID, kernel
-from fastmlp.backends.numba.tile import NONNEG, PANEL, TILE_SIZE, tile_buffer, tile_rows
+from fastmlp.backends.numba.tile import NONNEG, PANEL, TILE_SIZE, tile_buffer
 from fastmlp.functions import LEAKY_SLOPE
 
 
@@ -135,11 +135,11 @@ def _hid_panel(delta_next, W_next, A, i_lo, i_hi, code, delta, k0):
     """Columns ``k0:k0+PANEL`` of ``(delta_next W_next) * f'(A)`` for rows
     ``i_lo:i_hi``.
 
-    Outer-product form: a tile of 4 samples x PANEL columns (2 in float64,
-    ``tile_rows``) is summed in registers (``tile_buffer``) over the ``n_next``
-    rows of ``W_next``; per row j (float32), 4 vector loads of
-    ``W_next[j, k0:k0+PANEL]`` and 4 broadcasts of ``delta_next[i, j]`` feed 16
-    vector FMAs.  No horizontal sums, W read in its
+    Outer-product form: a tile of ``PANELS`` samples x PANEL columns (the
+    compile-time rows of this layer, ``shapes.panel_tile_rows``) is summed in
+    registers (``tile_buffer``) over the ``n_next`` rows of ``W_next``; per row
+    j, the vector loads of ``W_next[j, k0:k0+PANEL]`` and ``PANELS``
+    broadcasts of ``delta_next[i, j]`` feed ``PANELS`` times as many vector FMAs.  No horizontal sums, W read in its
     natural layout.  Samples past ``i_hi`` are clamped copies, not stored.
     """
     dt = W_next.dtype.type
@@ -147,7 +147,7 @@ def _hid_panel(delta_next, W_next, A, i_lo, i_hi, code, delta, k0):
     one = dt(1.0)
     n_next = W_next.shape[0]
     k0 = k0 & NONNEG
-    rows = tile_rows(W_next)
+    rows = PANELS
     acc = carray(tile_buffer(W_next.dtype), (TILE_SIZE,))
     for i in range(i_lo, i_hi, rows):
         for t in range(rows * PANEL):

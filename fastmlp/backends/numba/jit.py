@@ -44,8 +44,9 @@ NLL = COST_CODES["nll"]
 
 #: Values of the compile-time constant ``OPT``: the update rule (U1)-(U4).
 SGD_PLAIN, MOMENTUM, NESTEROV = 0, 1, 2
-#: The names a template may read as compile-time constants: ``PANELS`` (bool,
-#: this layer has outer-product panels, ``shapes._panels``) and ``OPT``.
+#: The names a template may read as compile-time constants: ``PANELS`` (int,
+#: the rows of this layer's outer-product panel tiles, 0 when it has no panels:
+#: ``shapes.panel_tile_rows``) and ``OPT``.
 CONSTANTS = ("PANELS", "OPT")
 #: Placeholders, so the templates can import the names; ``specialise`` replaces
 #: them in each compiled copy (an unspecialised template is never compiled).

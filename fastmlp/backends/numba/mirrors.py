@@ -15,7 +15,7 @@ import numpy as np
 from fastmlp.backends.numba.deltas import _hidden_layer, _output_rows
 from fastmlp.backends.numba.forward import _forward_layer
 from fastmlp.backends.numba.jit import specialise
-from fastmlp.backends.numba.shapes import PARALLEL_MIN_MACS, _panels, _thread_buffers
+from fastmlp.backends.numba.shapes import PARALLEL_MIN_MACS, _panels, _thread_buffers, panel_tile_rows
 from fastmlp.backends.numba.specs import OPTIMISERS, optimiser_name
 from fastmlp.backends.numba.update import _update_layer, _update_row
 from fastmlp.functions import ACTIVATION_CODES, COST_CODES
@@ -62,29 +62,34 @@ def output_delta(A_L, Y, activation, cost):
     return delta
 
 
-def hidden_delta(delta_next, W_next, A, activation):
-    """(D_l) ``(delta_next W_next) * f'(A)``.  Mirror: ``fastmlp.backends.reference.hidden_delta``."""
+def hidden_delta(delta_next, W_next, A, activation, tile_rows=None):
+    """(D_l) ``(delta_next W_next) * f'(A)``.  ``tile_rows``: the rows of the
+    panel tiles (default: the epoch's choice, ``shapes.panel_tile_rows``).
+    Mirror: ``fastmlp.backends.reference.hidden_delta``."""
     delta_next = np.ascontiguousarray(delta_next)
     W_next, A = np.ascontiguousarray(W_next), np.ascontiguousarray(A)
     m = A.shape[0]
     delta = np.empty_like(A)
     panels = _panels(A.shape[1], m, A.dtype)
-    hidden = specialise(_hidden_layer, _parallel(m * W_next.size), PANELS=panels > 0)
+    rows = panel_tile_rows(W_next.shape[0], A.dtype) if tile_rows is None else tile_rows
+    hidden = specialise(_hidden_layer, _parallel(m * W_next.size), PANELS=rows if panels else 0)
     hidden(delta_next, W_next, A, m, ACTIVATION_CODES[activation], delta,
            _thread_buffers(A.shape[1], A.dtype), panels)
     return delta
 
 
-def update_layer(delta, A_prev, W, b, vW, vb, sgd, panels=None):
+def update_layer(delta, A_prev, W, b, vW, vb, sgd, panels=None, tile_rows=None):
     """(G) + (U) fused, as the epoch runs it for every layer but the first: the
     gradient of ``delta`` and ``A_prev`` applied to ``W``, ``b`` (and the
     velocities) in place.  ``panels``: how many input-column panels use the
-    panel kernels (default: the epoch's choice, ``shapes._panels``).
+    panel kernels, ``tile_rows`` the rows of their tiles (defaults: the epoch's
+    choices, ``shapes._panels`` and ``shapes.panel_tile_rows``).
     Equivalent reference: ``gradients`` then ``sgd_update``."""
     m, n_in = A_prev.shape
     if panels is None:
         panels = _panels(n_in, m, W.dtype)
-    update = specialise(_update_layer, _parallel(m * n_in * W.shape[0]), PANELS=panels > 0,
+    rows = panel_tile_rows(W.shape[0], W.dtype) if tile_rows is None else tile_rows
+    update = specialise(_update_layer, _parallel(m * n_in * W.shape[0]), PANELS=rows if panels else 0,
                         OPT=_opt_code(sgd))
     update(np.ascontiguousarray(delta), np.ascontiguousarray(A_prev), m, W, b, vW, vb,
            np.array([sgd.lr, sgd.momentum, sgd.l2], dtype=np.float64), _thread_buffers(n_in, W.dtype), panels)

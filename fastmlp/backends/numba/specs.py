@@ -3,8 +3,8 @@ fixed at compile time, nothing that is not.
 
 Fixed at compile time (``EpochSpec``): the layer count (the epoch is unrolled
 layer by layer), the update rule (``OPT``), per layer whether its loops run in
-parallel and whether it has outer-product panels (both from the shapes,
-``shapes``), and the array types (parameter dtype, input dtype, read-only or
+parallel and the rows of its outer-product panel tiles, 0 for none (both from
+the shapes and the ISA, ``shapes``), and the array types (parameter dtype, input dtype, read-only or
 not).  Left as arguments: the layer sizes, activations, cost and every
 hyperparameter.  They select branches of a few instructions in loops whose cost
 is the multiply-adds, and as arguments they let one compiled epoch serve every
@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from fastmlp.backends.numba.jit import MOMENTUM, NESTEROV, SGD_PLAIN
-from fastmlp.backends.numba.shapes import _panel_counts, _parallel_flags
+from fastmlp.backends.numba.shapes import _panel_tiles, _parallel_flags
 from fastmlp.network import Adam
 
 #: ``OPT`` codes by name, for the descriptions and the generated files.
@@ -83,7 +83,7 @@ class EpochSpec:
 
     def describe(self):
         loops = "".join("P" if p else "s" for p in self.parallel)
-        panels = "".join("T" if p else "-" for p in self.panels)
+        panels = "".join(str(p) if p else "-" for p in self.panels)
         return (f"{self.n_layers}-layer networks, {self.optimiser}, loops {loops}, panels {panels}, "
                 f"{self.dtype} parameters, {self.x_dtype}{' read-only' if self.x_read_only else ''} input")
 
@@ -103,7 +103,7 @@ def epoch_spec(sizes, optimizer, batch_size, dtype, X):
     x_dtype, read_only = X if isinstance(X, tuple) else input_types(X, dtype)
     return EpochSpec(len(sizes) - 1, optimiser_name(optimizer),
                      tuple(bool(p) for p in _parallel_flags(sizes, batch_size)),
-                     tuple(bool(p) for p in _panel_counts(sizes, batch_size, dtype)),
+                     _panel_tiles(sizes, batch_size, dtype),
                      np.dtype(dtype).name, x_dtype, read_only)
 
 

@@ -11,7 +11,7 @@ from fastmlp.backends.numba.forward import _fwd_block, _gather_row
 from fastmlp.backends.numba.elementwise import _softmax_rows
 from fastmlp.backends.numba.deltas import _thread_rows
 from fastmlp.backends.numba.jit import NESTEROV, OPT, PANELS, SGD_PLAIN, kernel
-from fastmlp.backends.numba.tile import NONNEG, PANEL, TILE_SIZE, tile_buffer, tile_rows
+from fastmlp.backends.numba.tile import NONNEG, PANEL, TILE_SIZE, tile_buffer
 
 
 @kernel
@@ -77,25 +77,25 @@ def _rows5(A, i, m, klo):
 
 @kernel
 def _grad_update_panel(delta, A_prev, m, W, vW, j0, nj, k0, inv, lr, mu, l2, c1, c2):
-    """(G)+(U) for rows ``j0..j0+nj-1`` (``nj <= tile_rows``: 4 in float32, 2 in
-    float64) and columns ``k0:k0+PANEL``.
+    """(G)+(U) for rows ``j0..j0+nj-1`` (``nj <= PANELS``, the compile-time tile
+    rows of this layer, ``shapes.panel_tile_rows``) and columns ``k0:k0+PANEL``.
 
-    Outer-product form: the 4 x PANEL gradient tile ``sum_i delta[i, j] A_prev[i, k]``
-    stays in registers (``tile_buffer``) for the whole mini-batch (per sample, 4
-    vector loads of ``A_prev[i, k0:k0+PANEL]`` and 4 broadcasts of ``delta[i, j]``
-    feed 16 vector FMAs), then (U) is applied straight from the registers, so the
-    gradient is never stored.  Rows past ``nj`` are clamped copies, not stored.
+    Outer-product form: the PANELS x PANEL gradient tile ``sum_i delta[i, j] A_prev[i, k]``
+    stays in registers (``tile_buffer``) for the whole mini-batch (per sample, the
+    vector loads of ``A_prev[i, k0:k0+PANEL]`` and PANELS broadcasts of
+    ``delta[i, j]`` feed PANELS times as many vector FMAs), then (U) is applied
+    straight from the registers, so the gradient is never stored.  Rows past ``nj`` are clamped copies, not stored.
     ``c1``/``c2`` select momentum or Nesterov as in ``_grad_update_block``.
     """
     dt = W.dtype.type
     k0 = k0 & NONNEG
     acc = carray(tile_buffer(W.dtype), (TILE_SIZE,))
-    for t in range(tile_rows(W) * PANEL):
+    for t in range(PANELS * PANEL):
         acc[t] = dt(0.0)
     for i in range(m):
         a = A_prev[i]
         d = delta[i]
-        for r in range(tile_rows(W)):
+        for r in range(PANELS):
             e = d[j0 + min(r, nj - 1)]
             for c in range(PANEL):
                 acc[r * PANEL + c] += e * a[k0 + c]
@@ -216,7 +216,7 @@ def _grad_update_block(delta, A_prev, m, W, b, vW, vb, hyper, j0, G, panels):
 @kernel
 def _grad_update_columns(delta, A_prev, m, W, vW, hyper, k0, j_lo, j_hi):
     """(G)+(U) of columns ``k0:k0+PANEL`` for rows ``j_lo:j_hi`` of W,
-    ``tile_rows`` rows at a time (``_grad_update_panel``).  Running down the rows
+    ``PANELS`` rows at a time (``_grad_update_panel``).  Running down the rows
     for one panel keeps that panel of ``A_prev`` (m x PANEL) in L1/L2 while
     ``delta`` streams past; the other order re-read all of ``A_prev`` for every 4
     rows."""
@@ -225,7 +225,7 @@ def _grad_update_columns(delta, A_prev, m, W, vW, hyper, k0, j_lo, j_hi):
     inv = dt(1.0) / dt(m)
     c1 = mu if OPT == NESTEROV else dt(1.0)
     c2 = -lr if OPT == NESTEROV else dt(0.0)
-    rows = tile_rows(W)
+    rows = PANELS
     for j0 in range(j_lo, j_hi, rows):
         _grad_update_panel(delta, A_prev, m, W, vW, j0, min(rows, j_hi - j0), k0, inv, lr, mu, l2, c1, c2)
 
