@@ -1,10 +1,9 @@
-"""The ``fastmlp`` command line: ``fastmlp train``, ``sweep``, ``evaluate``, ``predict`` and ``plot``.
+"""The ``fastmlp`` command line: the parser, the argument types and :func:`main`.
 
-The parser, the argument types and :func:`main`; each command's work is in
-:mod:`fastmlp.cli.commands`. argparse fills the same settings the Python API
-takes (``MLP(...)`` and ``MLP.fit(...)``); nothing here computes anything the
-library does not. User mistakes end with one line on stderr and exit status 2,
-never a traceback. (The first line above is ``fastmlp --help``'s description.)
+Each command's work is in :mod:`fastmlp.cli.commands`. argparse fills the same
+settings the Python API takes (``MLP(...)`` and ``MLP.fit(...)``); nothing here
+computes anything the library does not. User mistakes end with one line on
+stderr and exit status 2, never a traceback.
 """
 
 import argparse
@@ -19,6 +18,10 @@ from fastmlp.cli.sweep_command import cmd_sweep, csv_path
 from fastmlp.errors import FastMLPError
 from fastmlp.functions import ACTIVATIONS, COSTS, INITS
 from fastmlp.schedules import SCHEDULES
+
+#: ``fastmlp --help``'s description.
+DESCRIPTION = ("Train and use multi-layer perceptrons on MNIST: fastmlp train, sweep, evaluate, predict, "
+               "plot, bench and compile.")
 
 # PRESETS (the option values ``train --preset`` fills in) lives with cmd_train,
 # which applies them; it is imported here for ``--preset``'s choices and stays
@@ -142,7 +145,7 @@ def image_path(text):
 # --- the parser -------------------------------------------------------------------
 
 def build_parser():
-    parser = ArgumentParser(prog="fastmlp", description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog="fastmlp", description=DESCRIPTION)
     from fastmlp._version import __version__
 
     parser.add_argument("--version", action="version", version=f"fastmlp {__version__}")
