@@ -139,8 +139,9 @@ def _hid_panel(delta_next, W_next, A, i_lo, i_hi, code, delta, k0):
     compile-time rows of this layer, ``shapes.panel_tile_rows``) is summed in
     registers (``tile_buffer``) over the ``n_next`` rows of ``W_next``; per row
     j, the vector loads of ``W_next[j, k0:k0+PANEL]`` and ``PANELS``
-    broadcasts of ``delta_next[i, j]`` feed ``PANELS`` times as many vector FMAs.  No horizontal sums, W read in its
-    natural layout.  Samples past ``i_hi`` are clamped copies, not stored.
+    broadcasts of ``delta_next[i, j]`` feed ``PANELS`` times as many vector
+    FMAs.  No horizontal sums, W read in its natural layout.  Samples past
+    ``i_hi`` are clamped copies, not stored.
     """
     dt = W_next.dtype.type
     slope = dt(LEAKY_SLOPE)

@@ -4,8 +4,8 @@ fixed at compile time, nothing that is not.
 Fixed at compile time (``EpochSpec``): the layer count (the epoch is unrolled
 layer by layer), the update rule (``OPT``), per layer whether its loops run in
 parallel and the rows of its outer-product panel tiles, 0 for none (both from
-the shapes and the ISA, ``shapes``), and the array types (parameter dtype, input dtype, read-only or
-not).  Left as arguments: the layer sizes, activations, cost and every
+the shapes and the ISA, ``shapes``), and the array types (parameter dtype,
+input dtype, read-only or not).  Left as arguments: the layer sizes, activations, cost and every
 hyperparameter.  They select branches of a few instructions in loops whose cost
 is the multiply-adds, and as arguments they let one compiled epoch serve every
 network with the same layer count and loop shapes (784-30-10 sigmoid and

@@ -3,8 +3,9 @@
 
 The panel kernels keep a tile of ``rows x PANEL`` running sums while they
 stream over the summed index (``rows``, at most ``MAX_TILE_ROWS``, is chosen
-per layer from the ISA and the layer's width: ``shapes.panel_tile_rows``).  Numba allocates every ``np.empty`` on the heap,
-and LLVM cannot keep heap memory in registers; a fixed-size stack buffer
+per layer from the ISA and the layer's width: ``shapes.panel_tile_rows``).
+Numba allocates every ``np.empty`` on the heap, and LLVM cannot keep heap
+memory in registers; a fixed-size stack buffer
 (``alloca``) that never escapes the function can be.  After LLVM's scalar
 replacement 4 x 64 float32 sums become 16 zmm registers that live for the
 whole loop: checked with ``inspect_asm`` (no loads or stores of the tile in

@@ -80,11 +80,13 @@ def _grad_update_panel(delta, A_prev, m, W, vW, j0, nj, k0, inv, lr, mu, l2, c1,
     """(G)+(U) for rows ``j0..j0+nj-1`` (``nj <= PANELS``, the compile-time tile
     rows of this layer, ``shapes.panel_tile_rows``) and columns ``k0:k0+PANEL``.
 
-    Outer-product form: the PANELS x PANEL gradient tile ``sum_i delta[i, j] A_prev[i, k]``
-    stays in registers (``tile_buffer``) for the whole mini-batch (per sample, the
-    vector loads of ``A_prev[i, k0:k0+PANEL]`` and PANELS broadcasts of
-    ``delta[i, j]`` feed PANELS times as many vector FMAs), then (U) is applied
-    straight from the registers, so the gradient is never stored.  Rows past ``nj`` are clamped copies, not stored.
+    Outer-product form: the PANELS x PANEL gradient tile
+    ``sum_i delta[i, j] A_prev[i, k]`` stays in registers (``tile_buffer``) for
+    the whole mini-batch (per sample, the vector loads of
+    ``A_prev[i, k0:k0+PANEL]`` and PANELS broadcasts of ``delta[i, j]`` feed
+    PANELS times as many vector FMAs), then (U) is applied straight from the
+    registers, so the gradient is never stored.  Rows past ``nj`` are clamped
+    copies, not stored.
     ``c1``/``c2`` select momentum or Nesterov as in ``_grad_update_block``.
     """
     dt = W.dtype.type
