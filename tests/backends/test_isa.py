@@ -190,11 +190,8 @@ def test_forward_tile_follows_the_registers():
     ("generic", 1, 1),         # 128-bit vectors, 16 registers: never fewer than one row
 ])
 def test_panel_tile_rows_fit_half_the_registers(cpu, float32_rows, float64_rows):
-    from fastmlp.backends.numba.shapes import WIDE_LAYER, panel_tile_rows
+    from fastmlp.backends.numba.shapes import panel_tile_rows
 
     host = isa.classify(cpu)
-    assert panel_tile_rows(WIDE_LAYER, "float32", host) == float32_rows
-    assert panel_tile_rows(WIDE_LAYER, "float64", host) == float64_rows
-    # wider layers take the tallest tile on every ISA (measured, shapes.WIDE_LAYER)
-    assert panel_tile_rows(WIDE_LAYER + 1, "float32", host) == 4
-    assert panel_tile_rows(WIDE_LAYER + 1, "float64", host) == 2
+    assert panel_tile_rows("float32", host) == float32_rows
+    assert panel_tile_rows("float64", host) == float64_rows

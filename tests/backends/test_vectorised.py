@@ -1,6 +1,6 @@
 """The panel kernels must compile to vector code of the host's ISA, not to gathers.
 
-Whether LLVM vectorises the column loop of ``_grad_update_panel`` and
+Whether LLVM vectorises the column loop of ``_grad_update_columns`` and
 ``_hid_panel`` depends on the tile shape (``fastmlp.backends.numba.tile``):
 with the wrong shape, or a future Numba/LLVM, it can silently pick another loop
 and emit ``vgather`` instructions that run 20-50x slower.  This test compiles
@@ -70,14 +70,14 @@ def test_panel_kernels_use_vector_fmas_and_no_gathers(dtype):
     A_prev = rng.random((m, n_in)).astype(dtype)
     delta = rng.standard_normal((m, n_out)).astype(dtype)
     W = rng.standard_normal((n_out, n_in)).astype(dtype)
-    one, zero = dtype(1.0), dtype(0.0)
-    rows = panel_tile_rows(n_out, dtype)  # the host's tile for a narrow layer
-    grad_asm = _asm(_fresh(update._grad_update_panel, rows), delta, A_prev, m, W, np.zeros_like(W), 0,
-                    rows, 0, one / m, dtype(0.1), zero, zero, one, zero)
+    rows = panel_tile_rows(dtype)  # the host's tile
+    hyper = np.array([0.1, 0.0, 0.0])
+    grad_asm = _asm(_fresh(update._grad_update_columns, rows), delta, A_prev, m, W, np.zeros_like(W), hyper,
+                    0, 0, n_out)
     hid_asm = _asm(_fresh(deltas._hid_panel, rows), delta, W, A_prev, 0, m, 0, np.zeros_like(A_prev), 0)
     # one step of a tile updates rows x PANEL sums, that many elements / lanes FMAs
     per_tile = rows * PANEL // HOST.lanes(np.dtype(dtype).itemsize)
-    for name, asm in (("_grad_update_panel", grad_asm), ("_hid_panel", hid_asm)):
+    for name, asm in (("_grad_update_columns", grad_asm), ("_hid_panel", hid_asm)):
         assert "vgather" not in asm, f"{name} gathers ({HOST.describe()})"
         assert len(_fma_lines(asm, dtype)) >= per_tile, f"{name}: too few {REGISTER} FMAs ({HOST.describe()})"
         if REGISTER == "ymm":

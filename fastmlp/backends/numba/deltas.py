@@ -12,7 +12,7 @@ from numba import carray, prange
 
 from fastmlp.backends.numba.elementwise import _derivative
 from fastmlp.backends.numba.jit import CROSS_ENTROPY, NLL, PANELS, QUADRATIC, SIGMOID, kernel
-from fastmlp.backends.numba.tile import NONNEG, PANEL, TILE_SIZE, tile_buffer
+from fastmlp.backends.numba.tile import NONNEG, PACK_ROWS, PANEL, TILE_SIZE, pack_buffer, tile_buffer
 from fastmlp.functions import LEAKY_SLOPE
 
 
@@ -137,11 +137,14 @@ def _hid_panel(delta_next, W_next, A, i_lo, i_hi, code, delta, k0):
 
     Outer-product form: a tile of ``PANELS`` samples x PANEL columns (the
     compile-time rows of this layer, ``shapes.panel_tile_rows``) is summed in
-    registers (``tile_buffer``) over the ``n_next`` rows of ``W_next``; per row
-    j, the vector loads of ``W_next[j, k0:k0+PANEL]`` and ``PANELS``
-    broadcasts of ``delta_next[i, j]`` feed ``PANELS`` times as many vector
-    FMAs.  No horizontal sums, W read in its natural layout.  Samples past
-    ``i_hi`` are clamped copies, not stored.
+    registers (``tile_buffer``) over the rows j of ``W_next``; per row, the
+    vector loads of ``W_next[j, k0:k0+PANEL]`` and ``PANELS`` broadcasts of
+    ``delta_next[i, j]`` feed ``PANELS`` times as many vector FMAs.  The rows j
+    come in blocks of ``PACK_ROWS``, each first copied into a contiguous
+    ``pack_buffer`` that stays in L1 while all tiles pass over it (``tile``;
+    a layer with only one block reads it in place); between blocks a tile's partial sums wait in ``delta``, and the last block
+    applies ``f'``.  No horizontal sums.  Samples past ``i_hi`` are clamped
+    copies, not stored.
     """
     dt = W_next.dtype.type
     slope = dt(LEAKY_SLOPE)
@@ -150,20 +153,48 @@ def _hid_panel(delta_next, W_next, A, i_lo, i_hi, code, delta, k0):
     k0 = k0 & NONNEG
     rows = PANELS
     acc = carray(tile_buffer(W_next.dtype), (TILE_SIZE,))
-    for i in range(i_lo, i_hi, rows):
-        for t in range(rows * PANEL):
-            acc[t] = dt(0.0)
-        for j in range(n_next):
-            w = W_next[j]
-            for r in range(rows):
-                e = delta_next[min(i + r, i_hi - 1), j]
+    packed = carray(pack_buffer(W_next.dtype), (PACK_ROWS, PANEL))
+    for j0 in range(0, n_next, PACK_ROWS):
+        kc = min(PACK_ROWS, n_next - j0)
+        last = j0 + kc == n_next
+        # the rows j0:j0+kc of the panel: packed, or read in place when they
+        # are all there is (one block is in L1 anyway, and packing it cost
+        # 3-10 % on 784-128-64-10; docs/performance.md)
+        src, s0, c0 = W_next, j0, k0
+        if n_next > PACK_ROWS:
+            for j in range(kc):
+                w = W_next[j0 + j]
+                p = packed[j]
                 for c in range(PANEL):
-                    acc[r * PANEL + c] += e * w[k0 + c]
-        for r in range(min(rows, i_hi - i)):
-            out = delta[i + r]
-            a = A[i + r]
-            for c in range(PANEL):
-                out[k0 + c] = acc[r * PANEL + c] * _derivative(a[k0 + c], code, slope, one)
+                    p[c] = w[k0 + c]
+            src, s0, c0 = packed, 0, 0
+        # views from the block's first row j0, so the loops below index from 0
+        w_block = src[s0:s0 + kc]
+        d_block = delta_next[:, j0:j0 + kc]
+        for i in range(i_lo, i_hi, rows):
+            if j0 == 0:
+                for t in range(rows * PANEL):
+                    acc[t] = dt(0.0)
+            else:
+                for r in range(rows):
+                    out = delta[min(i + r, i_hi - 1)]
+                    for c in range(PANEL):
+                        acc[r * PANEL + c] = out[k0 + c]
+            for j in range(kc):
+                w = w_block[j]
+                for r in range(rows):
+                    e = d_block[min(i + r, i_hi - 1), j]
+                    for c in range(PANEL):
+                        acc[r * PANEL + c] += e * w[c0 + c]
+            for r in range(min(rows, i_hi - i)):
+                out = delta[i + r]
+                if last:
+                    a = A[i + r]
+                    for c in range(PANEL):
+                        out[k0 + c] = acc[r * PANEL + c] * _derivative(a[k0 + c], code, slope, one)
+                else:
+                    for c in range(PANEL):
+                        out[k0 + c] = acc[r * PANEL + c]
 
 
 #: Columns per hidden-delta block: a block of W_next (n_next x HID_COLS) should

@@ -17,7 +17,7 @@ from fastmlp.functions import ACTIVATION_CODES
 #: docs/performance.md).  Depends only on the shape, so determinism is kept.
 PARALLEL_MIN_MACS = 120_000
 #: A layer uses the outer-product panel kernels (``_hid_panel``,
-#: ``_grad_update_panel``) for its first ``PANEL * (n_in // PANEL)`` input
+#: ``_grad_update_columns``) for its first ``PANEL * (n_in // PANEL)`` input
 #: columns when the mini-batch has at least this many samples (float32,
 #: float64); smaller batches and the leftover columns use the row-block kernels.
 #: From measurements (docs/performance.md: float64 tiles have half the rows and
@@ -25,32 +25,22 @@ PARALLEL_MIN_MACS = 120_000
 PANEL_MIN_BATCH = {"float32": 16, "float64": 128}
 
 
-#: Layers with more output neurons than this sum their panel tiles over
-#: ``MAX_TILE_ROWS`` rows (float32; half in float64) whatever the register file;
-#: narrower ones use the rows that fit half the registers (``panel_tile_rows``).
-#: Measured 2026-12-02 on an Intel Xeon (AVX-512, LLVM tuned to 256-bit
-#: vectors, 32 registers) with its own code and with AVX2 code (16 registers),
-#: seconds per epoch, medians of 2-3 interleaved runs (docs/benchmarks.md):
-#: 784-1024-1024-10 float32 batch 256 took 6.4 s with 4 rows against 7.1 s with
-#: 2 (AVX2 code: 8.0 against 12.1 with 1), while 784-128-64-10 float32 batch 64
-#: took 0.30 s with 2 rows against 0.35 with 4 (AVX2: 0.34 with 1 against 0.45)
-#: and 784-512-512-10 batch 128 1.53 s against 1.94 (AVX2: 2.0 against 2.45).
-#: Widths between 512 and 1024 were not measured.
-WIDE_LAYER = 512
-
-
-def panel_tile_rows(n_out, dtype, host=None):
-    """Rows of the panel tile for a layer of ``n_out`` neurons: as many as keep
-    the ``rows x PANEL`` sums in half the vector registers of ``host`` (default
-    ``isa.HOST``), at least 1, at most ``MAX_TILE_ROWS`` (half in float64), or
-    the most for layers wider than ``WIDE_LAYER``.  zmm: 4 rows float32, 2
+def panel_tile_rows(dtype, host=None):
+    """Rows of a layer's panel tiles: as many as keep the ``rows x PANEL`` sums
+    in half the vector registers of ``host`` (default ``isa.HOST``), at least
+    1, at most ``MAX_TILE_ROWS`` (half in float64).  zmm: 4 rows float32, 2
     float64; Intel AVX-512 code (ymm, 32 registers): 2 and 1; AVX2 (16 ymm): 1
-    and 1."""
+    and 1.
+
+    Measured 2026-12-02 on an Intel Xeon (AVX-512, LLVM tuned to 256-bit
+    vectors) with its own code and with AVX2 code, seconds per epoch, medians
+    of interleaved runs (docs/benchmarks.md): with packed panels (``tile``) the
+    fitting tile beat the tall one on every network, 784-1024-1024-10 batch 256
+    included (float32 4.7 s against 5.2 with 4 rows; AVX2 code 6.2 against 7.2;
+    float64 11.5 against 15.1 with 2 rows, AVX2 13.5 against 19.1)."""
     host = isa.HOST if host is None else host
     itemsize = np.dtype(dtype).itemsize
     most = MAX_TILE_ROWS if itemsize == 4 else MAX_TILE_ROWS // 2
-    if n_out > WIDE_LAYER:
-        return most
     vectors_per_row = max(1, PANEL // host.lanes(itemsize))
     return max(1, min(most, (host.registers // 2) // vectors_per_row))
 
@@ -84,8 +74,7 @@ def _panel_counts(sizes, batch_size, dtype):
 def _panel_tiles(sizes, batch_size, dtype):
     """Per layer, the rows of its panel tiles (``panel_tile_rows``), or 0 for a
     layer without panels: the compile-time constant ``PANELS`` of its kernels."""
-    return tuple(panel_tile_rows(n_out, dtype) if _panels(n_in, batch_size, dtype) else 0
-                 for n_in, n_out in zip(sizes[:-1], sizes[1:]))
+    return tuple(panel_tile_rows(dtype) if _panels(n_in, batch_size, dtype) else 0 for n_in in sizes[:-1])
 
 
 def _check_input(X, dtype):

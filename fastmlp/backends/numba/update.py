@@ -11,7 +11,7 @@ from fastmlp.backends.numba.forward import _fwd_block, _gather_row
 from fastmlp.backends.numba.elementwise import _softmax_rows
 from fastmlp.backends.numba.deltas import _thread_rows
 from fastmlp.backends.numba.jit import NESTEROV, OPT, PANELS, SGD_PLAIN, kernel
-from fastmlp.backends.numba.tile import NONNEG, PANEL, TILE_SIZE, tile_buffer
+from fastmlp.backends.numba.tile import NONNEG, PACK_ROWS, PACK_SIZE, PANEL, TILE_SIZE, pack_buffer, tile_buffer
 
 
 @kernel
@@ -73,46 +73,6 @@ def _rows5(A, i, m, klo):
     (its coefficient is 0)."""
     return (A[i, klo:], A[min(i + 1, m - 1), klo:], A[min(i + 2, m - 1), klo:],
             A[min(i + 3, m - 1), klo:], A[min(i + 4, m - 1), klo:])
-
-
-@kernel
-def _grad_update_panel(delta, A_prev, m, W, vW, j0, nj, k0, inv, lr, mu, l2, c1, c2):
-    """(G)+(U) for rows ``j0..j0+nj-1`` (``nj <= PANELS``, the compile-time tile
-    rows of this layer, ``shapes.panel_tile_rows``) and columns ``k0:k0+PANEL``.
-
-    Outer-product form: the PANELS x PANEL gradient tile
-    ``sum_i delta[i, j] A_prev[i, k]`` stays in registers (``tile_buffer``) for
-    the whole mini-batch (per sample, the vector loads of
-    ``A_prev[i, k0:k0+PANEL]`` and PANELS broadcasts of ``delta[i, j]`` feed
-    PANELS times as many vector FMAs), then (U) is applied straight from the
-    registers, so the gradient is never stored.  Rows past ``nj`` are clamped
-    copies, not stored.
-    ``c1``/``c2`` select momentum or Nesterov as in ``_grad_update_block``.
-    """
-    dt = W.dtype.type
-    k0 = k0 & NONNEG
-    acc = carray(tile_buffer(W.dtype), (TILE_SIZE,))
-    for t in range(PANELS * PANEL):
-        acc[t] = dt(0.0)
-    for i in range(m):
-        a = A_prev[i]
-        d = delta[i]
-        for r in range(PANELS):
-            e = d[j0 + min(r, nj - 1)]
-            for c in range(PANEL):
-                acc[r * PANEL + c] += e * a[k0 + c]
-    for r in range(nj):
-        w = W[j0 + r]
-        v = vW[j0 + r]
-        if OPT == SGD_PLAIN:  # (U1)-(U2)
-            for c in range(PANEL):
-                w[k0 + c] -= lr * (acc[r * PANEL + c] * inv + l2 * w[k0 + c])
-        else:  # (U2)-(U4)
-            for c in range(PANEL):
-                g = acc[r * PANEL + c] * inv + l2 * w[k0 + c]
-                u = v[k0 + c] * mu - lr * g
-                v[k0 + c] = u
-                w[k0 + c] += c1 * u + c2 * g
 
 
 @kernel
@@ -217,24 +177,90 @@ def _grad_update_block(delta, A_prev, m, W, b, vW, vb, hyper, j0, G, panels):
 
 @kernel
 def _grad_update_columns(delta, A_prev, m, W, vW, hyper, k0, j_lo, j_hi):
-    """(G)+(U) of columns ``k0:k0+PANEL`` for rows ``j_lo:j_hi`` of W,
-    ``PANELS`` rows at a time (``_grad_update_panel``).  Running down the rows
-    for one panel keeps that panel of ``A_prev`` (m x PANEL) in L1/L2 while
-    ``delta`` streams past; the other order re-read all of ``A_prev`` for every 4
-    rows."""
+    """(G)+(U) of columns ``k0:k0+PANEL`` for rows ``j_lo:j_hi`` of W (at most
+    ``PANEL_ITEM_ROWS``), in tiles of ``PANELS`` rows (the compile-time tile
+    rows of this layer, ``shapes.panel_tile_rows``).
+
+    Outer-product form: a PANELS x PANEL gradient tile
+    ``sum_i delta[i, j] A_prev[i, k]`` is summed in registers (``tile_buffer``;
+    per sample, the vector loads of a row of inputs and PANELS broadcasts of
+    ``delta[i, j]`` feed PANELS times as many vector FMAs).  The samples come
+    in blocks of ``PACK_ROWS``: a block's inputs ``A_prev[i0:i0+PACK_ROWS,
+    k0:k0+PANEL]`` are packed once (``tile``) and stay in L1 while the tiles of
+    all the rows pass over them (a mini-batch of one block is read in place, as
+    in ``deltas._hid_panel``); between blocks the tiles' partial sums wait in
+    ``sums``.  After the last block (U) is applied straight from the registers,
+    so the finished gradient is never stored.  Rows past ``j_hi`` in the last
+    tile are clamped copies, not stored.  Everything is one function: a call
+    per tile cost 8-12 % on 784-128-64-10 float32 (docs/performance.md).
+    ``c1``/``c2`` select momentum or Nesterov as in ``_grad_update_block``.
+    """
     dt = W.dtype.type
     lr, mu, l2 = dt(hyper[0]), dt(hyper[1]), dt(hyper[2])
     inv = dt(1.0) / dt(m)
+    # (U3) momentum: w += v;  (U4) Nesterov: w += mu v - lr g
     c1 = mu if OPT == NESTEROV else dt(1.0)
     c2 = -lr if OPT == NESTEROV else dt(0.0)
     rows = PANELS
-    for j0 in range(j_lo, j_hi, rows):
-        _grad_update_panel(delta, A_prev, m, W, vW, j0, min(rows, j_hi - j0), k0, inv, lr, mu, l2, c1, c2)
+    k0 = k0 & NONNEG
+    acc = carray(tile_buffer(W.dtype), (TILE_SIZE,))
+    packed = carray(pack_buffer(W.dtype), (PACK_ROWS, PANEL))
+    sums = carray(pack_buffer(W.dtype), (PACK_SIZE,))
+    for i0 in range(0, m, PACK_ROWS):
+        kc = min(PACK_ROWS, m - i0)
+        first, last = i0 == 0, i0 + kc == m
+        src, s0, c0 = A_prev, i0, k0
+        if m > PACK_ROWS:
+            for i in range(kc):
+                a = A_prev[i0 + i]
+                p = packed[i]
+                for c in range(PANEL):
+                    p[c] = a[k0 + c]
+            src, s0, c0 = packed, 0, 0
+        c0 = c0 & NONNEG
+        # views from the block's first row, so the loops below index from 0
+        # (an offset row index cost an imul per sample: 3-5 %)
+        d_block = delta[i0:i0 + kc]
+        a_block = src[s0:s0 + kc]
+        for j0 in range(j_lo, j_hi, rows):
+            nj = min(rows, j_hi - j0)
+            part = sums[((j0 - j_lo) * PANEL) & NONNEG:]
+            if first:
+                for t in range(rows * PANEL):
+                    acc[t] = dt(0.0)
+            else:
+                for t in range(rows * PANEL):
+                    acc[t] = part[t]
+            for i in range(kc):
+                d = d_block[i]
+                a = a_block[i]
+                for r in range(rows):
+                    e = d[j0 + min(r, nj - 1)]
+                    for c in range(PANEL):
+                        acc[r * PANEL + c] += e * a[c0 + c]
+            if not last:
+                for t in range(rows * PANEL):
+                    part[t] = acc[t]
+                continue
+            for r in range(nj):
+                w = W[j0 + r]
+                v = vW[j0 + r]
+                if OPT == SGD_PLAIN:  # (U1)-(U2)
+                    for c in range(PANEL):
+                        w[k0 + c] -= lr * (acc[r * PANEL + c] * inv + l2 * w[k0 + c])
+                else:  # (U2)-(U4)
+                    for c in range(PANEL):
+                        g = acc[r * PANEL + c] * inv + l2 * w[k0 + c]
+                        u = v[k0 + c] * mu - lr * g
+                        v[k0 + c] = u
+                        w[k0 + c] += c1 * u + c2 * g
 
 
 #: Rows of W per panel work item (a multiple of 4): with few panels (64 <= n_in
-#: < 128 gives one) the items still split over the threads.
+#: < 128 gives one) the items still split over the threads.  Their partial
+#: gradients fill one ``pack_buffer`` (``_grad_update_columns``).
 PANEL_ITEM_ROWS = 64
+assert PANEL_ITEM_ROWS * PANEL <= PACK_SIZE
 
 
 @kernel
