@@ -142,9 +142,9 @@ def _hid_panel(delta_next, W_next, A, i_lo, i_hi, code, delta, k0):
     ``delta_next[i, j]`` feed ``PANELS`` times as many vector FMAs.  The rows j
     come in blocks of ``PACK_ROWS``, each first copied into a contiguous
     ``pack_buffer`` that stays in L1 while all tiles pass over it (``tile``;
-    a layer with only one block reads it in place); between blocks a tile's partial sums wait in ``delta``, and the last block
-    applies ``f'``.  No horizontal sums.  Samples past ``i_hi`` are clamped
-    copies, not stored.
+    a layer with only one block reads it in place); between blocks a tile's
+    partial sums wait in ``delta``, and the last block applies ``f'``.  No
+    horizontal sums.  Samples past ``i_hi`` are clamped copies, not stored.
     """
     dt = W_next.dtype.type
     slope = dt(LEAKY_SLOPE)
@@ -168,7 +168,10 @@ def _hid_panel(delta_next, W_next, A, i_lo, i_hi, code, delta, k0):
                 for c in range(PANEL):
                     p[c] = w[k0 + c]
             src, s0, c0 = packed, 0, 0
-        # views from the block's first row j0, so the loops below index from 0
+        # views from the block's first row j0, so the loops below index from 0.
+        # The packing is written out here and in update._grad_update_columns:
+        # as a helper returning the view, LLVM no longer vectorised the tile
+        # loops (no vector FMAs at all, tests/backends/test_vectorised.py)
         w_block = src[s0:s0 + kc]
         d_block = delta_next[:, j0:j0 + kc]
         for i in range(i_lo, i_hi, rows):

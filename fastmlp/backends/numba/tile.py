@@ -3,7 +3,7 @@ kernels (``deltas._hid_panel``, ``update._grad_update_columns``).
 
 The panel kernels keep a tile of ``rows x PANEL`` running sums while they
 stream over the summed index (``rows``, at most ``MAX_TILE_ROWS``, is chosen
-per layer from the ISA and the layer's width: ``shapes.panel_tile_rows``).
+from the ISA's registers: ``shapes.panel_tile_rows``).
 Numba allocates every ``np.empty`` on the heap, and LLVM cannot keep heap
 memory in registers; a fixed-size stack buffer
 (``alloca``) that never escapes the function can be.  After LLVM's scalar

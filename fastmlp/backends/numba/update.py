@@ -191,8 +191,9 @@ def _grad_update_columns(delta, A_prev, m, W, vW, hyper, k0, j_lo, j_hi):
     in ``deltas._hid_panel``); between blocks the tiles' partial sums wait in
     ``sums``.  After the last block (U) is applied straight from the registers,
     so the finished gradient is never stored.  Rows past ``j_hi`` in the last
-    tile are clamped copies, not stored.  Everything is one function: a call
-    per tile cost 8-12 % on 784-128-64-10 float32 (docs/performance.md).
+    tile are clamped copies, not stored.  The tile's code stays in this
+    function: passed to a call that LLVM does not inline, the stack tile could
+    not be kept in registers.
     ``c1``/``c2`` select momentum or Nesterov as in ``_grad_update_block``.
     """
     dt = W.dtype.type
