@@ -158,8 +158,7 @@ def _hid_panel(delta_next, W_next, A, i_lo, i_hi, code, delta, k0):
         kc = min(PACK_ROWS, n_next - j0)
         last = j0 + kc == n_next
         # the rows j0:j0+kc of the panel: packed, or read in place when they
-        # are all there is (one block is in L1 anyway, and packing it cost
-        # 3-10 % on 784-128-64-10; docs/performance.md)
+        # are all there is (one block fits L1 as it is)
         src, s0, c0 = W_next, j0, k0
         if n_next > PACK_ROWS:
             for j in range(kc):

@@ -23,8 +23,9 @@ packed (2-row tile); with AVX2 code 9.6 against 63 (1-row tile);
 docs/performance.md.
 
 Numba has no stack arrays, so ``tile_buffer`` and ``pack_buffer`` are small
-``@intrinsic`` functions that emit the ``alloca`` in the function's entry block.  The
-buffers are uninitialised and must not outlive the function that made them.
+``@intrinsic`` functions that emit the ``alloca`` in the function's entry
+block.  The buffers are uninitialised and must not outlive the function that
+made them.
 """
 
 from llvmlite import ir
