@@ -11,21 +11,29 @@ __all__ = ["MLP", "MLPClassifier", "compile_ahead", "load", "load_mnist", "DataE
            "FastMLPError", "ModelFileError", "__version__"]
 
 
-def compile_ahead(model, *, batch_size=10, momentum=0.0, nesterov=False, inputs=("uint8",)):
+def compile_ahead(model, *, batch_size=10, momentum=0.0, nesterov=False, inputs=None):
     """Compile the numba kernels ``model.fit(X, y, batch_size=..., momentum=...,
     nesterov=...)`` and ``model.predict_proba`` will run, so that the first fit
     starts at once (e.g. while building a container image, or right after
-    install).  ``inputs``: the inputs' dtypes (or the arrays themselves); the
-    first is the training set's.  Compiled code is cached on disk per
-    configuration, so this is done once per machine.  Returns the seconds spent
-    compiling (0.0 if it was all cached, or for the numpy backend).  The CLI
-    equivalent is ``fastmlp compile [train options]``."""
+    install).  The kernels serve inputs of every dtype (uint8 pixels, floats).
+    Compiled code is cached on disk per configuration, so this is done once per
+    machine.  Returns the seconds spent compiling (0.0 if it was all cached, or
+    for the numpy backend).  The CLI equivalent is ``fastmlp compile [train
+    options]``.
+
+    ``inputs`` (the inputs' dtypes) is deprecated and ignored: the kernels no
+    longer depend on them."""
+    if inputs is not None:
+        import warnings
+
+        warnings.warn("compile_ahead(inputs=...) is ignored and will be removed: the numba kernels "
+                      "serve inputs of every dtype", DeprecationWarning, stacklevel=2)
     if model.backend != "numba":
         return 0.0
     from fastmlp.backends import numba as numba_backend
     from fastmlp.network import SGD
 
-    specs = numba_backend.specs_for(model.net_, model.dtype_, inputs, batch_size=batch_size,
+    specs = numba_backend.specs_for(model.net_, model.dtype_, batch_size=batch_size,
                                     optimizer=SGD(0.1, momentum, bool(nesterov)))
     return numba_backend.compile_specs(specs)
 

@@ -179,7 +179,7 @@ def _compile_times(rows):
     measured, out = {}, {}
     for sizes, batch, dtype in rows:
         net = Net(tuple(sizes), ("sigmoid",) * (len(sizes) - 1), "quadratic")
-        key = tuple(specs_for(net, dtype, ("uint8",), batch_size=batch))
+        key = tuple(specs_for(net, dtype, batch_size=batch))
         if key not in measured:
             measured[key] = compile_time(dtype, sizes, batch)
         out[(sizes, batch, dtype)] = measured[key]

@@ -96,7 +96,7 @@ def cmd_train(args):
     X_train, y_train, X_test, y_test = load_data(args)
     if args.limit:
         X_train, y_train = X_train[:args.limit], y_train[:args.limit]
-    compile_kernels(model, args, (X_train, X_test))
+    compile_kernels(model, args)
     if args.resume:
         done = model.epochs_trained_
         print(f"Resuming {args.resume} after epoch {done}: test accuracy "
@@ -166,16 +166,16 @@ def cmd_train(args):
     return 0
 
 
-def _compile_specs(model, args, inputs):
-    """The numba configurations ``fastmlp train`` with ``args`` runs on ``inputs``
-    (arrays or dtypes), or None for another backend."""
+def _compile_specs(model, args):
+    """The numba configurations ``fastmlp train`` with ``args`` runs, or None
+    for another backend."""
     if model.backend != "numba":
         return None
     from fastmlp.backends import numba as numba_backend
     from fastmlp.network import SGD
 
     optimizer = SGD(args.lr, args.momentum, bool(args.nesterov), args.l2)
-    return numba_backend.specs_for(model.net_, model.dtype_, inputs, batch_size=args.batch_size,
+    return numba_backend.specs_for(model.net_, model.dtype_, batch_size=args.batch_size,
                                    optimizer=optimizer)
 
 
@@ -186,12 +186,12 @@ def _network_name(model):
     return f"{'-'.join(map(str, net.sizes))} {acts}/{net.cost} {model.dtype_.name}"
 
 
-def compile_kernels(model, args, inputs, stream=None):
+def compile_kernels(model, args, stream=None):
     """Before a numba run: if its kernels are not compiled yet, say so in one
     line with the expected time, show on a terminal that it is working, compile
     (``fastmlp.backends.numba.compile_specs``), then say how long it took.
     Returns the seconds (0.0 when everything was cached or for another backend)."""
-    specs = _compile_specs(model, args, inputs)
+    specs = _compile_specs(model, args)
     if not specs:
         return 0.0
     from fastmlp.backends import numba as numba_backend
@@ -243,10 +243,8 @@ class _working:
 
 def cmd_compile(args):
     """``fastmlp compile [train options]``: compile the numba kernels the same
-    ``fastmlp train`` would run (MNIST-style uint8 images), without data and
+    ``fastmlp train`` would run, without data and
     without training, e.g. while building a container image."""
-    import numpy as np
-
     explicit = getattr(args, "explicit", None)
     if explicit is None:
         explicit = set(vars(args))
@@ -256,7 +254,7 @@ def cmd_compile(args):
     if model.backend != "numba":
         raise UsageError(f"--backend {model.backend} compiles nothing; fastmlp compile is for the numba backend")
     check_backend(model.backend)
-    seconds = compile_kernels(model, args, (np.uint8,))
+    seconds = compile_kernels(model, args)
     if not seconds:
         print(f"the numba kernels for {_network_name(model)} are already compiled (in the cache)", flush=True)
     return 0

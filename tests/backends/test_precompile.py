@@ -13,45 +13,60 @@ import pytest
 from fastmlp.backends.numba import cache as _cache
 from fastmlp.backends.numba import precompile as _precompile
 from fastmlp.backends.numba.shapes import panel_tile_rows
-from fastmlp.backends.numba.specs import EpochSpec, epoch_spec, input_types, predict_spec, spec_from_json
-from fastmlp.network import SGD
+from fastmlp.backends.numba.specs import EpochSpec, epoch_spec, predict_spec, spec_from_json
+from fastmlp.network import SGD, Net
 
 
-@pytest.mark.parametrize("dtype,X,types", [
-    ("float64", np.zeros((2, 3), np.uint8), ("uint8", False)),
-    ("float32", np.zeros((2, 3), np.float32), ("float32", False)),
-    ("float32", np.zeros((2, 3), np.float64), ("float32", False)),   # converted: a writable copy
-    ("float64", np.zeros((3, 2), np.uint8).T, ("uint8", False)),     # not contiguous: a copy
-])
-def test_input_types(dtype, X, types):
-    assert input_types(X, dtype) == types
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_every_input_type_runs_the_one_compiled_epoch(dtype):
+    """uint8 pixels and float values, writable, read-only or not contiguous, all
+    reach the kernels as the one pair type the epoch and the prediction are
+    compiled for (their dispatchers compile nothing else: another type would be
+    refused).  Each kind gives the same bits whatever its layout, and pixels
+    agree with the same pixels scaled beforehand."""
+    from fastmlp.backends.numba import epoch, predict
+    from fastmlp.network import init_params
 
-
-def test_input_types_read_only_input():
-    X = np.zeros((2, 3), np.uint8)
-    X.flags.writeable = False
-    assert input_types(X, "float32") == ("uint8", True)
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, (40, 6), dtype=np.uint8)
+    floats = (pixels / 255.0).astype(dtype)
+    kinds = {"pixels": [pixels, np.asfortranarray(pixels), pixels.copy()],
+             "floats": [floats, np.asfortranarray(floats), floats.copy(), floats.astype(np.float64)]}
+    for arrays in kinds.values():
+        arrays[2].flags.writeable = False
+    net = Net((6, 5, 3), ("sigmoid", "sigmoid"), "quadratic")
+    y = rng.integers(0, 3, 40).astype(np.uint8)
+    results = {}
+    for kind, arrays in kinds.items():
+        for X in arrays:
+            params = init_params(net.sizes, ["normal"] * 2, np.random.default_rng(1), np.dtype(dtype))
+            epoch.train_batches(params, np.zeros_like(params), net, SGD(0.5), X, y, np.arange(40), 10)
+            got = np.concatenate([params, predict.predict_proba(params, net, X).ravel()])
+            np.testing.assert_array_equal(got, results.setdefault(kind, got))
+    assert len(epoch.compiled_epoch(epoch_spec(net.sizes, SGD(0.5), 10, dtype)).signatures) == 1
+    assert len(predict.compiled_predict(predict_spec(net.sizes, dtype)).signatures) == 1
+    tol = 1e-10 if dtype == "float64" else 1e-5  # x / 255 and x * (1 / 255) round differently
+    np.testing.assert_allclose(results["floats"], results["pixels"], rtol=tol, atol=tol)
 
 
 def test_spec_is_what_the_compiled_code_depends_on():
     """Sizes, activations and the cost are arguments: networks with the same
     layer count and loop shapes share one compiled epoch."""
-    X = np.zeros((2, 784), np.uint8)
-    a = epoch_spec((784, 30, 10), SGD(3.0), 10, "float64", X)
-    b = epoch_spec((784, 40, 10), SGD(0.1, 0.0, False, 1e-4), 10, "float64", X)
+    a = epoch_spec((784, 30, 10), SGD(3.0), 10, "float64")
+    b = epoch_spec((784, 40, 10), SGD(0.1, 0.0, False, 1e-4), 10, "float64")
     assert a == b and a.parallel == (True, False) and a.panels == (0, 0)
-    assert epoch_spec((784, 30, 10), SGD(0.1, 0.9), 10, "float64", X).optimiser == "momentum"
-    assert epoch_spec((784, 30, 10), SGD(0.1, 0.9, True), 10, "float64", X).optimiser == "nesterov"
-    assert epoch_spec((784, 256, 10), SGD(0.1), 64, "float32", X).panels == (panel_tile_rows("float32"),
+    assert epoch_spec((784, 30, 10), SGD(0.1, 0.9), 10, "float64").optimiser == "momentum"
+    assert epoch_spec((784, 30, 10), SGD(0.1, 0.9, True), 10, "float64").optimiser == "nesterov"
+    assert epoch_spec((784, 256, 10), SGD(0.1), 64, "float32").panels == (panel_tile_rows("float32"),
                                                                               panel_tile_rows("float32"))
     assert spec_from_json(a.to_json()) == a
-    p = predict_spec((784, 30, 10), "float32", X)
+    p = predict_spec((784, 30, 10), "float32")
     assert spec_from_json(p.to_json()) == p
 
 
 def test_folder_follows_numba_cache_dir(tmp_path, monkeypatch):
     monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path))
-    spec = predict_spec((3, 2), "float64", ("uint8", False))
+    spec = predict_spec((3, 2), "float64")
     assert _cache.folder(spec).parent == tmp_path / "fastmlp"
     assert _cache.folder(spec).name.startswith("fastmlp_predict_")
 
@@ -59,7 +74,7 @@ def test_folder_follows_numba_cache_dir(tmp_path, monkeypatch):
 def test_folder_without_numba_cache_dir(tmp_path, monkeypatch):
     monkeypatch.delenv("NUMBA_CACHE_DIR", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    spec = predict_spec((3, 2), "float64", ("uint8", False))
+    spec = predict_spec((3, 2), "float64")
     assert _cache.folder(spec).parent == tmp_path / "fastmlp" / "numba"
 
 
@@ -80,7 +95,7 @@ def test_module_name_carries_the_code_stamp(monkeypatch):
     select a new module (and so a new cache entry)."""
     assert {"backends/numba/tile.py", "backends/numba/update.py", "functions.py", "config.py"} <= set(
         _cache._DEPENDENCIES)
-    spec = predict_spec((3, 2), "float64", ("uint8", False))
+    spec = predict_spec((3, 2), "float64")
     before = _cache.module_name(spec)
     monkeypatch.setattr(_cache, "CODE_STAMP", _cache.CODE_STAMP + "x")
     assert _cache.module_name(spec) != before
@@ -102,11 +117,11 @@ def test_module_name_carries_the_cpu_target():
         if env is None:  # not x86 with AVX2: any other target will do
             env = {**os.environ, "NUMBA_CPU_NAME": "generic"}
     code = ("from fastmlp.backends.numba import cache; from fastmlp.backends.numba.specs import predict_spec; "
-            "print(cache.module_name(predict_spec((3, 2), 'float64', ('uint8', False))))")
+            "print(cache.module_name(predict_spec((3, 2), 'float64')))")
     other = subprocess.run([sys.executable, "-c", code], check=True, env=env, capture_output=True, text=True,
                            timeout=120).stdout.strip()
     assert other.startswith("fastmlp_predict_")
-    assert other != _cache.module_name(predict_spec((3, 2), "float64", ("uint8", False)))
+    assert other != _cache.module_name(predict_spec((3, 2), "float64"))
 
 
 def test_import_compiles_a_serial_epoch_without_a_warning(tmp_path):
@@ -139,7 +154,7 @@ def fake_load(monkeypatch):
     return state
 
 
-SPEC = predict_spec((3, 2), "float64", ("uint8", False))
+SPEC = predict_spec((3, 2), "float64")
 
 
 def test_failing_child_falls_back_with_a_note(tmp_path, monkeypatch, capsys, fake_load):

@@ -89,7 +89,7 @@ def test_compile_time_once_per_specialisation(monkeypatch):
 
     def key(row):
         sizes, batch, dtype = row
-        return tuple(specs_for(bench._net(sizes), dtype, ("uint8",), batch_size=batch))
+        return tuple(specs_for(bench._net(sizes), dtype, batch_size=batch))
 
     first = {}
     for row in rows:

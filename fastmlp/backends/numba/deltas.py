@@ -8,6 +8,7 @@ Mirror: ``fastmlp.backends.reference.output_delta`` and ``hidden_delta``.
 import math
 
 import numba
+import numpy as np
 from numba import carray, prange
 
 from fastmlp.backends.numba.elementwise import _derivative
@@ -251,4 +252,5 @@ def _hidden_layer(delta_next, W_next, A, m, code, delta, G, panels):
     n_kb = (n - panels * PANEL + HID_COLS - 1) // HID_COLS
     n_items = panels * ((m + HID_PANEL_ROWS - 1) // HID_PANEL_ROWS) + n_kb * ((m + 3) // 4)
     for q in prange(n_items):
-        _hid_item(delta_next, W_next, A, m, code, delta, panels, q, _thread_rows(G))
+        # np.int64: see _update_layer (one compile of _hid_item instead of two)
+        _hid_item(delta_next, W_next, A, m, code, delta, panels, np.int64(q), _thread_rows(G))

@@ -17,7 +17,7 @@ from fastmlp.backends.numba import cache, precompile
 from fastmlp.backends.numba.deltas import _hidden_layer, _output_rows
 from fastmlp.backends.numba.forward import _forward_layer, _gather_input
 from fastmlp.backends.numba.jit import OPTIONS, kernel, specialise
-from fastmlp.backends.numba.shapes import _check_input, _codes, _panel_counts
+from fastmlp.backends.numba.shapes import _check_input, _codes, _panel_counts, input_pair_type
 from fastmlp.backends.numba.specs import OPTIMISERS, epoch_spec
 from fastmlp.backends.numba.update import _update_forward_first, _update_layer
 from fastmlp.functions import COST_CODES
@@ -73,7 +73,7 @@ def signature(spec):
     dt, i64 = getattr(t, spec.dtype), t.int64
     vec = t.Array(dt, 1, "C")
     ints = t.Array(i64, 1, "C")
-    X = t.Array(getattr(t, spec.x_dtype), 2, "C", readonly=spec.x_read_only)
+    X = input_pair_type(spec.dtype)
     return t.Tuple((t.float64, i64))(vec, vec, ints, ints, ints, i64, t.Array(t.float64, 1, "C"), X,
                                      t.Array(t.uint8, 1, "C"), ints, i64, t.float64, ints, i64)
 
@@ -218,7 +218,7 @@ def train_batches(params, velocity, net, sgd, X, y, order, batch_size):
     batch_size = int(max(batch_size, 1))
     # the loop shapes follow the requested batch size, so a short last chunk of
     # an epoch runs the same compiled code; buffers need no more than n rows
-    spec = epoch_spec(net.sizes, sgd, batch_size, params.dtype, X)
+    spec = epoch_spec(net.sizes, sgd, batch_size, params.dtype)
     precompile.ensure_compiled(spec)
     if isinstance(sgd, Adam):  # (U6), see fastmlp.backends.numba.adam
         hyper = np.array([sgd.lr, sgd.beta_1, sgd.beta_2, sgd.epsilon, sgd.l2, sgd.t], dtype=np.float64)

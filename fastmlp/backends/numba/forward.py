@@ -214,13 +214,21 @@ def _forward_layer(A_prev, m, W, b, code, Z, A, keep_z):
 
 @kernel
 def _gather_row(X, r, scale, dst):
-    """(X) ``dst = X[r] * scale`` in the parameters' dtype (uint8 pixels are
-    divided by 255 here, so the training set stays uint8)."""
+    """(X) ``dst = X[r] * scale`` in the parameters' dtype.  ``X`` is the pair
+    ``(pixels, values)`` of ``shapes._check_input``, one of them empty: uint8
+    pixels are converted and divided by 255 here (so the training set stays
+    uint8), values of the dtype are only scaled (by 1)."""
+    pixels, values = X
     dt = dst.dtype.type
     s = dt(scale)
-    src = X[r]
-    for k in range(dst.shape[0]):
-        dst[k] = dt(src[k]) * s
+    if pixels.shape[0]:
+        src = pixels[r]
+        for k in range(dst.shape[0]):
+            dst[k] = dt(src[k]) * s
+    else:
+        vals = values[r]
+        for k in range(dst.shape[0]):
+            dst[k] = vals[k] * s
 
 
 @kernel

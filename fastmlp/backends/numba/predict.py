@@ -12,7 +12,7 @@ from fastmlp.backends.numba import cache, precompile
 from fastmlp.backends.numba.epoch import _layer_views
 from fastmlp.backends.numba.forward import _forward_layer, _gather_input
 from fastmlp.backends.numba.jit import OPTIONS, specialise
-from fastmlp.backends.numba.shapes import _check_input, _codes
+from fastmlp.backends.numba.shapes import _check_input, _codes, input_pair_type
 from fastmlp.backends.numba.specs import predict_spec
 from fastmlp.network import weight_offsets
 
@@ -33,8 +33,8 @@ def signature(spec):
     t = numba.types
     dt = getattr(t, spec.dtype)
     ints = t.Array(t.int64, 1, "C")
-    X = t.Array(getattr(t, spec.x_dtype), 2, "C", readonly=spec.x_read_only)
-    return t.void(t.Array(dt, 1, "C"), ints, ints, ints, X, ints, t.float64, t.Array(dt, 2, "C"))
+    return t.void(t.Array(dt, 1, "C"), ints, ints, ints, input_pair_type(spec.dtype), ints, t.float64,
+                  t.Array(dt, 2, "C"))
 
 
 def compiled(spec):
@@ -77,7 +77,7 @@ def source(spec):
         "",
         "@_predict.compiled(SPEC)",
         "def predict(params, offsets, sizes, acts, X, rows, scale, out):",
-        "    n = X.shape[0]",
+        "    n = rows.shape[0]",
         "    width = sizes.max()",
         "    no = n < 0  # False as a value (a literal would compile another copy of the kernel)",
         "    for c in prange((n + CHUNK - 1) // CHUNK):",
@@ -101,10 +101,11 @@ def predict_proba(params, net, X):
     """Output activations ``A_L`` for every row of ``X``, ``(n, n_L)``.
     Implements (X), (F).  Mirror: ``fastmlp.backends.reference.predict_proba``."""
     X, scale = _check_input(X, params.dtype)
-    out = np.empty((len(X), net.sizes[-1]), dtype=params.dtype)
-    if len(X):
-        spec = predict_spec(net.sizes, params.dtype, X)
+    n = len(X[0]) + len(X[1])
+    out = np.empty((n, net.sizes[-1]), dtype=params.dtype)
+    if n:
+        spec = predict_spec(net.sizes, params.dtype)
         precompile.ensure_compiled(spec)
         compiled_predict(spec)(params, weight_offsets(net.sizes), np.asarray(net.sizes, dtype=np.int64),
-                               _codes(net), X, np.arange(len(X), dtype=np.int64), float(scale), out)
+                               _codes(net), X, np.arange(n, dtype=np.int64), float(scale), out)
     return out

@@ -12,11 +12,10 @@ import threading
 import warnings
 
 import numba
-import numpy as np
 
 from fastmlp._files import atomic_write
 from fastmlp.backends.numba import cache, precompile
-from fastmlp.backends.numba.specs import epoch_spec, input_types, predict_spec
+from fastmlp.backends.numba.specs import epoch_spec, predict_spec
 from fastmlp.network import SGD
 
 #: The kernels take labels as uint8, so this backend has at most 256 classes.
@@ -93,25 +92,14 @@ def after_first_call(dtype, X):
     checks after loading whether this process had to compile after all)."""
 
 
-def _x_types(x, dtype):
-    """``(x_dtype, read_only)`` as the kernels will see input ``x``: an array, or a
-    dtype (taken as a writable array of it)."""
-    if isinstance(x, np.ndarray):
-        return input_types(x, dtype)
-    x, dtype = np.dtype(x), np.dtype(dtype)
-    return (x.name if x in (np.uint8, dtype) else dtype.name), False
-
-
-def specs_for(net, dtype="float64", inputs=("uint8",), *, batch_size=10, optimizer=None, train=True):
+def specs_for(net, dtype="float64", *, batch_size=10, optimizer=None, train=True):
     """The configurations (``specs``) a run needs: training ``net`` (if
-    ``train``) on ``inputs[0]`` in mini-batches of ``batch_size`` with
-    ``optimizer`` (default plain SGD), and predicting on each of ``inputs``
-    (arrays, or dtypes of writable arrays)."""
+    ``train``) in mini-batches of ``batch_size`` with ``optimizer`` (default
+    plain SGD), and predicting.  Inputs of every dtype share them."""
     optimizer = SGD(0.1) if optimizer is None else optimizer
-    types = list(dict.fromkeys(_x_types(x, dtype) for x in inputs))
-    found = [predict_spec(net.sizes, dtype, t) for t in types]
+    found = [predict_spec(net.sizes, dtype)]
     if train:
-        found.insert(0, epoch_spec(net.sizes, optimizer, int(batch_size), dtype, types[0]))
+        found.insert(0, epoch_spec(net.sizes, optimizer, int(batch_size), dtype))
     return found
 
 
@@ -131,14 +119,13 @@ def compile_specs(specs):
     return seconds
 
 
-def compile_ahead(net, dtype="float64", x_dtype="uint8", *, batch_size=10, optimizer=None, train=True):
+def compile_ahead(net, dtype="float64", *, batch_size=10, optimizer=None, train=True):
     """Compile what training ``net`` (a ``network.Net``) with parameters of
-    ``dtype`` on inputs of ``x_dtype`` needs (``specs_for``), or load it from the
-    cache, so that a later run starts at once; returns the seconds it took to
-    compile (0.0 if everything was cached).  As in a run, the compile happens in
-    a child process and this process then loads the cached code."""
-    return compile_specs(specs_for(net, dtype, (x_dtype,), batch_size=batch_size, optimizer=optimizer,
-                                   train=train))
+    ``dtype`` needs (``specs_for``), or load it from the cache, so that a later
+    run starts at once; returns the seconds it took to compile (0.0 if
+    everything was cached).  As in a run, the compile happens in a child
+    process and this process then loads the cached code."""
+    return compile_specs(specs_for(net, dtype, batch_size=batch_size, optimizer=optimizer, train=train))
 
 
 #: Seconds per configuration before any was measured on this machine: the first

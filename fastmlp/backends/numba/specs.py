@@ -4,15 +4,18 @@ fixed at compile time, nothing that is not.
 Fixed at compile time (``EpochSpec``): the layer count (the epoch is unrolled
 layer by layer), the update rule (``OPT``), per layer whether its loops run in
 parallel and the rows of its outer-product panel tiles, 0 for none (both from
-the shapes and the ISA, ``shapes``), and the array types (parameter dtype,
-input dtype, read-only or not).  Left as arguments: the layer sizes, activations, cost and every
-hyperparameter.  They select branches of a few instructions in loops whose cost
-is the multiply-adds, and as arguments they let one compiled epoch serve every
-network with the same layer count and loop shapes (784-30-10 sigmoid and
-784-100-10 ReLU share one), so a new network rarely means a new compile.
+the shapes and the ISA, ``shapes``), and the parameters' dtype.  Left as
+arguments: the layer sizes, activations, cost and every hyperparameter.  They
+select branches of a few instructions in loops whose cost is the multiply-adds,
+and as arguments they let one compiled epoch serve every network with the same
+layer count and loop shapes (784-30-10 sigmoid and 784-100-10 ReLU share one),
+so a new network rarely means a new compile.  The input's type is not part of
+it either: the kernels take the input as a pair of read-only arrays, uint8
+pixels or values of the parameters' dtype (``shapes._check_input``), so uint8,
+float, writable and read-only inputs all run one compiled epoch.
 
 ``PredictSpec`` is the same for ``predict_proba``: the layer count and the
-array types.
+parameters' dtype.
 """
 
 import json
@@ -39,22 +42,10 @@ def optimiser_name(optimizer):
     return "nesterov" if optimizer.nesterov else "momentum"
 
 
-def input_types(X, dtype):
-    """``(x_dtype, read_only)`` of ``X`` as ``shapes._check_input`` passes it to
-    the kernels: uint8 stays uint8, other dtypes become the parameters' dtype (a
-    copy, so writable), non-contiguous arrays are copied."""
-    dtype = np.dtype(dtype)
-    if X.dtype != np.uint8 and X.dtype != dtype or not X.flags.c_contiguous:
-        return (X.dtype.name if X.dtype in (np.uint8, dtype) else dtype.name), False
-    return X.dtype.name, not X.flags.writeable
-
-
 @dataclass(frozen=True)
 class PredictSpec:
     n_layers: int
     dtype: str
-    x_dtype: str
-    x_read_only: bool
 
     kind = "predict"
 
@@ -62,8 +53,7 @@ class PredictSpec:
         return json.dumps(asdict(self), sort_keys=True)
 
     def describe(self):
-        return (f"{self.n_layers}-layer networks, {self.dtype} parameters, "
-                f"{self.x_dtype}{' read-only' if self.x_read_only else ''} input")
+        return f"{self.n_layers}-layer networks, {self.dtype} parameters"
 
 
 @dataclass(frozen=True)
@@ -73,8 +63,6 @@ class EpochSpec:
     parallel: tuple
     panels: tuple
     dtype: str
-    x_dtype: str
-    x_read_only: bool
 
     kind = "epoch"
 
@@ -85,7 +73,7 @@ class EpochSpec:
         loops = "".join("P" if p else "s" for p in self.parallel)
         panels = "".join(str(p) if p else "-" for p in self.panels)
         return (f"{self.n_layers}-layer networks, {self.optimiser}, loops {loops}, panels {panels}, "
-                f"{self.dtype} parameters, {self.x_dtype}{' read-only' if self.x_read_only else ''} input")
+                f"{self.dtype} parameters")
 
 
 def spec_from_json(text):
@@ -97,18 +85,15 @@ def spec_from_json(text):
     return PredictSpec(**fields)
 
 
-def epoch_spec(sizes, optimizer, batch_size, dtype, X):
+def epoch_spec(sizes, optimizer, batch_size, dtype):
     """The ``EpochSpec`` training ``sizes`` with ``optimizer`` in mini-batches of
-    ``batch_size`` on input ``X`` (or on ``(x_dtype, read_only)``) needs."""
-    x_dtype, read_only = X if isinstance(X, tuple) else input_types(X, dtype)
+    ``batch_size`` with parameters of ``dtype`` needs."""
     return EpochSpec(len(sizes) - 1, optimiser_name(optimizer),
                      tuple(bool(p) for p in _parallel_flags(sizes, batch_size)),
                      _panel_tiles(sizes, batch_size, dtype),
-                     np.dtype(dtype).name, x_dtype, read_only)
+                     np.dtype(dtype).name)
 
 
-def predict_spec(sizes, dtype, X):
-    """The ``PredictSpec`` of ``predict_proba`` for ``sizes`` on input ``X`` (or
-    on ``(x_dtype, read_only)``)."""
-    x_dtype, read_only = X if isinstance(X, tuple) else input_types(X, dtype)
-    return PredictSpec(len(sizes) - 1, np.dtype(dtype).name, x_dtype, read_only)
+def predict_spec(sizes, dtype):
+    """The ``PredictSpec`` of ``predict_proba`` for ``sizes`` with parameters of ``dtype``."""
+    return PredictSpec(len(sizes) - 1, np.dtype(dtype).name)

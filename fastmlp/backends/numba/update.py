@@ -5,6 +5,7 @@ forward pass for the next mini-batch.
 Mirror: ``fastmlp.backends.reference.gradients`` and ``sgd_update``.
 """
 
+import numpy as np
 from numba import carray, prange
 
 from fastmlp.backends.numba.forward import _fwd_block, _gather_row
@@ -302,7 +303,9 @@ def _update_layer(delta, A_prev, m, W, b, vW, vb, hyper, G, panels):
     if PANELS:
         n_items = panels * ((W.shape[0] + PANEL_ITEM_ROWS - 1) // PANEL_ITEM_ROWS)
     for q in prange(n_items):
-        _update_item(delta, A_prev, m, W, b, vW, vb, hyper, _thread_rows(G), panels, q)
+        # np.int64: a parallel compile types the loop index as int64 first and
+        # as uint64 in the outlined loop, which compiled _update_item twice
+        _update_item(delta, A_prev, m, W, b, vW, vb, hyper, _thread_rows(G), panels, np.int64(q))
 
 
 @kernel
