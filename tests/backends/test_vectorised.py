@@ -71,7 +71,7 @@ def test_panel_kernels_use_vector_fmas_and_no_gathers(dtype):
     delta = rng.standard_normal((m, n_out)).astype(dtype)
     W = rng.standard_normal((n_out, n_in)).astype(dtype)
     rows = panel_tile_rows(dtype)  # the host's tile
-    hyper = np.array([0.1, 0.0, 0.0])
+    hyper = np.array([0.1, 0.0, 0.0, 0.0])  # lr, momentum, l2, nesterov
     grad_asm = _asm(_fresh(update._grad_update_columns, rows), delta, A_prev, m, W, np.zeros_like(W), hyper,
                     0, 0, n_out)
     hid_asm = _asm(_fresh(deltas._hid_panel, rows), delta, W, A_prev, 0, m, 0, np.zeros_like(A_prev), 0)

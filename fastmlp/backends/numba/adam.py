@@ -137,7 +137,7 @@ def source(spec):
         f"    Z_L = np.zeros((batch_size, sizes[{L}]), dt)",
         "    G = np.zeros((n_threads, 4, sizes.max()), dt)",
         "    grads = np.zeros(params.shape[0], dt)",
-        "    ghyper = np.zeros(3)",
+        "    ghyper = np.zeros(4)",
         "    ghyper[0] = -1.0  # (U1) with rate -1 on a zero buffer: the buffer becomes the gradient",
         *views,
         "    n = order.shape[0]",

@@ -223,7 +223,7 @@ def train_batches(params, velocity, net, sgd, X, y, order, batch_size):
     if isinstance(sgd, Adam):  # (U6), see fastmlp.backends.numba.adam
         hyper = np.array([sgd.lr, sgd.beta_1, sgd.beta_2, sgd.epsilon, sgd.l2, sgd.t], dtype=np.float64)
     else:
-        hyper = np.array([sgd.lr, sgd.momentum, sgd.l2], dtype=np.float64)
+        hyper = np.array([sgd.lr, sgd.momentum, sgd.l2, float(bool(sgd.nesterov))], dtype=np.float64)
     loss_sum, n_correct = compiled_epoch(spec)(
         params, velocity, weight_offsets(net.sizes), sizes, _codes(net), COST_CODES[net.cost], hyper,
         X, y, order, min(batch_size, len(order)), float(scale), _panel_counts(net.sizes, batch_size, params.dtype),

@@ -42,8 +42,11 @@ QUADRATIC = COST_CODES["quadratic"]
 CROSS_ENTROPY = COST_CODES["cross_entropy"]
 NLL = COST_CODES["nll"]
 
-#: Values of the compile-time constant ``OPT``: the update rule (U1)-(U4).
-SGD_PLAIN, MOMENTUM, NESTEROV = 0, 1, 2
+#: Values of the compile-time constant ``OPT``: plain SGD (U1)-(U2), or with a
+#: velocity (U3)-(U4), momentum or Nesterov as ``hyper[3]`` says at run time
+#: (they differ by two coefficients, ``update._velocity_coefs``).  Plain SGD
+#: stays apart because it never reads or writes a velocity.
+SGD_PLAIN, MOMENTUM = 0, 1
 #: The names a template may read as compile-time constants: ``PANELS`` (int,
 #: the rows of this layer's outer-product panel tiles, 0 when it has no panels:
 #: ``shapes.panel_tile_rows``) and ``OPT``.

@@ -92,7 +92,8 @@ def update_layer(delta, A_prev, W, b, vW, vb, sgd, panels=None, tile_rows=None):
     update = specialise(_update_layer, _parallel(m * n_in * W.shape[0]), PANELS=rows if panels else 0,
                         OPT=_opt_code(sgd))
     update(np.ascontiguousarray(delta), np.ascontiguousarray(A_prev), m, W, b, vW, vb,
-           np.array([sgd.lr, sgd.momentum, sgd.l2], dtype=np.float64), _thread_buffers(n_in, W.dtype), panels)
+           np.array([sgd.lr, sgd.momentum, sgd.l2, float(bool(sgd.nesterov))], dtype=np.float64),
+           _thread_buffers(n_in, W.dtype), panels)
 
 
 def gradients(delta, A_prev):
@@ -114,6 +115,7 @@ def sgd_update(W, b, dW, db, vW, vb, sgd):
     row = specialise(_update_row, OPT=_opt_code(sgd))
     dt = W.dtype.type
     lr, mu, l2, one = dt(sgd.lr), dt(sgd.momentum), dt(sgd.l2), dt(1.0)
+    c1, c2 = (mu, -lr) if sgd.nesterov else (one, dt(0.0))
     for j in range(W.shape[0]):
-        row(W[j], vW[j], np.ascontiguousarray(dW[j]), one, lr, mu, l2)
-    row(b, vb, np.ascontiguousarray(db), one, lr, mu, dt(0.0))
+        row(W[j], vW[j], np.ascontiguousarray(dW[j]), one, lr, mu, l2, c1, c2)
+    row(b, vb, np.ascontiguousarray(db), one, lr, mu, dt(0.0), c1, c2)

@@ -23,23 +23,22 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from fastmlp.backends.numba.jit import MOMENTUM, NESTEROV, SGD_PLAIN
+from fastmlp.backends.numba.jit import MOMENTUM, SGD_PLAIN
 from fastmlp.backends.numba.shapes import _panel_tiles, _parallel_flags
 from fastmlp.network import Adam
 
 #: ``OPT`` codes by name, for the descriptions and the generated files.
-OPTIMISERS = {"sgd": SGD_PLAIN, "momentum": MOMENTUM, "nesterov": NESTEROV}
+OPTIMISERS = {"sgd": SGD_PLAIN, "momentum": MOMENTUM}
 
 
 def optimiser_name(optimizer):
-    """The update rule of an ``SGD`` (a compile-time choice): plain SGD when
-    there is no momentum (Nesterov with zero momentum is plain SGD too), or
-    Adam (``network.Adam``, its own epoch: ``adam``)."""
+    """The update rule of an ``SGD`` as far as it is a compile-time choice:
+    plain SGD when there is no momentum (Nesterov with zero momentum is plain
+    SGD too), else "momentum", which covers Nesterov's (an argument of the
+    compiled code); or Adam (``network.Adam``, its own epoch: ``adam``)."""
     if isinstance(optimizer, Adam):
         return "adam"
-    if not optimizer.momentum:
-        return "sgd"
-    return "nesterov" if optimizer.nesterov else "momentum"
+    return "momentum" if optimizer.momentum else "sgd"
 
 
 @dataclass(frozen=True)

@@ -11,15 +11,15 @@ from numba import carray, prange
 from fastmlp.backends.numba.forward import _fwd_block, _gather_row
 from fastmlp.backends.numba.elementwise import _softmax_rows
 from fastmlp.backends.numba.deltas import _thread_rows
-from fastmlp.backends.numba.jit import NESTEROV, OPT, PANELS, SGD_PLAIN, kernel
+from fastmlp.backends.numba.jit import OPT, PANELS, SGD_PLAIN, kernel
 from fastmlp.backends.numba.tile import NONNEG, PACK_ROWS, PACK_SIZE, PANEL, TILE_SIZE, pack_buffer, tile_buffer
 
 
 @kernel
-def _update_row(w, v, g, inv, lr, mu, l2):
+def _update_row(w, v, g, inv, lr, mu, l2, c1, c2):
     """(U1-U4) for one row: ``g`` holds the *summed* gradient, ``inv`` = 1/m is
     applied here (so ``g`` need not be scaled in a separate pass).  The rule is
-    the compile-time constant ``OPT``."""
+    the compile-time constant ``OPT``; ``c1``, ``c2`` as in ``_grad_update_block``."""
     n = w.shape[0]
     if OPT == SGD_PLAIN:
         if l2 == 0:
@@ -28,22 +28,16 @@ def _update_row(w, v, g, inv, lr, mu, l2):
         else:
             for k in range(n):
                 w[k] -= lr * (g[k] * inv + l2 * w[k])
-    elif OPT == NESTEROV:
-        for k in range(n):
-            gk = g[k] * inv + l2 * w[k]
-            vk = v[k] * mu - lr * gk
-            v[k] = vk
-            w[k] += mu * vk - lr * gk
     else:
         for k in range(n):
             gk = g[k] * inv + l2 * w[k]
             vk = v[k] * mu - lr * gk
             v[k] = vk
-            w[k] += vk
+            w[k] += c1 * vk + c2 * gk
 
 
 @kernel
-def _bias_update(delta, m, b, vb, lr, mu, j):
+def _bias_update(delta, m, b, vb, lr, mu, j, c1, c2):
     """(G) ``db_j = mean_i delta[i, j]`` and (U) for bias j (no L2 on biases)."""
     s = delta.dtype.type(0)
     for i in range(m):
@@ -54,10 +48,7 @@ def _bias_update(delta, m, b, vb, lr, mu, j):
     else:
         vk = vb[j] * mu - lr * gb
         vb[j] = vk
-        if OPT == NESTEROV:
-            b[j] += mu * vk - lr * gb
-        else:
-            b[j] += vk
+        b[j] += c1 * vk + c2 * gb
 
 
 @kernel
@@ -95,9 +86,12 @@ def _grad_update_block(delta, A_prev, m, W, b, vW, vb, hyper, j0, G, panels):
     zero = dt(0.0)
     lr, mu, l2 = dt(hyper[0]), dt(hyper[1]), dt(hyper[2])
     inv = dt(1.0) / dt(m)
-    # (U3) momentum: w += v;  (U4) Nesterov: w += mu v - lr g
-    c1 = mu if OPT == NESTEROV else dt(1.0)
-    c2 = -lr if OPT == NESTEROV else zero
+    # after the velocity update w += c1 v + c2 g: (U3) momentum (1, 0), exactly
+    # w += v; (U4) Nesterov (mu, -lr) when hyper[3] is set.  A run-time choice:
+    # as a compile-time one it cost a compile of its own for two coefficients
+    nesterov = hyper[3] != 0.0
+    c1 = mu if nesterov else dt(1.0)
+    c2 = -lr if nesterov else zero
     nj = min(4, W.shape[0] - j0)
     j1, j2, j3 = j0 + min(1, nj - 1), j0 + min(2, nj - 1), j0 + min(3, nj - 1)
     n = A_prev.shape[1]
@@ -171,9 +165,9 @@ def _grad_update_block(delta, A_prev, m, W, b, vW, vb, hyper, j0, G, panels):
                 w3[k] += c1 * u3 + c2 * q3
     if not fuse:
         for r in range(nj):
-            _update_row(W[j0 + r, klo:], vW[j0 + r, klo:], G[r, klo:n], inv, lr, mu, l2)
+            _update_row(W[j0 + r, klo:], vW[j0 + r, klo:], G[r, klo:n], inv, lr, mu, l2, c1, c2)
     for r in range(nj):
-        _bias_update(delta, m, b, vb, lr, mu, j0 + r)
+        _bias_update(delta, m, b, vb, lr, mu, j0 + r, c1, c2)
 
 
 @kernel
@@ -200,9 +194,9 @@ def _grad_update_columns(delta, A_prev, m, W, vW, hyper, k0, j_lo, j_hi):
     dt = W.dtype.type
     lr, mu, l2 = dt(hyper[0]), dt(hyper[1]), dt(hyper[2])
     inv = dt(1.0) / dt(m)
-    # (U3) momentum: w += v;  (U4) Nesterov: w += mu v - lr g
-    c1 = mu if OPT == NESTEROV else dt(1.0)
-    c2 = -lr if OPT == NESTEROV else dt(0.0)
+    nesterov = hyper[3] != 0.0
+    c1 = mu if nesterov else dt(1.0)
+    c2 = -lr if nesterov else dt(0.0)
     rows = PANELS
     k0 = k0 & NONNEG
     acc = carray(tile_buffer(W.dtype), (TILE_SIZE,))
