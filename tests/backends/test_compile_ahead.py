@@ -46,11 +46,19 @@ def test_cli_compile_says_what_and_then_finds_it_cached(tmp_path):
             "assert fastmlp.compile_ahead(m) == 0.0; "
             "X = np.random.default_rng(0).integers(0, 256, (50, 784), dtype=np.uint8); "
             "m.fit(X, np.arange(50) % 10, epochs=1, progress=False); "
+            "m.fit(X / 255.0, np.arange(50) % 10, epochs=1, progress=False); "  # floats: the same kernels
             "print(cache.compiled_in_process())")
     loaded = subprocess.run([sys.executable, "-c", code], env=_env(tmp_path), capture_output=True, text=True,
                             timeout=900)
     assert loaded.returncode == 0, loaded.stderr[-2000:]
     assert loaded.stdout.split() == ["0"], "a later run compiled in-process instead of loading the cache"
+
+
+def test_compile_ahead_inputs_is_deprecated():
+    import fastmlp
+
+    with pytest.warns(DeprecationWarning, match="inputs=.... is ignored"):
+        assert fastmlp.compile_ahead(fastmlp.MLP([4, 3, 2], backend="numpy"), inputs=("uint8",)) == 0.0
 
 
 def test_cli_compile_refuses_the_numpy_backend(tmp_path):

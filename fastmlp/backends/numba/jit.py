@@ -44,7 +44,7 @@ NLL = COST_CODES["nll"]
 
 #: Values of the compile-time constant ``OPT``: plain SGD (U1)-(U2), or with a
 #: velocity (U3)-(U4), momentum or Nesterov as ``hyper[3]`` says at run time
-#: (they differ by two coefficients, ``update._velocity_coefs``).  Plain SGD
+#: (they differ by two coefficients, ``update._grad_update_block``).  Plain SGD
 #: stays apart because it never reads or writes a velocity.
 SGD_PLAIN, MOMENTUM = 0, 1
 #: The names a template may read as compile-time constants: ``PANELS`` (int,

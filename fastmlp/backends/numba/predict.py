@@ -101,7 +101,7 @@ def predict_proba(params, net, X):
     """Output activations ``A_L`` for every row of ``X``, ``(n, n_L)``.
     Implements (X), (F).  Mirror: ``fastmlp.backends.reference.predict_proba``."""
     X, scale = _check_input(X, params.dtype)
-    n = len(X[0]) + len(X[1])
+    n = len(X[0]) + len(X[1])  # the rows of whichever of the pair is not empty
     out = np.empty((n, net.sizes[-1]), dtype=params.dtype)
     if n:
         spec = predict_spec(net.sizes, params.dtype)
