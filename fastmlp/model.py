@@ -299,7 +299,7 @@ class MLP:
 
         best = None  # (val_accuracy, epoch, params copy) for early stopping
         with self._threads():
-            self.begin_training(X, y, batch_size, optimizer(learning_rate), validation_data, test_data)
+            self.begin_training(X, y, batch_size, optimizer(learning_rate))
             for i in range(epochs):
                 record = self.train_epoch(X, y, batch_size,
                                           optimizer(learning_rate_at(schedule, learning_rate, i, epochs,
@@ -321,15 +321,15 @@ class MLP:
             self.best_epoch_ = best[1]
         return self
 
-    def begin_training(self, X, y, batch_size, optimizer, validation_data=None, test_data=None):
+    def begin_training(self, X, y, batch_size, optimizer):
         """Before the first ``train_epoch`` of a run: weights drawn if there are
         none, the optimiser state sized, and the backend warmed up (``_warm_up``).
-        ``X``, ``y`` (and the evaluation sets) have passed the checks."""
+        ``X`` and ``y`` have passed the checks."""
         if self.params_ is None:
             self.initialize()
         self._check_backend_supports(optimizer)
         self._optimizer_state(optimizer)
-        self._warm_up(get_backend(self.backend), X, y, batch_size, optimizer, validation_data, test_data)
+        self._warm_up(get_backend(self.backend), X, y, batch_size, optimizer)
 
     def _check_backend_supports(self, optimizer):
         """The backend must implement the optimiser and activations asked for
@@ -370,20 +370,20 @@ class MLP:
         self.history_.append(record)
         return record
 
-    def _warm_up(self, backend, X, y, batch_size, optimizer, validation_data, test_data):
+    def _warm_up(self, backend, X, y, batch_size, optimizer):
         """Run one mini-batch on copies of the parameters, so that compiling the
         Numba kernels (or loading them from the cache) happens before the clock
         of the first epoch starts; its time is kept in ``warm_up_seconds_``.
-        ``backend.prepare`` compiles what the cache lacks (the Numba backend does
-        it in a child process, so this run executes the same cached code as
-        every later one)."""
+        ``backend.prepare`` compiles what the cache lacks (the Numba backend
+        compiles the epoch and the prediction side by side in child processes,
+        so this run executes the same cached code as every later one)."""
         start = time.perf_counter()
-        backend.prepare(self.dtype_, X, *[data[0] for data in (validation_data, test_data) if data is not None])
+        backend.prepare(self.net_, self.dtype_, batch_size=batch_size, optimizer=optimizer)
         m = min(batch_size, len(X))
-        with self._guard():
+        with self._guard():  # one (short) batch of the run's own configuration: same batch_size
             backend.train_batches(self.params_.copy(), self.velocity_.copy(), self.net_,
-                                  optimizer._replace(lr=1e-3, l2=0.0), X, y, np.arange(m, dtype=np.int64), m)
-        backend.after_first_call(self.dtype_, X)
+                                  optimizer._replace(lr=1e-3, l2=0.0), X, y, np.arange(m, dtype=np.int64),
+                                  batch_size)
         self.warm_up_seconds_ = time.perf_counter() - start
 
     def _train_one_epoch(self, backend, X, y, batch_size, sgd, progress, shuffle=True, l2_per_sample=False):
@@ -465,7 +465,7 @@ class MLP:
     def _predict_proba(self, params, X):
         """``predict_proba`` for an ``X`` that has passed ``check_features``."""
         backend = get_backend(self.backend)
-        backend.prepare(self.dtype_, X)  # cached code, as in fit (see _warm_up)
+        backend.prepare(self.net_, self.dtype_)  # cached code, as in fit (see _warm_up)
         with self._threads(), self._guard():
             return backend.predict_proba(params, self.net_, X)
 

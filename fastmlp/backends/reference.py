@@ -248,9 +248,5 @@ def threads(n_threads, owner=None):
     return contextlib.nullcontext()
 
 
-def prepare(dtype, *inputs):
-    """Nothing is compiled."""
-
-
-def after_first_call(dtype, X):
+def prepare(net, dtype, *, batch_size=None, optimizer=None):
     """Nothing is compiled."""

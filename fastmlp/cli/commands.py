@@ -166,7 +166,7 @@ def cmd_train(args):
     return 0
 
 
-def _compile_specs(model, args):
+def numba_specs(model, args):
     """The numba configurations ``fastmlp train`` with ``args`` runs, or None
     for another backend."""
     if model.backend != "numba":
@@ -191,7 +191,7 @@ def compile_kernels(model, args, stream=None):
     line with the expected time, show on a terminal that it is working, compile
     (``fastmlp.backends.numba.compile_specs``), then say how long it took.
     Returns the seconds (0.0 when everything was cached or for another backend)."""
-    specs = _compile_specs(model, args)
+    specs = numba_specs(model, args)
     if not specs:
         return 0.0
     from fastmlp.backends import numba as numba_backend

@@ -95,17 +95,17 @@ def _check_with_the_data(runner, settings, combos):
     """Let one worker load every data set the trials read (and have the kernels
     compiled once, before trials start side by side), then run the checks
     that need the number of training images.  Returns the seconds it took
-    and the (backend, dtype) pairs whose kernels were prepared."""
+    and whether any trial runs the numba kernels."""
     from fastmlp.sweep import grid
     from fastmlp.sweep.trial import probe
 
     start = time.perf_counter()
     keys = sorted({grid.data_key(s) for s in settings}, key=repr)
-    kernels = sorted({(s["backend"], s["dtype"]) for s in settings if s["backend"] == "numba"})
-    sizes = runner.call(probe, keys, kernels)
+    numba_trials = [s for s in settings if s["backend"] == "numba"]
+    sizes = runner.call(probe, keys, numba_trials)
     for s, values in zip(settings, combos):
         grid.check_data_options(s, values, sizes[grid.data_key(s)])
-    return time.perf_counter() - start, kernels
+    return time.perf_counter() - start, bool(numba_trials)
 
 
 def _grid_size(params, n):

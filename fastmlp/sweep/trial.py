@@ -42,21 +42,23 @@ def available_threads():
         return os.cpu_count() or 1
 
 
-def probe(keys, kernels):
+def probe(keys, numba_trials):
     """Load each data set of ``keys`` and return ``{key: number of training
-    images}``; for each ``(backend, dtype)`` in ``kernels``, let the backend
-    compile (or find in its cache) the kernels for these arrays now, so the
-    trials that start together do not all compile them at once."""
-    from fastmlp.backends import get_backend
+    images}``; compile (or find in the cache) every numba configuration the
+    trials of ``numba_trials`` (their settings) will run, side by side, so the
+    trials that start together do not each compile them.  The configurations
+    are worked out here, on the worker: they depend on its CPU."""
+    from fastmlp.cli.commands import new_model, numba_specs
 
-    sizes = {}
-    for key in keys:
-        X_train, _, X_test, _ = dataset(key)
-        sizes[key] = len(X_train)
-        for backend, dtype in kernels:
-            import numpy as np
+    sizes = {key: len(dataset(key)[0]) for key in keys}
+    specs = []
+    for settings in numba_trials:
+        args = argparse.Namespace(**settings)
+        specs += numba_specs(new_model(args), args)
+    if specs:
+        from fastmlp.backends import numba as kernels
 
-            get_backend(backend).prepare(np.dtype(dtype), X_train, X_test)
+        kernels.compile_specs(list(dict.fromkeys(specs)))
     return sizes
 
 

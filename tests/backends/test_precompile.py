@@ -5,6 +5,7 @@ equals second run, bit for bit; damaged entries) are in test_determinism.py
 and test_compile_ahead.py."""
 
 import sys
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -91,11 +92,16 @@ def test_importing_sets_no_process_wide_numba_setting():
 
 
 def test_module_name_carries_the_code_stamp(monkeypatch):
-    """Kernels inline code of every file of the backend and freeze constants of
+    """Kernels inline code of every file of the backend (but the plumbing) and freeze constants of
     ``functions``, ``config`` and ``network``: a change to any of them must
     select a new module (and so a new cache entry)."""
     assert {"backends/numba/tile.py", "backends/numba/update.py", "functions.py", "config.py"} <= set(
         _cache._DEPENDENCIES)
+    backend = sorted(Path(_cache.__file__).parent.glob("*.py"))
+    for path in backend:  # what is left out compiles nothing and defines no kernel
+        if f"backends/numba/{path.name}" not in _cache._DEPENDENCIES:
+            assert path.name in _cache._PLUMBING
+            assert not any(word in path.read_text() for word in ("@kernel", "njit", "specialise", "numba.jit"))
     spec = predict_spec((3, 2), "float64")
     before = _cache.module_name(spec)
     monkeypatch.setattr(_cache, "CODE_STAMP", _cache.CODE_STAMP + "x")
@@ -187,7 +193,7 @@ def test_existing_marker_means_no_child(tmp_path, monkeypatch, fake_load):
     _precompile._marker(SPEC).parent.mkdir(parents=True)
     _precompile._marker(SPEC).write_text("")
     monkeypatch.setattr(_precompile.subprocess, "run", lambda *a, **k: pytest.fail("no child expected"))
-    assert _precompile.ensure_compiled(SPEC) == 0.0
+    assert _precompile.ensure_compiled(SPEC) == {}
     assert fake_load.loaded == []
 
 
@@ -200,6 +206,47 @@ def test_marker_written_after_the_child_and_dropped_if_the_parent_compiled(tmp_p
     fake_load.misses = 1  # the cache missed in the parent after all
     _precompile.ensure_compiled(SPEC)
     assert not _precompile._marker(SPEC).exists()
+
+
+def test_configurations_compile_side_by_side_one_child_each(tmp_path, monkeypatch, fake_load):
+    """A run's epoch and prediction compile in two children at once (each waits
+    here for the other to start: one after the other, the barrier breaks); one
+    failing child leaves the other's marker, and the parent then loads both (and
+    so compiles the one that failed)."""
+    import threading
+
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(_precompile, "cores", lambda: 2)
+    both_started = threading.Barrier(2, timeout=10)
+    children = []
+
+    def run(argv, **kwargs):
+        children.append(argv[4:])
+        both_started.wait()
+        failed = spec_from_json(argv[4]).kind == "predict"
+        return SimpleNamespace(returncode=1 if failed else 0, stderr="boom\n" if failed else "")
+
+    monkeypatch.setattr(_precompile.subprocess, "run", run)
+    epoch = epoch_spec((784, 30, 10), SGD(0.1), 10, "float64")
+    _precompile.ensure_compiled(epoch, SPEC)
+    assert sorted(children) == sorted([[epoch.to_json()], [SPEC.to_json()]])
+    assert _precompile._marker(epoch).exists() and not _precompile._marker(SPEC).exists()
+    assert fake_load.loaded == [epoch, SPEC]
+
+
+def test_the_estimate_is_the_last_measured_time_of_the_longest_compile(tmp_path, monkeypatch):
+    """Side by side, an epoch (10 s) and a prediction (3 s) take about 10 s on
+    two cores and 13 s on one; the times measured last are kept per kind."""
+    from fastmlp.backends.numba import runtime
+
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path))
+    epoch = epoch_spec((784, 30, 10), SGD(0.1), 10, "float64")
+    runtime._record_seconds({epoch: 10.0, SPEC: 3.0})
+    monkeypatch.setattr(_precompile, "cores", lambda: 2)
+    assert runtime.estimate_seconds([epoch, SPEC]) == 10.0
+    assert runtime.estimate_seconds([SPEC]) == 3.0
+    monkeypatch.setattr(_precompile, "cores", lambda: 1)
+    assert runtime.estimate_seconds([epoch, SPEC]) == 13.0
 
 
 def test_child_refuses_another_copy_of_fastmlp(tmp_path):

@@ -47,10 +47,10 @@ no atomics and no shared accumulators.
 from fastmlp.backends.numba.epoch import train_batches
 from fastmlp.backends.numba.mirrors import dense_forward, gradients, hidden_delta, output_delta, sgd_update
 from fastmlp.backends.numba.predict import PREDICT_CHUNK, predict_proba
-from fastmlp.backends.numba.runtime import (after_first_call, call_guard, check_network, compile_ahead,
+from fastmlp.backends.numba.runtime import (call_guard, check_network, compile_ahead,
                                             compile_specs, estimate_seconds, missing, prepare, specs_for, threads)
 
-__all__ = ["PREDICT_CHUNK", "after_first_call", "call_guard", "check_network", "compile_ahead", "compile_specs",
+__all__ = ["PREDICT_CHUNK", "call_guard", "check_network", "compile_ahead", "compile_specs",
            "dense_forward", "estimate_seconds", "gradients", "hidden_delta", "missing", "output_delta",
            "predict_proba", "prepare", "sgd_update", "specs_for", "threads", "train_batches"]
 

@@ -9,7 +9,8 @@ writable source folder), so the next process loads it instead.  ``<name>`` is
 a digest of the spec, the Numba version, the fast-math setting, the CPU the
 code is compiled for (``isa.HOST``: name and features, which also decide the
 kernels' tile shapes) and the text of every source file the compiled code is
-made from (``_DEPENDENCIES``): Numba's own check compares only the generated
+made from (``_DEPENDENCIES``: every file of the backend but the three that
+only compile and load, ``_PLUMBING``): Numba's own check compares only the generated
 file, while the code inlines the kernels of the other files, and a stale entry
 must never be loaded (with bounds checks off, a stale tile size would write
 out of bounds).  With the CPU in the name, a cache folder shared by machines
@@ -50,8 +51,12 @@ from fastmlp.backends.numba import isa
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
 _FASTMLP_DIR = _PACKAGE_DIR.parents[1]
+#: The backend's files that only organise compiling and loading: none of their
+#: code is compiled, so a change to them keeps the cache.
+_PLUMBING = ("cache.py", "precompile.py", "runtime.py")
 #: The files (relative to the fastmlp package) whose code the compiled functions contain.
-_DEPENDENCIES = (*sorted(str(f.relative_to(_FASTMLP_DIR)) for f in _PACKAGE_DIR.glob("*.py")),
+_DEPENDENCIES = (*sorted(str(f.relative_to(_FASTMLP_DIR)) for f in _PACKAGE_DIR.glob("*.py")
+                         if f.name not in _PLUMBING),
                  "functions.py", "config.py", "network.py")
 
 

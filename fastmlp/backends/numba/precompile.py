@@ -8,7 +8,9 @@ measured to round differently in the last bits (docs/performance.md,
 end with slightly different weights from every later run with the same seed.
 So when ``train_batches`` or ``predict_proba`` meets a configuration
 (``specs``) with no record that it is in the cache, a child Python compiles it
-and writes the cache; the parent then loads it like every later run.  If the
+and writes the cache; the parent then loads it like every later run.  Several
+configurations (a run's epoch and prediction) compile side by side, one child
+each, as many as there are cores.  If the
 parent still had to compile (the cache missed anyway, e.g. a cache folder
 shared with another kind of CPU), the record is dropped so the next run tries
 again.
@@ -20,9 +22,11 @@ cache folder lasts only for this process, the parent compiles in-process,
 after a one-line note in the first case.
 """
 
+import os
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from fastmlp.backends.numba import cache
@@ -59,43 +63,67 @@ def is_compiled(spec):
     return cache.is_loaded(spec) or (cache.persistent() and _marker(spec).exists())
 
 
+def _compile_in_child(spec):
+    """Compile ``spec`` into the cache in a child process: ``(seconds, None)``
+    when that worked, else ``(seconds, one line saying why not)``."""
+    start = time.perf_counter()
+    try:
+        done = subprocess.run([sys.executable, "-c", _CHILD, str(_IMPORT_ROOT), spec.to_json()],
+                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                              text=True, timeout=CHILD_TIMEOUT)
+    except (OSError, subprocess.SubprocessError) as exc:  # cannot start, or timed out
+        return time.perf_counter() - start, f"{type(exc).__name__}: {exc}"
+    seconds = time.perf_counter() - start
+    if done.returncode != 0:
+        return seconds, (done.stderr.strip().splitlines() or ["no message"])[-1]
+    try:
+        _marker(spec).parent.mkdir(parents=True, exist_ok=True)
+        _marker(spec).write_text("compiled by a child process (fastmlp.backends.numba.precompile)\n")
+    except OSError:
+        pass  # no marker: the next run checks again, which costs a cache load only
+    return seconds, None
+
+
+def cores():
+    """The cores this process may run on (compiles run side by side on them)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 def ensure_compiled(*specs):
     """Make sure each of ``specs`` is loaded in this process from Numba's cache,
-    compiling what the cache lacks in one child process first.
+    compiling what the cache lacks first, one child process per configuration,
+    as many at a time as there are cores: a compile is single-threaded, so a
+    run's epoch and prediction compile side by side.
 
-    Returns the seconds the compile took (0.0 if nothing was missing).  If there
-    is no lasting cache, or the child failed (with a note), this process
-    compiles them itself."""
+    Returns ``{spec: seconds}`` for the configurations it compiled (each
+    child's time; empty if nothing was missing).  If there is no lasting cache,
+    or a child failed (with a note), this process compiles what is still
+    missing itself."""
     missing = [spec for spec in dict.fromkeys(specs) if not is_compiled(spec)]
     if not missing:
-        return 0.0
-    start = time.perf_counter()
+        return {}
+    seconds = dict.fromkeys(missing, 0.0)
     if cache.persistent():
-        try:
-            done = subprocess.run([sys.executable, "-c", _CHILD, str(_IMPORT_ROOT), *(s.to_json() for s in missing)],
-                                  stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                  text=True, timeout=CHILD_TIMEOUT)
-            failure = None if done.returncode == 0 else ((done.stderr.strip().splitlines() or ["no message"])[-1])
-        except (OSError, subprocess.SubprocessError) as exc:  # cannot start, or timed out
-            failure = f"{type(exc).__name__}: {exc}"
-        if failure is not None:
-            print(f"fastmlp: compiling the kernels in a child process failed ({failure}); "
+        with ThreadPoolExecutor(max_workers=min(len(missing), cores())) as pool:
+            done = list(pool.map(_compile_in_child, missing))
+        failures = [failure for _, failure in done if failure is not None]
+        if failures:
+            print(f"fastmlp: compiling the kernels in a child process failed ({failures[0]}); "
                   "compiling in this process instead.", file=sys.stderr)
-        else:
-            for spec in missing:
-                try:
-                    _marker(spec).parent.mkdir(parents=True, exist_ok=True)
-                    _marker(spec).write_text("compiled by a child process (fastmlp.backends.numba.precompile)\n")
-                except OSError:
-                    pass  # no marker: the next run checks again, which costs a cache load only
+        seconds.update((spec, s) for spec, (s, _) in zip(missing, done))
     for spec in missing:
+        start = time.perf_counter()
         function = _function_of(cache.load(spec, _source_of(spec)))
+        seconds[spec] += time.perf_counter() - start
         if cache.compiled_here(function):  # the cache missed after all
             try:
                 _marker(spec).unlink()
             except OSError:
                 pass
-    return time.perf_counter() - start
+    return seconds
 
 
 def _child(argv):

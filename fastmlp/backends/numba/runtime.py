@@ -9,6 +9,7 @@ reference's versions do nothing.
 import contextlib
 import json
 import threading
+import time
 import warnings
 
 import numba
@@ -81,15 +82,15 @@ def threads(n_threads, owner=None):
         numba.set_num_threads(previous)
 
 
-def prepare(dtype, *inputs):
-    """Before the first kernel call of a run: nothing to do here, because
-    ``train_batches`` and ``predict_proba`` make sure their own configuration is
-    compiled (in a child process, ``precompile``) before they first run it."""
-
-
-def after_first_call(dtype, X):
-    """After the first kernel call of a run: nothing to do here (``precompile``
-    checks after loading whether this process had to compile after all)."""
+def prepare(net, dtype, *, batch_size=None, optimizer=None):
+    """Before the first kernel call of a run: compile what it needs (side by
+    side, in child processes: ``precompile``), or load it from the cache;
+    training ``net`` in mini-batches of ``batch_size`` with ``optimizer`` (when
+    a batch size is given) and predicting.  ``train_batches`` and
+    ``predict_proba`` would compile their own configuration on first use too,
+    but one after the other.  Returns the seconds spent compiling."""
+    return compile_specs(specs_for(net, dtype, batch_size=batch_size or 1, optimizer=optimizer,
+                                   train=batch_size is not None))
 
 
 def specs_for(net, dtype="float64", *, batch_size=10, optimizer=None, train=True):
@@ -110,13 +111,14 @@ def missing(specs):
 
 
 def compile_specs(specs):
-    """Compile what ``specs`` lacks (in a child process) and load it; returns
-    the seconds that took (0.0 if nothing had to be compiled)."""
-    todo = missing(specs)
-    seconds = precompile.ensure_compiled(*specs)
-    if todo:
-        _record_seconds(todo, seconds)
-    return seconds
+    """Compile what ``specs`` lacks (in child processes, side by side) and load
+    it; returns the seconds that took (0.0 if nothing had to be compiled)."""
+    start = time.perf_counter()
+    compiled = precompile.ensure_compiled(*specs)
+    if not compiled:
+        return 0.0
+    _record_seconds(compiled)
+    return time.perf_counter() - start
 
 
 def compile_ahead(net, dtype="float64", *, batch_size=10, optimizer=None, train=True):
@@ -136,14 +138,11 @@ DEFAULT_SECONDS = {"epoch": 10.0, "predict": 2.5}
 _TIMES_FILE = "compile-seconds.json"
 
 
-def _record_seconds(specs, seconds):
-    """Keep the last measured compile time per kind of configuration, for
-    ``estimate_seconds`` (a total is split over the configurations by the
-    shares of ``DEFAULT_SECONDS``)."""
+def _record_seconds(compiled):
+    """Keep the last measured compile time per kind of configuration
+    (``compiled``: ``{spec: seconds}``), for ``estimate_seconds``."""
     times = _read_times()
-    total = sum(DEFAULT_SECONDS[s.kind] for s in specs)
-    for spec in specs:
-        times[spec.kind] = seconds * DEFAULT_SECONDS[spec.kind] / total
+    times.update((spec.kind, seconds) for spec, seconds in compiled.items())
     try:
         with atomic_write(cache.root() / _TIMES_FILE, "w") as f:
             json.dump(times, f)
@@ -161,6 +160,9 @@ def _read_times():
 
 def estimate_seconds(specs):
     """About how long compiling what ``specs`` lacks will take: the last compile
-    measured on this machine per kind of configuration, else ``DEFAULT_SECONDS``."""
+    measured on this machine per kind of configuration, else
+    ``DEFAULT_SECONDS``; they compile side by side, one per core
+    (``precompile.ensure_compiled``)."""
     times = {**DEFAULT_SECONDS, **_read_times()}
-    return sum(times[spec.kind] for spec in missing(specs))
+    todo = [times[spec.kind] for spec in missing(specs)]
+    return max(max(todo, default=0.0), sum(todo) / precompile.cores())
