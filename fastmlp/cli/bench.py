@@ -143,6 +143,7 @@ net = Net(sizes, ("sigmoid",) * (len(sizes) - 1), "quadratic")
 X = np.zeros((2 * {batch}, sizes[0]), np.uint8); y = np.zeros(2 * {batch}, np.uint8)
 p = init_params(net.sizes, ["normal"] * (len(sizes) - 1), np.random.default_rng(0), np.dtype("{dtype}"))
 t = time.perf_counter()
+kernels.prepare(net, np.dtype("{dtype}"), batch_size={batch}, optimizer=SGD(0.1))  # as a run: side by side
 kernels.train_batches(p, np.zeros_like(p), net, SGD(0.1), X, y, np.arange(len(X)), {batch})
 kernels.predict_proba(p, net, X)
 print(t_import, time.perf_counter() - t)
@@ -151,7 +152,8 @@ print(t_import, time.perf_counter() - t)
 
 def compile_time(dtype="float64", sizes=(784, 30, 10), batch=10):
     """First-call time of ``train_batches`` + ``predict_proba`` for one network
-    in a fresh process with an empty ``NUMBA_CACHE_DIR`` (compiling), then again
+    in a fresh process with an empty ``NUMBA_CACHE_DIR`` (compiling, as a run
+    does, the epoch and the prediction side by side: ``prepare``), then again
     with that cache filled.  The children inherit this process's environment,
     so its ``NUMBA_CPU_*`` settings.  Returns ``{"first_run": s, "cached": s,
     "import": s}``."""
