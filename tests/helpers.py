@@ -2,7 +2,8 @@
 
 ``write_synthetic_mnist`` writes four IDX files of learnable fake digits, so
 CLI tests need no download and no real MNIST; ``subprocess_env`` is the
-environment for running this checkout in a child process.  The same helpers are
+environment for running this checkout in a child process, and
+``ctrl_c_as_at_a_terminal`` lets such a child take SIGINT.  The same helpers are
 offered as fixtures in ``conftest.py`` (``synthetic_mnist_dir``).
 """
 
@@ -27,6 +28,16 @@ def subprocess_env(**overrides):
         else:
             env[key] = value
     return env
+
+
+def ctrl_c_as_at_a_terminal():
+    """``preexec_fn`` for a child the test will send SIGINT: its Ctrl-C as a
+    user's at a terminal.  A test run started in the background of a script
+    ignores SIGINT, its children inherit that, and Python then never raises
+    KeyboardInterrupt in them."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def write_idx(path, array):

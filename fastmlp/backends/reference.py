@@ -249,4 +249,5 @@ def threads(n_threads, owner=None):
 
 
 def prepare(net, dtype, *, batch_size=None, optimizer=None):
-    """Nothing is compiled."""
+    """Nothing is compiled: 0.0 seconds."""
+    return 0.0

@@ -9,7 +9,7 @@ import sys
 import time
 
 import pytest
-from helpers import subprocess_env, write_synthetic_mnist
+from helpers import ctrl_c_as_at_a_terminal, subprocess_env, write_synthetic_mnist
 
 from fastmlp.model import load
 
@@ -22,7 +22,7 @@ def start_training(tmp_path, *options):
                "--backend", "numpy", "--layers", "784,30,10", "--lr", "3",
                "--epochs", "100000", *options]  # far more than it can finish: it is still running when signalled
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            cwd=tmp_path, env=subprocess_env())
+                            cwd=tmp_path, env=subprocess_env(), preexec_fn=ctrl_c_as_at_a_terminal)
 
 
 def interrupt_after_first_epoch(proc, epochs=1):

@@ -247,7 +247,7 @@ def test_ctrl_c_stops_the_workers_and_keeps_the_finished_trials(synthetic_mnist_
     import signal
     import subprocess
 
-    from helpers import subprocess_env
+    from helpers import ctrl_c_as_at_a_terminal, subprocess_env
 
     psutil = pytest.importorskip("psutil")
     out = tmp_path / "results.csv"
@@ -256,7 +256,7 @@ def test_ctrl_c_stops_the_workers_and_keeps_the_finished_trials(synthetic_mnist_
                               "--layers", "784,64,10", "--epochs", "12", "--param", "lr=0.5,1,2",
                               "--param", "seed=0,1", "--jobs", "2", "--out", str(out)],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=subprocess_env(),
-                             cwd=tmp_path)
+                             cwd=tmp_path, preexec_fn=ctrl_c_as_at_a_terminal)
     try:
         first = sweep.stderr.readline()  # blocks until the first trial is done
         workers = psutil.Process(sweep.pid).children(recursive=True)

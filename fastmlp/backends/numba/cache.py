@@ -10,10 +10,10 @@ a digest of the spec, the Numba version, the fast-math setting, the CPU the
 code is compiled for (``isa.HOST``: name and features, which also decide the
 kernels' tile shapes) and the text of every source file the compiled code is
 made from (``_DEPENDENCIES``: every file of the backend but the three that
-only compile and load, ``_PLUMBING``): Numba's own check compares only the generated
-file, while the code inlines the kernels of the other files, and a stale entry
-must never be loaded (with bounds checks off, a stale tile size would write
-out of bounds).  With the CPU in the name, a cache folder shared by machines
+only compile and load, ``_PLUMBING``): Numba's own check compares only the
+generated file, while the code inlines the kernels of the other files, and
+a stale entry must never be loaded (with bounds checks off, a stale tile size
+would write out of bounds).  With the CPU in the name, a cache folder shared by machines
 of different CPUs (a home directory on a network drive) or a run with
 ``NUMBA_CPU_NAME`` set keeps one entry, and one "compiled by a child" record
 (``precompile``), per CPU.

@@ -10,10 +10,9 @@ So when ``train_batches`` or ``predict_proba`` meets a configuration
 (``specs``) with no record that it is in the cache, a child Python compiles it
 and writes the cache; the parent then loads it like every later run.  Several
 configurations (a run's epoch and prediction) compile side by side, one child
-each, as many as there are cores.  If the
-parent still had to compile (the cache missed anyway, e.g. a cache folder
-shared with another kind of CPU), the record is dropped so the next run tries
-again.
+each, as many at a time as there are cores.  If the parent still had to
+compile (the cache missed anyway, e.g. a cache folder shared with another kind
+of CPU), the record is dropped so the next run tries again.
 
 The record is a marker file in the configuration's folder (``cache.folder``),
 whose name already stands for everything that invalidates the compiled code.
