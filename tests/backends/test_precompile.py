@@ -240,6 +240,7 @@ def test_the_estimate_is_the_last_measured_time_of_the_longest_compile(tmp_path,
     from fastmlp.backends.numba import runtime
 
     monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(runtime, "missing", list)  # as if nothing were compiled yet (another test may have)
     epoch = epoch_spec((784, 30, 10), SGD(0.1), 10, "float64")
     runtime._record_seconds({epoch: 10.0, SPEC: 3.0})
     monkeypatch.setattr(_precompile, "cores", lambda: 2)
