@@ -80,9 +80,9 @@ def _runner(args, settings):
 
         return ClusterRunner(args.scheduler, args.connect_timeout, args.retries)
     from fastmlp.sweep.local import LocalRunner
-    from fastmlp.sweep.trial import available_threads
+    from fastmlp import _machine
 
-    cores = available_threads()
+    cores = _machine.available_cores()
     jobs = min(args.jobs or cores, len(settings))
     threads = max(1, cores // jobs)
     asked = sorted({s["threads"] for s in settings if s["threads"]})

@@ -42,11 +42,12 @@ def run_cluster_trial(settings, threads_by_host, with_model):
     """On a Dask worker: one trial, on this host's share of its cores."""
     from distributed import get_worker
 
-    from fastmlp.sweep.trial import available_threads, run_trial
+    from fastmlp._machine import available_cores
+    from fastmlp.sweep.trial import run_trial
 
     worker = get_worker()
     concurrent = threads_by_host.get(_host(worker.address)) or worker.state.nthreads
-    threads = max(1, available_threads() // concurrent)
+    threads = max(1, available_cores() // concurrent)
     try:  # the numpy backend's share too (its BLAS threads); the numba backend takes ``threads``
         from threadpoolctl import threadpool_limits
     except ImportError:

@@ -18,6 +18,8 @@ import time
 import warnings
 from pathlib import Path
 
+from fastmlp._machine import available_cores
+
 #: (data_dir, dataset, download) -> the loaded data set.  Each worker process
 #: loads a data set once and keeps it for all its trials, so no trial ships the
 #: 55 MB of images.
@@ -32,14 +34,6 @@ def dataset(key):
         data_dir, name, download = key
         _datasets[key] = load_data(argparse.Namespace(data_dir=data_dir, dataset=name, download=download))
     return _datasets[key]
-
-
-def available_threads():
-    """Cores this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 def probe(keys, numba_trials):
@@ -104,7 +98,7 @@ def run_trial(settings, threads=None, with_model=False):
         "seconds": sum(record["seconds"] for record in history),
         "wall_seconds": wall,
         # Locally the pool's initializer set NUMBA_NUM_THREADS to the trial's share.
-        "threads": args.threads or int(os.environ.get("NUMBA_NUM_THREADS") or available_threads()),
+        "threads": args.threads or int(os.environ.get("NUMBA_NUM_THREADS") or available_cores()),
         "error": error,
         "warnings": sorted({str(w.message) for w in caught}),
         "pid": os.getpid(),

@@ -216,7 +216,7 @@ def test_configurations_compile_side_by_side_one_child_each(tmp_path, monkeypatc
     import threading
 
     monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path))
-    monkeypatch.setattr(_precompile, "cores", lambda: 2)
+    monkeypatch.setattr(_precompile, "available_cores", lambda: 2)
     both_started = threading.Barrier(2, timeout=10)
     children = []
 
@@ -243,10 +243,10 @@ def test_the_estimate_is_the_last_measured_time_of_the_longest_compile(tmp_path,
     monkeypatch.setattr(runtime, "missing", list)  # as if nothing were compiled yet (another test may have)
     epoch = epoch_spec((784, 30, 10), SGD(0.1), 10, "float64")
     runtime._record_seconds({epoch: 10.0, SPEC: 3.0})
-    monkeypatch.setattr(_precompile, "cores", lambda: 2)
+    monkeypatch.setattr(_precompile, "available_cores", lambda: 2)
     assert runtime.estimate_seconds([epoch, SPEC]) == 10.0
     assert runtime.estimate_seconds([SPEC]) == 3.0
-    monkeypatch.setattr(_precompile, "cores", lambda: 1)
+    monkeypatch.setattr(_precompile, "available_cores", lambda: 1)
     assert runtime.estimate_seconds([epoch, SPEC]) == 13.0
 
 

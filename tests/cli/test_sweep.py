@@ -153,9 +153,9 @@ def test_the_probe_compiles_what_the_numba_trials_run_each_once(synthetic_mnist_
 
 
 def test_jobs_share_the_cores_and_never_exceed_the_trials(synthetic_mnist_dir, tmp_path, capsys, monkeypatch):
-    import fastmlp.sweep.trial as trial
+    from fastmlp import _machine
 
-    monkeypatch.setattr(trial, "available_threads", lambda: 4)
+    monkeypatch.setattr(_machine, "available_cores", lambda: 4)
     out = tmp_path / "results.csv"
     assert sweep(synthetic_mnist_dir, *TINY, "--param", "seed=0,1", "--jobs", "2", "--out", str(out)) == 0
     assert "2 at a time on this machine, 2 threads each" in capsys.readouterr().out

@@ -21,13 +21,13 @@ cache folder lasts only for this process, the parent compiles in-process,
 after a one-line note in the first case.
 """
 
-import os
 import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from fastmlp._machine import available_cores
 from fastmlp.backends.numba import cache
 
 #: The folder fastmlp is imported from (the child must import the same copy).
@@ -83,14 +83,6 @@ def _compile_in_child(spec):
     return seconds, None
 
 
-def cores():
-    """The cores this process may run on (compiles run side by side on them)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
 def ensure_compiled(*specs):
     """Make sure each of ``specs`` is loaded in this process from Numba's cache,
     compiling what the cache lacks first, one child process per configuration,
@@ -106,7 +98,7 @@ def ensure_compiled(*specs):
         return {}
     seconds = dict.fromkeys(missing, 0.0)
     if cache.persistent():
-        with ThreadPoolExecutor(max_workers=min(len(missing), cores())) as pool:
+        with ThreadPoolExecutor(max_workers=min(len(missing), available_cores())) as pool:
             done = list(pool.map(_compile_in_child, missing))
         failures = [failure for _, failure in done if failure is not None]
         if failures:

@@ -165,4 +165,4 @@ def estimate_seconds(specs):
     (``precompile.ensure_compiled``)."""
     times = {**DEFAULT_SECONDS, **_read_times()}
     todo = [times[spec.kind] for spec in missing(specs)]
-    return max(max(todo, default=0.0), sum(todo) / precompile.cores())
+    return max(max(todo, default=0.0), sum(todo) / precompile.available_cores())
