@@ -465,7 +465,6 @@ class MLP:
     def _predict_proba(self, params, X):
         """``predict_proba`` for an ``X`` that has passed ``check_features``."""
         backend = get_backend(self.backend)
-        backend.prepare(self.net_, self.dtype_)  # cached code, as in fit (see _warm_up)
         with self._threads(), self._guard():
             return backend.predict_proba(params, self.net_, X)
 
