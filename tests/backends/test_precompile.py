@@ -209,45 +209,75 @@ def test_marker_written_after_the_child_and_dropped_if_the_parent_compiled(tmp_p
 
 
 def test_configurations_compile_side_by_side_one_child_each(tmp_path, monkeypatch, fake_load):
-    """A run's epoch and prediction compile in two children at once (each waits
-    here for the other to start: one after the other, the barrier breaks); one
-    failing child leaves the other's marker, and the parent then loads both (and
-    so compiles the one that failed)."""
+    """A run's entry kernels compile first, each once, shared out over two
+    children; then its epoch and prediction compile in two children at once
+    (each waits here for the other to start: one after the other, the barrier
+    breaks); one failing child leaves the other's marker, and the parent then
+    loads both (and so compiles the one that failed)."""
+    import json
     import threading
 
     monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path))
     monkeypatch.setattr(_precompile, "available_cores", lambda: 2)
     both_started = threading.Barrier(2, timeout=10)
-    children = []
+    kernel_children, children = [], []
 
     def run(argv, **kwargs):
-        children.append(argv[4:])
+        jobs = argv[4:]
+        if "kernel" in json.loads(jobs[0]):
+            assert not children, "the kernels compile before the configurations"
+            kernel_children.append([json.loads(job)["kernel"] for job in jobs])
+            return SimpleNamespace(returncode=0, stderr="")
+        children.append(jobs)
         both_started.wait()
-        failed = spec_from_json(argv[4]).kind == "predict"
+        failed = spec_from_json(jobs[0]).kind == "predict"
         return SimpleNamespace(returncode=1 if failed else 0, stderr="boom\n" if failed else "")
 
     monkeypatch.setattr(_precompile.subprocess, "run", run)
     epoch = epoch_spec((784, 30, 10), SGD(0.1), 10, "float64")
+    kernels = {name for spec in (epoch, SPEC) for name in _precompile._kernels_of(spec)}
     _precompile.ensure_compiled(epoch, SPEC)
+    assert len(kernel_children) == 2 and all(kernel_children)
+    # the prediction's serial forward is the epoch's forward_1: compiled once
+    assert sorted(sum(kernel_children, [])) == sorted(kernels - {"forward_rows"})
     assert sorted(children) == sorted([[epoch.to_json()], [SPEC.to_json()]])
     assert _precompile._marker(epoch).exists() and not _precompile._marker(SPEC).exists()
     assert fake_load.loaded == [epoch, SPEC]
+    assert _precompile.missing_kernels([epoch, SPEC]) == []
+
+
+def test_kernels_are_shared_out_by_size():
+    """The biggest entry kernel (the first layer's fused update and forward)
+    goes to one child, the rest to the other."""
+    from fastmlp.backends.numba import jit
+
+    epoch = epoch_spec((784, 30, 10), SGD(0.1), 10, "float64")
+    jobs = [(epoch, name) for name in _precompile._kernels_of(epoch)]
+    groups = _precompile._share_out(jobs, 2)
+    sizes = [sum(jit.code_size(_precompile._kernels_of(s)[n]) for s, n in g) for g in groups]
+    assert sorted(n for g in groups for _, n in g) == sorted(n for _, n in jobs)
+    assert ("update_first" in [n for _, n in groups[0]]) and abs(sizes[0] - sizes[1]) <= max(sizes) / 2
+    assert _precompile._share_out(jobs[:1], 2) == [jobs[:1]]
 
 
 def test_the_estimate_is_the_last_measured_time_of_the_longest_compile(tmp_path, monkeypatch):
-    """Side by side, an epoch (10 s) and a prediction (3 s) take about 10 s on
-    two cores and 13 s on one; the times measured last are kept per kind."""
+    """The entry kernels (5 s) first, if any are missing; then, side by side,
+    an epoch (10 s) and a prediction (3 s) take about 10 s on two cores and 13 s
+    on one; the times measured last are kept per kind."""
     from fastmlp.backends.numba import runtime
 
     monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path))
     monkeypatch.setattr(runtime, "missing", list)  # as if nothing were compiled yet (another test may have)
     epoch = epoch_spec((784, 30, 10), SGD(0.1), 10, "float64")
-    runtime._record_seconds({epoch: 10.0, SPEC: 3.0})
+    runtime._record_seconds({_precompile.KERNELS: 5.0, epoch: 10.0, SPEC: 3.0})
+    monkeypatch.setattr(_precompile, "missing_kernels", lambda specs: [])
     monkeypatch.setattr(_precompile, "available_cores", lambda: 2)
     assert runtime.estimate_seconds([epoch, SPEC]) == 10.0
     assert runtime.estimate_seconds([SPEC]) == 3.0
     monkeypatch.setattr(_precompile, "available_cores", lambda: 1)
     assert runtime.estimate_seconds([epoch, SPEC]) == 13.0
+    monkeypatch.setattr(_precompile, "missing_kernels", lambda specs: ["a kernel"])
+    assert runtime.estimate_seconds([epoch, SPEC]) == 18.0
 
 
 def test_child_refuses_another_copy_of_fastmlp(tmp_path):

@@ -47,7 +47,7 @@ def _adam_rows(P, M, V, G, o, n_rows, n_cols, decay, lr_t, b1, c1, b2, c2, eps):
             G[i] = 0
 
 
-@kernel
+@kernel(args="v v v n n h i")
 def _adam_apply(params, velocity, grads, offsets, sizes, hyper, step):
     """(U6) Adam step ``step`` (1-based) for every layer: weights with the L2
     decay ``hyper[4]``, biases without.  Constants are rounded to the

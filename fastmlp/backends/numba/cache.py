@@ -26,6 +26,12 @@ other Numba libraries in the same process cache where they always do.  If the
 folder cannot be written, a temporary one is used for this process
 (``persistent()`` is False): everything works, and every process compiles.
 
+The entry kernels (``jit``: the kernels the generated code calls directly)
+are cached on their own, in ``<root>/fastmlp_kernels_<stamp>``: Numba keeps a
+function's cache beside its source file and compares only that file, so each
+entry kernel is compiled from a copy of its source file in that folder
+(``kernel_source``), whose name changes whenever the compiled code would.
+
 A damaged cache entry (a truncated or garbage index or data file, e.g. after a
 full disk or a killed process) makes the import fail; then this
 configuration's cache files (and only those: they carry its unique name) are
@@ -129,6 +135,19 @@ def module_name(spec):
     return f"fastmlp_{spec.kind}_{digest}"
 
 
+def kernel_folder():
+    """The folder of the entry kernels' source copies and cache files."""
+    return root() / f"fastmlp_kernels_{CODE_STAMP[:20]}"
+
+
+def kernel_source(path):
+    """The copy, in ``kernel_folder()``, of the backend's source file ``path``
+    that the entry kernels defined there are compiled from (written once)."""
+    copy = kernel_folder() / Path(path).name
+    _write_source(copy, Path(path).read_text())
+    return copy
+
+
 def folder(spec):
     """The folder of ``spec``'s generated module and of its cache files."""
     return root() / module_name(spec)
@@ -153,15 +172,22 @@ def _write_source(path, text):
 
 
 def _cache_files(name):
-    """Numba's index and data files of module ``name``, wherever Numba put them."""
-    places = [root() / name / "__pycache__"]
+    """Numba's index and data files of module ``name`` and of the entry kernels
+    it links (any of them may be the damaged one), wherever Numba put them."""
+    places = [root() / name / "__pycache__", kernel_folder() / "__pycache__"]
     if os.environ.get("NUMBA_CACHE_DIR"):
         places.append(Path(os.environ["NUMBA_CACHE_DIR"]))
     found = []
     for place in places:
         if place.is_dir():
-            found += [p for p in place.rglob(f"{name}.*") if p.suffix in (".nbi", ".nbc")]
+            found += [p for p in place.rglob("*") if p.suffix in (".nbi", ".nbc")
+                      and (p.name.startswith(f"{name}.") or place != places[0] and _is_kernel_entry(p))]
     return found
+
+
+def _is_kernel_entry(path):
+    """Is ``path`` a cache file of an entry kernel (compiled from ``kernel_source``)?"""
+    return kernel_folder().name in path.parts
 
 
 _noted = False

@@ -17,7 +17,7 @@ from fastmlp.backends.numba.tile import NONNEG, PACK_ROWS, PANEL, TILE_SIZE, pac
 from fastmlp.functions import LEAKY_SLOPE
 
 
-@kernel
+@kernel(args="A A u n i i i i A")
 def _output_rows(Z, A, y, order, start, m, code, cost, delta):
     """(D_L) the output delta of ``m`` samples, and (C1-C3) the summed cost and
     the number of correct argmax predictions (measured before the update).
@@ -237,7 +237,7 @@ def _thread_rows(G):
     return G[min(numba.get_thread_id(), G.shape[0] - 1)]
 
 
-@kernel
+@kernel(args="A A A i i A G i")
 def _hidden_layer(delta_next, W_next, A, m, code, delta, G, panels):
     """(D_l) ``delta = (delta_next W_next) * f'(A)`` for the first ``m`` rows.
 

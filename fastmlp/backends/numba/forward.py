@@ -196,7 +196,7 @@ FWD_TILE_ROWS = 4 if isa.HOST.registers >= 32 else 2
 _fwd_block = _fwd_block_5x4 if FWD_TILE_ROWS == 4 else _fwd_block_pairs
 
 
-@kernel
+@kernel(args="A i A v i A A b")
 def _forward_layer(A_prev, m, W, b, code, Z, A, keep_z):
     """(F) ``Z = A_prev W^T + b``, ``A = f(Z)`` for the first ``m`` rows.
 

@@ -14,9 +14,14 @@ PANELS=..., OPT=...)`` returns a Numba dispatcher of ``f`` in which
 - every template it calls is itself specialised with the same choices.
 
 Specialisations are shared (memoised) by everything that makes the same
-choices, and are compiled without an on-disk cache: only the generated epoch and
-prediction functions that call them are cached (``cache``), with their callees
-compiled into them.
+choices.  The *entry kernels*, the templates the generated epoch and
+prediction call directly (``@kernel(args=...)``, with their argument types), are
+cached on disk one by one, per specialisation and dtype, so that a
+configuration's entry kernels compile side by side in child processes
+(``precompile``) and the epoch links them from the cache; and configurations
+that share an entry kernel compile it once.  The small helpers and the
+templates called below an entry kernel are not cached: they are compiled into
+their caller.
 
 Settings come from ``fastmlp.config`` (no kernel hard-codes a flag).  The
 integer codes stand for names (Numba cannot take strings cheaply).
@@ -27,6 +32,7 @@ import types
 import numba
 
 from fastmlp import config
+from fastmlp.backends.numba import cache
 from fastmlp.functions import ACTIVATION_CODES, COST_CODES
 
 #: Options of every compiled function of this backend.
@@ -56,10 +62,68 @@ CONSTANTS = ("PANELS", "OPT")
 PANELS = OPT = None
 
 
-def kernel(func):
-    """Mark ``func`` as a kernel template (compiled only through ``specialise``)."""
-    func._fastmlp_kernel = True
-    return func
+#: The argument types an entry kernel declares, one letter each, for a
+#: configuration whose parameters have dtype ``dt`` (``entry_signature``).
+ARG_TYPES = {
+    "A": "2-D array of dt",
+    "v": "1-D array of dt",
+    "G": "3-D array of dt",
+    "h": "1-D array of float64 (hyperparameters)",
+    "n": "1-D array of int64",
+    "u": "1-D array of uint8",
+    "i": "int64",
+    "f": "float64",
+    "b": "bool",
+    "X": "the input pair (shapes.input_pair_type)",
+}
+
+
+def kernel(func=None, *, args=None):
+    """Mark ``func`` as a kernel template (compiled only through ``specialise``).
+    With ``args`` (a letter of ``ARG_TYPES`` per argument, spaces ignored) it is
+    an entry kernel, cached on disk on its own (see the module docstring)."""
+    def mark(f):
+        if args is not None:
+            letters = args.replace(" ", "")
+            if len(letters) != f.__code__.co_argcount or set(letters) - ARG_TYPES.keys():
+                raise TypeError(f"{f.__qualname__}: args={args!r} must give one of {''.join(ARG_TYPES)} "
+                                f"per argument ({f.__code__.co_argcount})")
+            f._fastmlp_args = letters
+        f._fastmlp_kernel = True
+        return f
+
+    return mark if func is None else mark(func)
+
+
+def entry_signature(dispatcher, dtype):
+    """The Numba signature the generated code calls the entry kernel
+    ``dispatcher`` (from ``specialise``) with, for parameters of ``dtype``."""
+    from fastmlp.backends.numba.shapes import input_pair_type
+
+    t = numba.types
+    dt = getattr(t, str(dtype))
+    kinds = {"A": t.Array(dt, 2, "C"), "v": t.Array(dt, 1, "C"), "G": t.Array(dt, 3, "C"),
+             "h": t.Array(t.float64, 1, "C"), "n": t.Array(t.int64, 1, "C"), "u": t.Array(t.uint8, 1, "C"),
+             "i": t.int64, "f": t.float64, "b": t.boolean, "X": input_pair_type(str(dtype))}
+    return tuple(kinds[letter] for letter in dispatcher.py_func._fastmlp_args)
+
+
+def code_size(dispatcher):
+    """How many templates ``dispatcher`` (from ``specialise``) compiles, itself
+    and everything it calls, twice that for a parallel one: a rough measure of
+    its compile time, to share compiles out evenly (``precompile``)."""
+    seen, todo = set(), [dispatcher.py_func._fastmlp_template]
+    while todo:
+        func = todo.pop()
+        if func not in seen:
+            seen.add(func)
+            todo += _callees(func)
+    return len(seen) * (2 if dispatcher.targetoptions.get("parallel") else 1)
+
+
+def is_entry(dispatcher):
+    """Is ``dispatcher`` (from ``specialise``) an entry kernel, cached on its own?"""
+    return getattr(dispatcher.py_func, "_fastmlp_args", None) is not None
 
 
 def _is_kernel(obj):
@@ -113,7 +177,17 @@ def specialise(func, parallel=False, **constants):
         for name in func.__code__.co_names:
             if _is_kernel(scope.get(name)):
                 scope[name] = specialise(scope[name], parallel, **constants)
-        copy = types.FunctionType(func.__code__, scope, func.__name__, func.__defaults__, func.__closure__)
+        code = func.__code__
+        entry = getattr(func, "_fastmlp_args", None) is not None
+        if entry:
+            # Numba keeps a function's cache beside its source file and checks
+            # only that file: the copy in a folder named after the code stamp
+            # (cache.kernel_source) is stale exactly when the compiled code is.
+            code = code.replace(co_filename=str(cache.kernel_source(code.co_filename)))
+        copy = types.FunctionType(code, scope, func.__name__, func.__defaults__, func.__closure__)
+        copy._fastmlp_template = func
+        if entry:
+            copy._fastmlp_args = func._fastmlp_args
         # A name of its own per specialisation: Numba's symbol for a function is
         # built from its qualified name and signature, and cached machine code
         # loaded from another process linked against a same-named symbol of a
@@ -122,5 +196,5 @@ def specialise(func, parallel=False, **constants):
         tag = "".join(ch if ch.isalnum() else "_" for ch in f"{'par' if parallel else 'ser'}_{key[2]}")
         copy.__qualname__, copy.__doc__, copy.__module__ = f"{func.__qualname__}__{tag}", func.__doc__, func.__module__
         copy.__name__ = f"{func.__name__}__{tag}"
-        _specialised[key] = numba.njit(parallel=parallel and _has_prange(func), cache=False, **OPTIONS)(copy)
+        _specialised[key] = numba.njit(parallel=parallel and _has_prange(func), cache=entry, **OPTIONS)(copy)
     return _specialised[key]

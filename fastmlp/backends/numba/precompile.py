@@ -10,7 +10,12 @@ So when ``train_batches`` or ``predict_proba`` meets a configuration
 (``specs``) with no record that it is in the cache, a child Python compiles it
 and writes the cache; the parent then loads it like every later run.  Several
 configurations (a run's epoch and prediction) compile side by side, one child
-each, as many at a time as there are cores.  If the parent still had to
+each, as many at a time as there are cores.  Before them, the entry kernels
+they call (``jit``) that are not in the cache yet compile the same way, split
+over as many children as there are cores, so that each configuration's child
+links them from the cache: a configuration's compile is then mostly its
+kernels, side by side, and kernels shared by several configurations compile
+once.  If the parent still had to
 compile (the cache missed anyway, e.g. a cache folder shared with another kind
 of CPU), the record is dropped so the next run tries again.
 
@@ -21,6 +26,7 @@ cache folder lasts only for this process, the parent compiles in-process,
 after a one-line note in the first case.
 """
 
+import json
 import subprocess
 import sys
 import time
@@ -53,6 +59,52 @@ def _source_of(spec):
     return source
 
 
+def _kernels_of(spec):
+    """The entry kernels the generated function of ``spec`` calls, by name."""
+    from fastmlp.backends.numba import jit
+
+    if spec.kind == "predict":
+        from fastmlp.backends.numba.predict import layer_kernels
+    elif spec.optimiser == "adam":
+        from fastmlp.backends.numba.adam import layer_kernels
+    else:
+        from fastmlp.backends.numba.epoch import layer_kernels
+    return {name: d for name, d in layer_kernels(spec).items() if jit.is_entry(d)}
+
+
+def _kernel_marker(dispatcher, dtype):
+    return cache.kernel_folder() / f"{dispatcher.py_func.__qualname__}-{dtype}.compiled"
+
+
+def missing_kernels(specs):
+    """The entry kernels that ``specs`` call and no child has compiled into the
+    cache yet, each once: ``[(spec, name)]``, a spec that calls it and its name there."""
+    if not cache.persistent():
+        return []
+    found = {}
+    for spec in specs:
+        for name, dispatcher in _kernels_of(spec).items():
+            key = (dispatcher, spec.dtype)
+            if key not in found and not _kernel_marker(*key).exists():
+                found[key] = (spec, name)
+    return list(found.values())
+
+
+def _share_out(kernels, n):
+    """``kernels`` in at most ``n`` groups of about equal compile time
+    (``jit.code_size``), biggest first, each to the least loaded group."""
+    from fastmlp.backends.numba import jit
+
+    size = {job: jit.code_size(_kernels_of(job[0])[job[1]]) for job in kernels}
+    groups = [[] for _ in range(min(n, len(kernels)))]
+    loads = [0] * len(groups)
+    for job in sorted(kernels, key=lambda job: -size[job]):
+        g = loads.index(min(loads))
+        groups[g].append(job)
+        loads[g] += size[job]
+    return groups
+
+
 def _function_of(module):
     return module.train_epoch if hasattr(module, "train_epoch") else module.predict
 
@@ -65,9 +117,36 @@ def is_compiled(spec):
 def _compile_in_child(spec):
     """Compile ``spec`` into the cache in a child process: ``(seconds, None)``
     when that worked, else ``(seconds, one line saying why not)``."""
+    seconds, failure = _run_child([spec.to_json()])
+    if failure is None:
+        _write_marker(_marker(spec), "compiled by a child process (fastmlp.backends.numba.precompile)\n")
+    return seconds, failure
+
+
+def _compile_kernels_in_child(kernels):
+    """Compile the entry kernels ``[(spec, name)]`` into the cache in a child
+    process, one after the other: ``(seconds, None or why not)``."""
+    seconds, failure = _run_child([json.dumps({"spec": spec.to_json(), "kernel": name}) for spec, name in kernels])
+    if failure is None:
+        for spec, name in kernels:
+            _write_marker(_kernel_marker(_kernels_of(spec)[name], spec.dtype), "compiled by a child process\n")
+    return seconds, failure
+
+
+def _write_marker(path, text):
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    except OSError:
+        pass  # no marker: the next run checks again, which costs a cache load only
+
+
+def _run_child(jobs):
+    """Run the child on ``jobs`` (JSON texts): ``(seconds, None)`` when it
+    succeeded, else ``(seconds, one line saying why not)``."""
     start = time.perf_counter()
     try:
-        done = subprocess.run([sys.executable, "-c", _CHILD, str(_IMPORT_ROOT), spec.to_json()],
+        done = subprocess.run([sys.executable, "-c", _CHILD, str(_IMPORT_ROOT), *jobs],
                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                               text=True, timeout=CHILD_TIMEOUT)
     except (OSError, subprocess.SubprocessError) as exc:  # cannot start, or timed out
@@ -75,12 +154,18 @@ def _compile_in_child(spec):
     seconds = time.perf_counter() - start
     if done.returncode != 0:
         return seconds, (done.stderr.strip().splitlines() or ["no message"])[-1]
-    try:
-        _marker(spec).parent.mkdir(parents=True, exist_ok=True)
-        _marker(spec).write_text("compiled by a child process (fastmlp.backends.numba.precompile)\n")
-    except OSError:
-        pass  # no marker: the next run checks again, which costs a cache load only
     return seconds, None
+
+
+#: The key of ``ensure_compiled``'s result for the entry kernels' compile.
+KERNELS = "kernels"
+
+
+def _side_by_side(function, jobs):
+    """``function`` on each of ``jobs`` in threads, as many at a time as there
+    are cores (each waits for its child process)."""
+    with ThreadPoolExecutor(max_workers=min(len(jobs), available_cores())) as pool:
+        return list(pool.map(function, jobs))
 
 
 def ensure_compiled(*specs):
@@ -90,21 +175,27 @@ def ensure_compiled(*specs):
     run's epoch and prediction compile side by side.
 
     Returns ``{spec: seconds}`` for the configurations it compiled (each
-    child's time; empty if nothing was missing).  If there is no lasting cache,
-    or a child failed (with a note), this process compiles what is still
-    missing itself."""
+    child's time), and under ``KERNELS`` the time of compiling their entry
+    kernels first, if any were missing; empty if nothing was missing.  If there
+    is no lasting cache, or a child failed (with a note), this process compiles
+    what is still missing itself."""
     missing = [spec for spec in dict.fromkeys(specs) if not is_compiled(spec)]
     if not missing:
         return {}
     seconds = dict.fromkeys(missing, 0.0)
     if cache.persistent():
-        with ThreadPoolExecutor(max_workers=min(len(missing), available_cores())) as pool:
-            done = list(pool.map(_compile_in_child, missing))
+        done = []
+        kernels = missing_kernels(missing)
+        if kernels:
+            start = time.perf_counter()
+            done = _side_by_side(_compile_kernels_in_child, _share_out(kernels, available_cores()))
+            seconds[KERNELS] = time.perf_counter() - start
+        done += _side_by_side(_compile_in_child, missing)
         failures = [failure for _, failure in done if failure is not None]
         if failures:
             print(f"fastmlp: compiling the kernels in a child process failed ({failures[0]}); "
                   "compiling in this process instead.", file=sys.stderr)
-        seconds.update((spec, s) for spec, (s, _) in zip(missing, done))
+        seconds.update((spec, s) for spec, (s, _) in zip(missing, done[-len(missing):]))
     for spec in missing:
         start = time.perf_counter()
         function = _function_of(cache.load(spec, _source_of(spec)))
@@ -118,11 +209,21 @@ def ensure_compiled(*specs):
 
 
 def _child(argv):
-    """``argv``: the folder fastmlp must come from, then the specs (JSON)."""
+    """``argv``: the folder fastmlp must come from, then the jobs (JSON): a spec
+    (compile its function), or ``{"spec": ..., "kernel": name}`` (compile that
+    spec's entry kernel ``name`` for the types its function calls it with)."""
+    from fastmlp.backends.numba import jit
     from fastmlp.backends.numba.specs import spec_from_json
 
-    folder, specs = Path(argv[0]).resolve(), [spec_from_json(text) for text in argv[1:]]
+    folder = Path(argv[0]).resolve()
     if _IMPORT_ROOT != folder:
         sys.exit(f"imported fastmlp from {_IMPORT_ROOT}, expected it under {folder}")
-    for spec in specs:
-        cache.load(spec, _source_of(spec))
+    for text in argv[1:]:
+        job = json.loads(text)
+        if "kernel" in job:
+            spec = spec_from_json(job["spec"])
+            dispatcher = _kernels_of(spec)[job["kernel"]]
+            dispatcher.compile(jit.entry_signature(dispatcher, spec.dtype))
+        else:
+            spec = spec_from_json(text)
+            cache.load(spec, _source_of(spec))

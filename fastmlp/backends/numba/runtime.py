@@ -130,19 +130,19 @@ def compile_ahead(net, dtype="float64", *, batch_size=10, optimizer=None, train=
     return compile_specs(specs_for(net, dtype, batch_size=batch_size, optimizer=optimizer, train=train))
 
 
-#: Seconds per configuration before any was measured on this machine: the first
-#: ``fastmlp train`` (784-30-10 float64, one epoch and one prediction) compiled
-#: in 12.2-12.9 s on an idle 2-core Intel Xeon (AVX-512), 2026-12-02; the split
-#: between the two kinds is the one measured on an AMD EPYC Zen 4, 2026-12-01.
-DEFAULT_SECONDS = {"epoch": 10.0, "predict": 2.5}
+#: Seconds per kind of compile before any was measured on this machine: the
+#: first ``fastmlp train`` (784-30-10 float64) on a 2-core Intel Xeon (AVX-512),
+#: 2026-12-02 (evening), compiled its entry kernels in 9.7-11.3 s, then its
+#: epoch in 7.0-7.8 s beside its prediction in 6.7-7.3 s.
+DEFAULT_SECONDS = {precompile.KERNELS: 10.0, "epoch": 7.0, "predict": 7.0}
 _TIMES_FILE = "compile-seconds.json"
 
 
 def _record_seconds(compiled):
-    """Keep the last measured compile time per kind of configuration
-    (``compiled``: ``{spec: seconds}``), for ``estimate_seconds``."""
+    """Keep the last measured compile time per kind (``compiled``: what
+    ``precompile.ensure_compiled`` returned), for ``estimate_seconds``."""
     times = _read_times()
-    times.update((spec.kind, seconds) for spec, seconds in compiled.items())
+    times.update((getattr(key, "kind", key), seconds) for key, seconds in compiled.items())
     try:
         with atomic_write(cache.root() / _TIMES_FILE, "w") as f:
             json.dump(times, f)
@@ -160,9 +160,13 @@ def _read_times():
 
 def estimate_seconds(specs):
     """About how long compiling what ``specs`` lacks will take: the last compile
-    measured on this machine per kind of configuration, else
-    ``DEFAULT_SECONDS``; they compile side by side, one per core
-    (``precompile.ensure_compiled``)."""
+    measured on this machine per kind, else ``DEFAULT_SECONDS``.  The entry
+    kernels no child has compiled yet come first; then the configurations
+    compile side by side, one per core (``precompile.ensure_compiled``)."""
     times = {**DEFAULT_SECONDS, **_read_times()}
-    todo = [times[spec.kind] for spec in missing(specs)]
-    return max(max(todo, default=0.0), sum(todo) / precompile.available_cores())
+    todo = missing(specs)
+    if not todo:
+        return 0.0
+    functions = [times[spec.kind] for spec in todo]
+    kernels = times[precompile.KERNELS] if precompile.missing_kernels(todo) else 0.0
+    return kernels + max(max(functions), sum(functions) / precompile.available_cores())

@@ -281,7 +281,7 @@ def _update_item(delta, A_prev, m, W, b, vW, vb, hyper, G, panels, q):
         _grad_update_block(delta, A_prev, m, W, b, vW, vb, hyper, 4 * q, G, panels)
 
 
-@kernel
+@kernel(args="A A i A v A v h G i")
 def _update_layer(delta, A_prev, m, W, b, vW, vb, hyper, G, panels):
     """(G) ``dW = delta^T A_prev / m``, ``db = mean(delta)`` and (U) applied tile
     by tile, so no ``dW`` is ever stored (a tile's gradient lives in registers or
@@ -302,7 +302,7 @@ def _update_layer(delta, A_prev, m, W, b, vW, vb, hyper, G, panels):
         _update_item(delta, A_prev, m, W, b, vW, vb, hyper, _thread_rows(G), panels, np.int64(q))
 
 
-@kernel
+@kernel(args="A A i A v A v h G i  A i i A A b X n i f A")
 def _update_forward_first(delta, A_prev, m, W, b, vW, vb, hyper, G, panels,
                           A_next, m_next, code, Z, A, keep_z, X, order, start2, scale, A_gather):
     """The first layer's (G)+(U) for this batch fused with its (F) for the next
