@@ -24,7 +24,7 @@ from fastmlp.functions import COST_CODES
 from fastmlp.network import Adam, weight_offsets
 
 
-@kernel
+@kernel(args="v v i i i")
 def _layer_views(params, velocity, o, n_in, n_out):
     """``W``, ``b`` of the layer whose weights start at ``o``, and the same views of ``velocity``."""
     W = params[o:o + n_out * n_in].reshape((n_out, n_in))
@@ -34,7 +34,7 @@ def _layer_views(params, velocity, o, n_in, n_out):
     return W, b, vW, vb
 
 
-@kernel
+@kernel(args="i v")
 def _zeros(n, like):
     """``n`` zeros of ``like``'s dtype, filled by a plain loop: in a parallel
     function ``np.zeros`` becomes a parallel loop of its own, compiled apart."""
@@ -44,7 +44,7 @@ def _zeros(n, like):
     return buf
 
 
-@kernel
+@kernel(args="v i i i")
 def _act_view(buf, o, n, m):
     """The ``(m, n)`` matrix at offset ``o`` of a flat work buffer."""
     return buf[o:o + m * n].reshape((m, n))
@@ -140,7 +140,8 @@ def source(spec):
         "    zero = batch_size - batch_size",
         "    yes = zero == 0",
         "    no = zero != 0",
-        f"    a_off = zeros({L + 2}, offsets)",
+        f"    a_off = np.empty({L + 2}, np.int64)",
+        "    a_off[0] = zero",
         f"    for l in range({L + 1}):",
         "        a_off[l + 1] = a_off[l] + batch_size * sizes[l]",
         "    width = sizes[0]",

@@ -231,7 +231,7 @@ def _gather_row(X, r, scale, dst):
             dst[k] = vals[k] * s
 
 
-@kernel
+@kernel(args="X n i i f A")
 def _gather_input(X, order, start, m, scale, A0):
     """(X) ``A0 = X[order[start:start+m]] * scale``."""
     for i in range(m):
