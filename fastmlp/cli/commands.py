@@ -153,7 +153,7 @@ def cmd_train(args):
             log.close()
     run = model.history_[epochs_before:]
     total = sum(r["seconds"] for r in run)
-    print(f"Trained {len(run)} epochs in {total:.2f} s; test accuracy "
+    print(f"Trained {len(run)} epoch{'' if len(run) == 1 else 's'} in {total:.2f} s; test accuracy "
           f"{100 * model.history_[-1]['test_accuracy']:.2f}%", flush=True)
     if args.save:
         save()

@@ -94,7 +94,7 @@ def test_train_with_limit_still_works_and_prints_epoch_lines(data_dir, capsys):
     assert train(data_dir, "--limit", "500", "--epochs", "1") == 0
     out = capsys.readouterr().out
     assert out.startswith("Epoch 0 (before training): test accuracy")
-    assert "Epoch 1: loss" in out and "Trained 1 epochs" in out
+    assert "Epoch 1: loss" in out and "Trained 1 epoch in" in out
 
 
 def test_train_save_writes_a_loadable_model(data_dir, tmp_path, capsys):
