@@ -4,6 +4,7 @@ compile (the parent carries on, with a note).  The end-to-end checks (first run
 equals second run, bit for bit; damaged entries) are in test_determinism.py
 and test_compile_ahead.py."""
 
+import json
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -183,7 +184,7 @@ def test_child_that_cannot_start_falls_back_with_a_note(tmp_path, monkeypatch, c
 
 def test_no_child_without_a_lasting_cache(monkeypatch, fake_load):
     monkeypatch.setattr(_cache, "persistent", lambda: False)
-    monkeypatch.setattr(_precompile.subprocess, "run", lambda *a, **k: pytest.fail("no child expected"))
+    monkeypatch.setattr(_precompile.subprocess, "Popen", lambda *a, **k: pytest.fail("no child expected"))
     _precompile.ensure_compiled(SPEC)
     assert fake_load.loaded == [SPEC]
 
@@ -192,14 +193,60 @@ def test_existing_marker_means_no_child(tmp_path, monkeypatch, fake_load):
     monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path))
     _precompile._marker(SPEC).parent.mkdir(parents=True)
     _precompile._marker(SPEC).write_text("")
-    monkeypatch.setattr(_precompile.subprocess, "run", lambda *a, **k: pytest.fail("no child expected"))
+    monkeypatch.setattr(_precompile.subprocess, "Popen", lambda *a, **k: pytest.fail("no child expected"))
     assert _precompile.ensure_compiled(SPEC) == {}
     assert fake_load.loaded == []
 
 
-def test_marker_written_after_the_child_and_dropped_if_the_parent_compiled(tmp_path, monkeypatch, fake_load):
+class FakeChild:
+    """Stands in for ``subprocess.Popen`` of the compiling child: goes through
+    its jobs as ``precompile._child`` does, without compiling; ``fails(spec)``
+    says which configurations fail.  ``log`` gets what happens, in order."""
+
+    log = []
+    fails = staticmethod(lambda spec: False)
+
+    def __init__(self, argv, stdin, stdout, stderr, text):
+        self.jobs, self.err, self.returncode = [json.loads(job) for job in argv[4:]], stderr, None
+        self.stdin = SimpleNamespace(lines=[], write=lambda line: self.stdin.lines.append(line),
+                                     flush=lambda: None, close=lambda: None)
+        self.stdout = self._run()
+
+    def _run(self):
+        for job in self.jobs:
+            if "wait" in job:
+                self.log.append("ready")
+                yield _precompile._READY + "\n"
+                assert self.stdin.lines == ["go\n"], "the parent answers once every child's kernels are done"
+            elif "kernel" in job:
+                self.log.append(job["kernel"])
+            else:
+                spec = spec_from_json(json.dumps(job))
+                if self.fails(spec):
+                    self.err.write("boom\n")
+                    self.returncode = 1
+                    return
+                self.log.append(spec)
+                yield _precompile._DONE + "\n"
+        self.returncode = 0
+
+    def wait(self):
+        return self.returncode
+
+    def kill(self):
+        pass
+
+
+@pytest.fixture
+def fake_child(monkeypatch):
+    monkeypatch.setattr(_precompile.subprocess, "Popen", FakeChild)
+    monkeypatch.setattr(FakeChild, "log", [])
+    return FakeChild
+
+
+def test_marker_written_after_the_child_and_dropped_if_the_parent_compiled(tmp_path, monkeypatch, fake_load,
+                                                                          fake_child):
     monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path))
-    monkeypatch.setattr(_precompile.subprocess, "run", lambda *a, **k: SimpleNamespace(returncode=0, stderr=""))
     _precompile.ensure_compiled(SPEC)
     assert _precompile._marker(SPEC).exists()
     _precompile._marker(SPEC).unlink()
@@ -208,42 +255,48 @@ def test_marker_written_after_the_child_and_dropped_if_the_parent_compiled(tmp_p
     assert not _precompile._marker(SPEC).exists()
 
 
-def test_configurations_compile_side_by_side_one_child_each(tmp_path, monkeypatch, fake_load):
+def test_kernels_then_configurations_side_by_side(tmp_path, monkeypatch, fake_load, fake_child):
     """A run's entry kernels compile first, each once, shared out over two
-    children; then its epoch and prediction compile in two children at once
-    (each waits here for the other to start: one after the other, the barrier
-    breaks); one failing child leaves the other's marker, and the parent then
-    loads both (and so compiles the one that failed)."""
-    import json
-    import threading
-
+    children; each child then waits until both have compiled theirs (the fake
+    child checks that the parent answered only then) and goes on to one of the
+    epoch and the prediction.  One failing configuration leaves the other's
+    marker and the kernels' markers, and the parent then loads both (and so
+    compiles the one that failed)."""
     monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path))
     monkeypatch.setattr(_precompile, "available_cores", lambda: 2)
-    both_started = threading.Barrier(2, timeout=10)
-    kernel_children, children = [], []
-
-    def run(argv, **kwargs):
-        jobs = argv[4:]
-        if "kernel" in json.loads(jobs[0]):
-            assert not children, "the kernels compile before the configurations"
-            kernel_children.append([json.loads(job)["kernel"] for job in jobs])
-            return SimpleNamespace(returncode=0, stderr="")
-        children.append(jobs)
-        both_started.wait()
-        failed = spec_from_json(jobs[0]).kind == "predict"
-        return SimpleNamespace(returncode=1 if failed else 0, stderr="boom\n" if failed else "")
-
-    monkeypatch.setattr(_precompile.subprocess, "run", run)
+    monkeypatch.setattr(fake_child, "fails", staticmethod(lambda spec: spec.kind == "predict"))
     epoch = epoch_spec((784, 30, 10), SGD(0.1), 10, "float64")
     kernels = {name for spec in (epoch, SPEC) for name in _precompile._kernels_of(spec)}
-    _precompile.ensure_compiled(epoch, SPEC)
-    assert len(kernel_children) == 2 and all(kernel_children)
+    seconds = _precompile.ensure_compiled(epoch, SPEC)
+    log = fake_child.log
+    assert log.count("ready") == 2 and log.index(epoch) > max(i for i, x in enumerate(log) if x == "ready")
+    compiled = [x for x in log if isinstance(x, str) and x != "ready"]
     # the prediction's serial forward is the epoch's forward_1: compiled once
-    assert sorted(sum(kernel_children, [])) == sorted(kernels - {"forward_rows"})
-    assert sorted(children) == sorted([[epoch.to_json()], [SPEC.to_json()]])
+    assert sorted(compiled) == sorted(kernels - {"forward_rows"})
     assert _precompile._marker(epoch).exists() and not _precompile._marker(SPEC).exists()
     assert fake_load.loaded == [epoch, SPEC]
     assert _precompile.missing_kernels([epoch, SPEC]) == []
+    assert set(seconds) == {_precompile.KERNELS, epoch, SPEC}
+
+
+def test_one_core_compiles_everything_in_one_child(tmp_path, monkeypatch, fake_load, fake_child):
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(_precompile, "available_cores", lambda: 1)
+    epoch = epoch_spec((784, 30, 10), SGD(0.1), 10, "float64")
+    plan = _precompile._plan(_precompile.missing_kernels([epoch, SPEC]), [epoch, SPEC], 1)
+    assert len(plan) == 1 and plan[0][1] == [epoch, SPEC]
+    _precompile.ensure_compiled(epoch, SPEC)
+    assert fake_child.log.count("ready") == 1 and fake_child.log[-2:] == [epoch, SPEC]
+
+
+def test_without_missing_kernels_each_configuration_has_a_child(tmp_path, monkeypatch, fake_load, fake_child):
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path))
+    epoch = epoch_spec((784, 30, 10), SGD(0.1), 10, "float64")
+    assert _precompile._plan([], [epoch, SPEC], 2) == [([], [epoch]), ([], [SPEC])]
+    monkeypatch.setattr(_precompile, "missing_kernels", lambda specs: [])
+    monkeypatch.setattr(_precompile, "available_cores", lambda: 2)
+    _precompile.ensure_compiled(epoch, SPEC)
+    assert "ready" not in fake_child.log and sorted(map(str, fake_child.log)) == sorted(map(str, [epoch, SPEC]))
 
 
 def test_kernels_are_shared_out_by_size():

@@ -10,14 +10,15 @@ So when ``train_batches`` or ``predict_proba`` meets a configuration
 (``specs``) with no record that it is in the cache, a child Python compiles it
 and writes the cache; the parent then loads it like every later run.  Several
 configurations (a run's epoch and prediction) compile side by side, one child
-each, as many at a time as there are cores.  Before them, the entry kernels
-they call (``jit``) that are not in the cache yet compile the same way, split
-over as many children as there are cores, so that each configuration's child
-links them from the cache: a configuration's compile is then mostly its
-kernels, side by side, and kernels shared by several configurations compile
-once.  If the parent still had to
-compile (the cache missed anyway, e.g. a cache folder shared with another kind
-of CPU), the record is dropped so the next run tries again.
+each, as many at a time as there are cores.  Before them, the entry kernels they
+call (``jit``) that are not in the cache yet compile in the same children,
+shared out by size; each child then waits until all of them are in the cache
+and goes on to its configuration, which links them from there.  So a
+configuration's compile is mostly its kernels, side by side, kernels shared by
+several configurations compile once, and each core starts Python and Numba's
+compiler once.  If the parent still had to compile (the cache missed anyway,
+e.g. a cache folder shared with another kind of CPU), the record is dropped so
+the next run tries again.
 
 The record is a marker file in the configuration's folder (``cache.folder``),
 whose name already stands for everything that invalidates the compiled code.
@@ -29,6 +30,8 @@ after a one-line note in the first case.
 import json
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -114,88 +117,137 @@ def is_compiled(spec):
     return cache.is_loaded(spec) or (cache.persistent() and _marker(spec).exists())
 
 
-def _compile_in_child(spec):
-    """Compile ``spec`` into the cache in a child process: ``(seconds, None)``
-    when that worked, else ``(seconds, one line saying why not)``."""
-    seconds, failure = _run_child([spec.to_json()])
-    if failure is None:
-        _write_marker(_marker(spec), "compiled by a child process (fastmlp.backends.numba.precompile)\n")
-    return seconds, failure
+#: What a child prints once its entry kernels are compiled, before it waits
+#: for a line on its stdin to go on to its configurations; and after each
+#: configuration.
+_READY, _DONE = "fastmlp-child: kernels compiled", "fastmlp-child: configuration compiled"
+#: The job that makes a child print ``_READY`` and wait.
+_WAIT = json.dumps({"wait": True})
 
 
-def _compile_kernels_in_child(kernels):
-    """Compile the entry kernels ``[(spec, name)]`` into the cache in a child
-    process, one after the other: ``(seconds, None or why not)``."""
-    seconds, failure = _run_child([json.dumps({"spec": spec.to_json(), "kernel": name}) for spec, name in kernels])
-    if failure is None:
-        for spec, name in kernels:
-            _write_marker(_kernel_marker(_kernels_of(spec)[name], spec.dtype), "compiled by a child process\n")
-    return seconds, failure
-
-
-def _write_marker(path, text):
+def _write_marker(path):
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
+        path.write_text("compiled by a child process (fastmlp.backends.numba.precompile)\n")
     except OSError:
         pass  # no marker: the next run checks again, which costs a cache load only
 
 
-def _run_child(jobs):
-    """Run the child on ``jobs`` (JSON texts): ``(seconds, None)`` when it
-    succeeded, else ``(seconds, one line saying why not)``."""
+def _run_child(kernels, specs, kernels_done):
+    """Compile the entry kernels ``[(spec, name)]`` and then the configurations
+    ``specs`` into the cache in one child process.  Once its kernels are
+    compiled the child waits until every child's are (``kernels_done``, a
+    ``threading.Barrier`` of the children that have kernels), so that its
+    configurations link them all from the cache; one process for both saves a
+    second start of Python and of Numba's compiler per core.
+
+    Returns ``(ready, seconds, failure)``: when its kernels were done (or
+    None), ``{spec: seconds}`` for its configurations, and None or one line
+    saying why the child failed.  Markers are written for what it compiled."""
+    jobs = [json.dumps({"spec": spec.to_json(), "kernel": name}) for spec, name in kernels]
+    if kernels and specs:
+        jobs.append(_WAIT)
+    jobs += [spec.to_json() for spec in specs]
     start = time.perf_counter()
+    ready, seconds, failure, waited = None, {}, None, not kernels
     try:
-        done = subprocess.run([sys.executable, "-c", _CHILD, str(_IMPORT_ROOT), *jobs],
-                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                              text=True, timeout=CHILD_TIMEOUT)
-    except (OSError, subprocess.SubprocessError) as exc:  # cannot start, or timed out
-        return time.perf_counter() - start, f"{type(exc).__name__}: {exc}"
-    seconds = time.perf_counter() - start
-    if done.returncode != 0:
-        return seconds, (done.stderr.strip().splitlines() or ["no message"])[-1]
-    return seconds, None
+        with tempfile.TemporaryFile("w+") as err:
+            child = subprocess.Popen([sys.executable, "-c", _CHILD, str(_IMPORT_ROOT), *jobs],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, text=True)
+            timer = threading.Timer(CHILD_TIMEOUT, child.kill)
+            timer.start()
+            try:
+                last = start
+                for line in child.stdout:
+                    if line.strip() == _READY:
+                        ready = last = time.perf_counter()
+                        waited = _wait(kernels_done)
+                        last = time.perf_counter()
+                        child.stdin.write("go\n")
+                        child.stdin.flush()
+                    elif line.strip() == _DONE and len(seconds) < len(specs):
+                        now = time.perf_counter()
+                        seconds[specs[len(seconds)]], last = now - last, now
+                child.wait()
+            finally:
+                timer.cancel()
+                child.stdin.close()
+            if child.returncode != 0:
+                err.seek(0)
+                failure = (err.read().strip().splitlines() or [f"exit status {child.returncode}"])[-1]
+    except (OSError, ValueError) as exc:  # cannot start, or the pipe broke
+        failure = f"{type(exc).__name__}: {exc}"
+    finally:
+        if not waited:  # this child has no more kernels to give: let the others go on
+            _wait(kernels_done)
+    if failure is None and kernels and ready is None:
+        ready = time.perf_counter()
+    if ready is not None:
+        for spec, name in kernels:
+            _write_marker(_kernel_marker(_kernels_of(spec)[name], spec.dtype))
+    for spec in seconds:
+        _write_marker(_marker(spec))
+    return ready, seconds, failure
+
+
+def _wait(barrier):
+    """Wait at ``barrier`` (if any) until every child's kernels are done;
+    True once passed (or broken: the children then go on without it)."""
+    if barrier is not None:
+        try:
+            barrier.wait()
+        except threading.BrokenBarrierError:
+            pass
+    return True
 
 
 #: The key of ``ensure_compiled``'s result for the entry kernels' compile.
 KERNELS = "kernels"
 
 
-def _side_by_side(function, jobs):
-    """``function`` on each of ``jobs`` in threads, as many at a time as there
-    are cores (each waits for its child process)."""
-    with ThreadPoolExecutor(max_workers=min(len(jobs), available_cores())) as pool:
-        return list(pool.map(function, jobs))
+def _plan(kernels, specs, cores):
+    """Who compiles what: ``[(kernels, specs)]``, one item per child.  The entry
+    kernels are shared out over up to ``cores`` children (``_share_out``);
+    the configurations go round to the same children, or, when no kernel is
+    missing, to children of their own."""
+    groups = _share_out(kernels, cores) if kernels else []
+    plan = [(group, []) for group in groups] or [([], []) for _ in range(min(len(specs), cores))]
+    for i, spec in enumerate(specs):
+        plan[i % len(plan)][1].append(spec)
+    return plan
 
 
 def ensure_compiled(*specs):
     """Make sure each of ``specs`` is loaded in this process from Numba's cache,
-    compiling what the cache lacks first, one child process per configuration,
-    as many at a time as there are cores: a compile is single-threaded, so a
-    run's epoch and prediction compile side by side.
+    compiling what the cache lacks first in child processes, one per core: a
+    compile is single-threaded, so a run's kernels, and then its epoch and its
+    prediction, compile side by side.
 
-    Returns ``{spec: seconds}`` for the configurations it compiled (each
-    child's time), and under ``KERNELS`` the time of compiling their entry
-    kernels first, if any were missing; empty if nothing was missing.  If there
-    is no lasting cache, or a child failed (with a note), this process compiles
-    what is still missing itself."""
+    Returns ``{spec: seconds}`` for the configurations it compiled (each one's
+    own time in its child), and under ``KERNELS`` the time until their entry
+    kernels were compiled, if any were missing; empty if nothing was missing.
+    If there is no lasting cache, or a child failed (with a note), this process
+    compiles what is still missing itself."""
     missing = [spec for spec in dict.fromkeys(specs) if not is_compiled(spec)]
     if not missing:
         return {}
     seconds = dict.fromkeys(missing, 0.0)
     if cache.persistent():
-        done = []
-        kernels = missing_kernels(missing)
-        if kernels:
-            start = time.perf_counter()
-            done = _side_by_side(_compile_kernels_in_child, _share_out(kernels, available_cores()))
-            seconds[KERNELS] = time.perf_counter() - start
-        done += _side_by_side(_compile_in_child, missing)
-        failures = [failure for _, failure in done if failure is not None]
+        start = time.perf_counter()
+        plan = _plan(missing_kernels(missing), missing, available_cores())
+        with_kernels = sum(1 for kernels, _ in plan if kernels)
+        barrier = threading.Barrier(with_kernels) if with_kernels else None
+        with ThreadPoolExecutor(max_workers=len(plan)) as pool:
+            done = list(pool.map(lambda item: _run_child(*item, barrier), plan))
+        readies = [ready for ready, _, _ in done if ready is not None]
+        if with_kernels and readies:
+            seconds[KERNELS] = max(readies) - start
+        for _, child_seconds, _ in done:
+            seconds.update(child_seconds)
+        failures = [failure for _, _, failure in done if failure is not None]
         if failures:
             print(f"fastmlp: compiling the kernels in a child process failed ({failures[0]}); "
                   "compiling in this process instead.", file=sys.stderr)
-        seconds.update((spec, s) for spec, (s, _) in zip(missing, done[-len(missing):]))
     for spec in missing:
         start = time.perf_counter()
         function = _function_of(cache.load(spec, _source_of(spec)))
@@ -210,8 +262,11 @@ def ensure_compiled(*specs):
 
 def _child(argv):
     """``argv``: the folder fastmlp must come from, then the jobs (JSON): a spec
-    (compile its function), or ``{"spec": ..., "kernel": name}`` (compile that
-    spec's entry kernel ``name`` for the types its function calls it with)."""
+    (compile its function, then print ``_DONE``), ``{"spec": ..., "kernel":
+    name}`` (compile that spec's entry kernel ``name`` for the types its
+    function calls it with), or ``_WAIT`` (print ``_READY``, then wait for a
+    line on stdin: the parent sends it when every child's kernels are in the
+    cache)."""
     from fastmlp.backends.numba import jit
     from fastmlp.backends.numba.specs import spec_from_json
 
@@ -220,10 +275,14 @@ def _child(argv):
         sys.exit(f"imported fastmlp from {_IMPORT_ROOT}, expected it under {folder}")
     for text in argv[1:]:
         job = json.loads(text)
-        if "kernel" in job:
+        if "wait" in job:
+            print(_READY, flush=True)
+            sys.stdin.readline()
+        elif "kernel" in job:
             spec = spec_from_json(job["spec"])
             dispatcher = _kernels_of(spec)[job["kernel"]]
             dispatcher.compile(jit.entry_signature(dispatcher, spec.dtype))
         else:
             spec = spec_from_json(text)
             cache.load(spec, _source_of(spec))
+            print(_DONE, flush=True)
