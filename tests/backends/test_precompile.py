@@ -230,6 +230,12 @@ class FakeChild:
                 yield _precompile._DONE + "\n"
         self.returncode = 0
 
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
     def wait(self):
         return self.returncode
 

@@ -151,16 +151,16 @@ def _run_child(kernels, specs, kernels_done):
     start = time.perf_counter()
     ready, seconds, failure, waited = None, {}, None, not kernels
     try:
-        with tempfile.TemporaryFile("w+") as err:
-            child = subprocess.Popen([sys.executable, "-c", _CHILD, str(_IMPORT_ROOT), *jobs],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, text=True)
+        with tempfile.TemporaryFile("w+") as err, \
+                subprocess.Popen([sys.executable, "-c", _CHILD, str(_IMPORT_ROOT), *jobs],
+                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, text=True) as child:
             timer = threading.Timer(CHILD_TIMEOUT, child.kill)
             timer.start()
             try:
                 last = start
                 for line in child.stdout:
                     if line.strip() == _READY:
-                        ready = last = time.perf_counter()
+                        ready = time.perf_counter()
                         waited = _wait(kernels_done)
                         last = time.perf_counter()
                         child.stdin.write("go\n")
@@ -171,7 +171,6 @@ def _run_child(kernels, specs, kernels_done):
                 child.wait()
             finally:
                 timer.cancel()
-                child.stdin.close()
             if child.returncode != 0:
                 err.seek(0)
                 failure = (err.read().strip().splitlines() or [f"exit status {child.returncode}"])[-1]
