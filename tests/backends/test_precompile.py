@@ -182,6 +182,15 @@ def test_child_that_cannot_start_falls_back_with_a_note(tmp_path, monkeypatch, c
     assert "FileNotFoundError" in capsys.readouterr().err
 
 
+def test_child_that_hangs_is_stopped_with_a_note(tmp_path, monkeypatch, capsys, fake_load):
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(_precompile, "CHILD_TIMEOUT", 0.5)
+    monkeypatch.setattr(_precompile, "_CHILD", "import time; time.sleep(60)")
+    _precompile.ensure_compiled(SPEC)
+    assert "no result after 0.5 s" in capsys.readouterr().err
+    assert fake_load.loaded == [SPEC] and not _precompile._marker(SPEC).exists()
+
+
 def test_no_child_without_a_lasting_cache(monkeypatch, fake_load):
     monkeypatch.setattr(_cache, "persistent", lambda: False)
     monkeypatch.setattr(_precompile.subprocess, "Popen", lambda *a, **k: pytest.fail("no child expected"))

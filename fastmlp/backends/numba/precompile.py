@@ -154,7 +154,8 @@ def _run_child(kernels, specs, kernels_done):
         with tempfile.TemporaryFile("w+") as err, \
                 subprocess.Popen([sys.executable, "-c", _CHILD, str(_IMPORT_ROOT), *jobs],
                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, text=True) as child:
-            timer = threading.Timer(CHILD_TIMEOUT, child.kill)
+            timed_out = threading.Event()
+            timer = threading.Timer(CHILD_TIMEOUT, lambda: (timed_out.set(), child.kill()))
             timer.start()
             try:
                 last = start
@@ -171,7 +172,9 @@ def _run_child(kernels, specs, kernels_done):
                 child.wait()
             finally:
                 timer.cancel()
-            if child.returncode != 0:
+            if timed_out.is_set():
+                failure = f"no result after {CHILD_TIMEOUT} s"
+            elif child.returncode != 0:
                 err.seek(0)
                 failure = (err.read().strip().splitlines() or [f"exit status {child.returncode}"])[-1]
     except (OSError, ValueError) as exc:  # cannot start, or the pipe broke
