@@ -363,3 +363,21 @@ def test_numba_stats_still_count_cache_misses():
     f(1)
     assert _cache.compiled_here(f) is True
     assert isinstance(EpochSpec.kind, str)
+
+
+@pytest.mark.parametrize("optimizer", [SGD(0.1), pytest.param("adam", marks=pytest.mark.slow)])
+def test_entry_kernels_are_called_with_the_signature_they_are_compiled_for(tmp_path, monkeypatch, optimizer):
+    """The generated functions call each entry kernel with exactly the types its
+    ``@kernel(args=...)`` declares: a kernel child compiles that signature, and
+    any other would be compiled again inside every caller.  The epoch and the
+    prediction are compiled here, in this process, from a new cache folder."""
+    from fastmlp.backends.numba import jit
+    from fastmlp.network import Adam
+
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path))
+    optimizer = Adam(0.01) if optimizer == "adam" else optimizer
+    specs = [epoch_spec((6, 5, 3), optimizer, 4, "float64"), predict_spec((6, 5, 3), "float64")]
+    for spec in specs:
+        _cache.load(spec, _precompile._source_of(spec))
+        for name, dispatcher in _precompile._kernels_of(spec).items():
+            assert dispatcher.signatures == [jit.entry_signature(dispatcher, "float64")], name
