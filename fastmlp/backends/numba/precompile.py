@@ -269,12 +269,18 @@ def _child(argv):
     function calls it with), or ``_WAIT`` (print ``_READY``, then wait for a
     line on stdin: the parent sends it when every child's kernels are in the
     cache)."""
+    import numba
+
     from fastmlp.backends.numba import jit
     from fastmlp.backends.numba.specs import spec_from_json
 
     folder = Path(argv[0]).resolve()
     if _IMPORT_ROOT != folder:
         sys.exit(f"imported fastmlp from {_IMPORT_ROOT}, expected it under {folder}")
+    # A kernel already in the cache is loaded, not compiled, and loading
+    # parallel code before Numba's thread pool has started aborts the process
+    # (as in cache.load).
+    numba.get_num_threads()
     for text in argv[1:]:
         job = json.loads(text)
         if "wait" in job:
