@@ -43,6 +43,9 @@ def test_classify(name, features, label, register_bits, vector_bits, registers):
     assert (got.label, got.register_bits, got.vector_bits, got.registers) == (
         label, register_bits, vector_bits, registers)
     assert got.lanes(4) == vector_bits // 32 and got.lanes(8) == vector_bits // 64
+    # the panel kernels ask for the registers' full width (tile.full_width_vectors)
+    assert got.panel_bits == register_bits and got.panel_lanes(4) == register_bits // 32
+    assert (f"{register_bits}-bit in the panel kernels" in got.describe()) == (register_bits != vector_bits)
 
 
 def test_numba_target_follows_numba_settings(monkeypatch):
@@ -185,7 +188,7 @@ def test_forward_tile_follows_the_registers():
 
 @pytest.mark.parametrize("cpu,float32_rows,float64_rows", [
     ("znver4", 4, 2),          # zmm: 4 x 64 float32 sums = 16 of 32 registers
-    ("sapphirerapids", 2, 1),  # AVX-512 tuned to ymm: 2 x 64 float32 = 16 of 32
+    ("sapphirerapids", 4, 2),  # AVX-512 tuned to ymm: the panel kernels still ask for zmm
     ("haswell", 1, 1),         # AVX2: 1 x 64 float32 = 8 of 16 ymm; float64 needs 16 even at 1 row
     ("generic", 1, 1),         # 128-bit vectors, 16 registers: never fewer than one row
 ])

@@ -6,8 +6,9 @@ with the wrong shape, or a future Numba/LLVM, it can silently pick another loop
 and emit ``vgather`` instructions that run 20-50x slower.  This test compiles
 the two kernels afresh (cached code cannot be inspected) for the ISA Numba
 targets in this process (``isa.HOST``) and reads their assembly: vector FMAs
-of the vectoriser's width (zmm where it uses 512-bit vectors, ymm for AVX2 and
-for the AVX-512 CPUs LLVM tunes to 256-bit vectors) and no gathers.  Other
+of the registers' full width, which the panel kernels ask for (zmm on AVX-512,
+also where LLVM's tuning prefers 256-bit vectors; ymm on AVX2), and no
+gathers.  Other
 targets (ARM, SSE-only x86) are skipped with the reason.
 
 On an AVX-512 host the same checks also run in a child process that targets
@@ -27,7 +28,8 @@ from fastmlp.backends.numba.shapes import panel_tile_rows
 from fastmlp.backends.numba.tile import PANEL
 
 HOST = isa.HOST
-REGISTER = {512: "zmm", 256: "ymm"}.get(HOST.vector_bits)
+#: the panel kernels' vectors (``isa.Isa.panel_bits``: the registers' full width)
+REGISTER = {512: "zmm", 256: "ymm"}.get(HOST.panel_bits)
 X86_VECTOR = HOST.label in (isa.AVX512, isa.AVX2) and REGISTER is not None
 SKIP_REASON = f"no x86 vector FMA code to check for {HOST.describe()}"
 
@@ -76,12 +78,12 @@ def test_panel_kernels_use_vector_fmas_and_no_gathers(dtype):
                     0, 0, n_out)
     hid_asm = _asm(_fresh(deltas._hid_panel, rows), delta, W, A_prev, 0, m, 0, np.zeros_like(A_prev), 0)
     # one step of a tile updates rows x PANEL sums, that many elements / lanes FMAs
-    per_tile = rows * PANEL // HOST.lanes(np.dtype(dtype).itemsize)
+    per_tile = rows * PANEL // HOST.panel_lanes(np.dtype(dtype).itemsize)
     for name, asm in (("_grad_update_columns", grad_asm), ("_hid_panel", hid_asm)):
         assert "vgather" not in asm, f"{name} gathers ({HOST.describe()})"
         assert len(_fma_lines(asm, dtype)) >= per_tile, f"{name}: too few {REGISTER} FMAs ({HOST.describe()})"
         if REGISTER == "ymm":
-            assert "zmm" not in asm, f"{name} uses zmm registers on a {HOST.vector_bits}-bit target"
+            assert "zmm" not in asm, f"{name} uses zmm registers on a {HOST.panel_bits}-bit target"
 
 
 @pytest.mark.slow  # a child process compiling both kernels: 20 s on the shared 2-core machine
@@ -96,3 +98,38 @@ def test_avx2_path_on_this_avx512_host():
                           f"{os.path.abspath(__file__)}::test_panel_kernels_use_vector_fmas_and_no_gathers"],
                          env=env, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0 and "2 passed" in res.stdout, res.stdout[-3000:] + res.stderr[-2000:]
+
+
+@pytest.mark.skipif(not X86_VECTOR, reason=SKIP_REASON)
+def test_the_parallel_layer_update_keeps_the_panel_width_and_only_there():
+    """What the epoch runs: the parallel ``_update_layer``, whose outlined loop
+    body LLVM may inline the panel kernel into, still has FMAs of the panel
+    width; without panels the row blocks keep the vectoriser's tuned width."""
+    import numba
+
+    numba.get_num_threads()  # the thread pool starts before parallel code is compiled
+    dtype = np.float32
+    rng = np.random.default_rng(0)
+    m, n_in, n_out = 32, 2 * PANEL, 8
+    delta = rng.standard_normal((m, n_out)).astype(dtype)
+    A_prev = rng.random((m, n_in)).astype(dtype)
+    hyper = np.array([0.1, 0.0, 0.0, 0.0])
+    G = np.zeros((numba.config.NUMBA_NUM_THREADS, 4, n_in), dtype)
+    tuned = {512: "zmm", 256: "ymm"}[HOST.vector_bits]
+    for panels, register in ((n_in // PANEL, REGISTER), (0, tuned)):
+        saved = dict(jit._specialised)
+        jit._specialised.clear()
+        try:
+            layer = jit.specialise(update._update_layer, True, PANELS=panel_tile_rows(dtype) if panels else 0,
+                                   OPT=jit.SGD_PLAIN)
+            fresh = numba.njit(parallel=True, **jit.OPTIONS)(layer.py_func)  # uncached, so it can be read
+        finally:
+            jit._specialised.clear()
+            jit._specialised.update(saved)
+        W = rng.standard_normal((n_out, n_in)).astype(dtype)
+        asm = _asm(fresh, delta, A_prev, m, W, np.zeros(n_out, dtype), np.zeros_like(W), np.zeros(n_out, dtype),
+                   hyper, G, panels)
+        fmas = [line for line in asm.splitlines() if "vfmadd231ps" in line]
+        assert any(register in line for line in fmas), f"panels={panels}: no {register} FMAs ({HOST.describe()})"
+        if register == "ymm":
+            assert not any("zmm" in line for line in fmas), f"panels={panels}: zmm FMAs ({HOST.describe()})"

@@ -13,7 +13,8 @@ from numba import carray, prange
 
 from fastmlp.backends.numba.elementwise import _derivative
 from fastmlp.backends.numba.jit import CROSS_ENTROPY, NLL, PANELS, QUADRATIC, SIGMOID, kernel
-from fastmlp.backends.numba.tile import NONNEG, PACK_ROWS, PANEL, TILE_SIZE, pack_buffer, tile_buffer
+from fastmlp.backends.numba.tile import (NONNEG, PACK_ROWS, PANEL, TILE_SIZE, pack_buffer, tile_buffer,
+                                        full_width_vectors)
 from fastmlp.functions import LEAKY_SLOPE
 
 
@@ -147,6 +148,7 @@ def _hid_panel(delta_next, W_next, A, i_lo, i_hi, code, delta, k0):
     partial sums wait in ``delta``, and the last block applies ``f'``.  No
     horizontal sums.  Samples past ``i_hi`` are clamped copies, not stored.
     """
+    full_width_vectors()
     dt = W_next.dtype.type
     slope = dt(LEAKY_SLOPE)
     one = dt(1.0)
@@ -218,6 +220,7 @@ def _hid_item(delta_next, W_next, A, m, code, delta, panels, q, scratch):
     n_chunks = (m + HID_PANEL_ROWS - 1) // HID_PANEL_ROWS
     n_panel_items = panels * n_chunks
     if PANELS:
+        full_width_vectors()
         if q < n_panel_items:
             p, ch = q // n_chunks, q % n_chunks
             i_lo = ch * HID_PANEL_ROWS
@@ -252,5 +255,7 @@ def _hidden_layer(delta_next, W_next, A, m, code, delta, G, panels):
     n_kb = (n - panels * PANEL + HID_COLS - 1) // HID_COLS
     n_items = panels * ((m + HID_PANEL_ROWS - 1) // HID_PANEL_ROWS) + n_kb * ((m + 3) // 4)
     for q in prange(n_items):
+        if PANELS:  # the outlined loop body, into which LLVM may inline the panels
+            full_width_vectors()
         # np.int64: see _update_layer (one compile of _hid_item instead of two)
         _hid_item(delta_next, W_next, A, m, code, delta, panels, np.int64(q), _thread_rows(G))

@@ -17,7 +17,8 @@ the x86-64-v4 level prefers 256-bit vectors, so loops vectorise to ``ymm``
 ``NUMBA_CPU_NAME=<name> NUMBA_CPU_FEATURES=""`` used zmm only for znver4;
 skylake-avx512, icelake-server, sapphirerapids and x86-64-v4 used ymm
 (tests/backends/test_isa.py repeats the check).  ``vector_bits`` is the width
-the vectoriser uses, ``register_bits`` the width of the registers.
+the vectoriser uses, ``register_bits`` the width of the registers; the panel
+kernels ask for the full width (``panel_bits``, ``tile.full_width_vectors``).
 """
 
 import os
@@ -58,8 +59,20 @@ class Isa:
         """Elements of ``itemsize`` bytes in one vector the vectoriser uses."""
         return self.vector_bits // (8 * itemsize)
 
+    @property
+    def panel_bits(self):
+        """Width of the panel kernels' vectors: the registers' full width,
+        which they ask LLVM for (``tile.full_width_vectors``)."""
+        return self.register_bits
+
+    def panel_lanes(self, itemsize):
+        """Elements of ``itemsize`` bytes in one vector of the panel kernels."""
+        return self.panel_bits // (8 * itemsize)
+
     def describe(self):
         width = f"{self.vector_bits}-bit vectors"
+        if self.panel_bits != self.vector_bits:
+            width += f", {self.panel_bits}-bit in the panel kernels"
         return f"{self.label} ({self.cpu_name}, {width}, {self.registers} vector registers)"
 
 

@@ -28,20 +28,23 @@ PANEL_MIN_BATCH = {"float32": 16, "float64": 128}
 def panel_tile_rows(dtype, host=None):
     """Rows of a layer's panel tiles: as many as keep the ``rows x PANEL`` sums
     in half the vector registers of ``host`` (default ``isa.HOST``), at least
-    1, at most ``MAX_TILE_ROWS`` (half in float64).  zmm: 4 rows float32, 2
-    float64; Intel AVX-512 code (ymm, 32 registers): 2 and 1; AVX2 (16 ymm): 1
-    and 1.
+    1, at most ``MAX_TILE_ROWS`` (half in float64).  The panel kernels use the
+    registers' full width (``tile.full_width_vectors``), so AVX-512 (zmm, 32
+    registers, Intel's parts too): 4 rows float32, 2 float64; AVX2 (16 ymm):
+    1 and 1.
 
-    Measured 2026-12-02 on an Intel Xeon (AVX-512, LLVM tuned to 256-bit
-    vectors) with its own code and with AVX2 code, seconds per epoch, medians
-    of interleaved runs (docs/benchmarks.md): with packed panels (``tile``) the
-    fitting tile beat the tall one on every network, 784-1024-1024-10 batch 256
-    included (float32 4.7 s against 5.2 with 4 rows; AVX2 code 6.2 against 7.2;
-    float64 11.5 against 15.1 with 2 rows, AVX2 13.5 against 19.1)."""
+    Measured 2026-12-02 on an Intel Xeon (AVX-512) with 256-bit code and with
+    AVX2 code, seconds per epoch, medians of interleaved runs
+    (docs/benchmarks.md): with packed panels (``tile``) the fitting tile beat
+    the tall one on every network, 784-1024-1024-10 batch 256 included
+    (float32 4.7 s against 5.2 with 4 rows; AVX2 code 6.2 against 7.2; float64
+    11.5 against 15.1 with 2 rows, AVX2 13.5 against 19.1).  With zmm the 4 x 64
+    float32 and 2 x 64 float64 tiles are the fitting ones (0.80x and 0.85x the
+    epoch of 784-1024-1024-10 against 2 x 64 and 1 x 64 ymm, 2026-12-03)."""
     host = isa.HOST if host is None else host
     itemsize = np.dtype(dtype).itemsize
     most = MAX_TILE_ROWS if itemsize == 4 else MAX_TILE_ROWS // 2
-    vectors_per_row = max(1, PANEL // host.lanes(itemsize))
+    vectors_per_row = max(1, PANEL // host.panel_lanes(itemsize))
     return max(1, min(most, (host.registers // 2) // vectors_per_row))
 
 

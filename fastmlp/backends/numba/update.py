@@ -12,7 +12,8 @@ from fastmlp.backends.numba.forward import _fwd_block, _gather_row
 from fastmlp.backends.numba.elementwise import _softmax_rows
 from fastmlp.backends.numba.deltas import _thread_rows
 from fastmlp.backends.numba.jit import OPT, PANELS, SGD_PLAIN, kernel
-from fastmlp.backends.numba.tile import NONNEG, PACK_ROWS, PACK_SIZE, PANEL, TILE_SIZE, pack_buffer, tile_buffer
+from fastmlp.backends.numba.tile import (NONNEG, PACK_ROWS, PACK_SIZE, PANEL, TILE_SIZE, pack_buffer, tile_buffer,
+                                        full_width_vectors)
 
 
 @kernel
@@ -191,6 +192,7 @@ def _grad_update_columns(delta, A_prev, m, W, vW, hyper, k0, j_lo, j_hi):
     not be kept in registers.
     ``c1``/``c2`` select momentum or Nesterov as in ``_grad_update_block``.
     """
+    full_width_vectors()
     dt = W.dtype.type
     lr, mu, l2 = dt(hyper[0]), dt(hyper[1]), dt(hyper[2])
     inv = dt(1.0) / dt(m)
@@ -268,6 +270,7 @@ def _update_item(delta, A_prev, m, W, b, vW, vb, hyper, G, panels, q):
     and every element has exactly one owner).  The panel code is compiled only
     for layers with panels (the compile-time constant ``PANELS``)."""
     if PANELS:
+        full_width_vectors()
         n_out = W.shape[0]
         n_groups = (n_out + PANEL_ITEM_ROWS - 1) // PANEL_ITEM_ROWS
         p, g = q // n_groups, q % n_groups
@@ -297,6 +300,8 @@ def _update_layer(delta, A_prev, m, W, b, vW, vb, hyper, G, panels):
     if PANELS:
         n_items = panels * ((W.shape[0] + PANEL_ITEM_ROWS - 1) // PANEL_ITEM_ROWS)
     for q in prange(n_items):
+        if PANELS:  # the outlined loop body, into which LLVM may inline the panels
+            full_width_vectors()
         # np.int64: a parallel compile types the loop index as int64 first and
         # as uint64 in the outlined loop, which compiled _update_item twice
         _update_item(delta, A_prev, m, W, b, vW, vb, hyper, _thread_rows(G), panels, np.int64(q))
