@@ -31,10 +31,10 @@ made them.
 
 from llvmlite import ir
 from numba import types
-
-from fastmlp.backends.numba import isa
 from numba.core import cgutils
 from numba.extending import intrinsic
+
+from fastmlp.backends.numba import isa
 
 #: Columns of a panel: 4 AVX-512 vectors of float32 (8 of float64).  Measured
 #: (docs/performance.md): 32 columns or fewer let LLVM unroll the column loop
@@ -75,7 +75,6 @@ def _stack_buffer(name, size):
 tile_buffer = _stack_buffer("tile_buffer", TILE_SIZE)
 #: ``PACK_SIZE`` elements of ``dtype`` on the stack, for a packed panel.
 pack_buffer = _stack_buffer("pack_buffer", PACK_SIZE)
-
 
 
 @intrinsic
