@@ -321,7 +321,7 @@ def test_hidden_delta(shape, activation, dtype):
 
 
 @pytest.mark.parametrize("tile_rows", [1, 2, 4])
-@pytest.mark.parametrize("shape,dtype", [(s, d) for d in DTYPES for s in LAYER_SHAPES if _panels(s[1], s[0], d)])
+@pytest.mark.parametrize("shape,dtype", [(s, d) for d in DTYPES for s in LAYER_SHAPES if _panels(s[1], s[0], d, 1)])
 def test_hidden_delta_every_tile_height(shape, dtype, tile_rows):
     """The panel path of (D_l) with each tile height a CPU may get
     (``shapes.panel_tile_rows``), on the shapes that have panels."""

@@ -15,6 +15,7 @@ On an AVX-512 host the same checks also run in a child process that targets
 haswell (``isa.avx2_environment``), so the AVX2 code path is checked there too.
 """
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -34,20 +35,27 @@ X86_VECTOR = HOST.label in (isa.AVX512, isa.AVX2) and REGISTER is not None
 SKIP_REASON = f"no x86 vector FMA code to check for {HOST.describe()}"
 
 
+@contextlib.contextmanager
+def _own_specialisations():
+    """``jit.specialise`` inside makes dispatchers of its own: the shared ones
+    may already hold other signatures from earlier tests, and ``_asm`` reads
+    the newest.  The shared ones are back afterwards."""
+    saved = dict(jit._specialised)
+    jit._specialised.clear()
+    try:
+        yield
+    finally:
+        jit._specialised.clear()
+        jit._specialised.update(saved)
+
+
 def _fresh(kernel, rows=1):
     """A dispatcher of ``kernel`` compiled afresh, without the on-disk cache
     (only uncached code can be inspected): through ``jit.specialise`` for a
     kernel template, or Numba's own decorator for a cached dispatcher."""
     if hasattr(jit, "specialise") and not hasattr(kernel, "py_func"):
-        # a dispatcher of its own: the shared one may already hold other
-        # signatures from earlier tests, and ``_asm`` reads the newest
-        saved = dict(jit._specialised)
-        jit._specialised.clear()
-        try:
+        with _own_specialisations():
             return jit.specialise(kernel, False, PANELS=rows, OPT=jit.SGD_PLAIN)
-        finally:
-            jit._specialised.clear()
-            jit._specialised.update(saved)
     from numba import njit
 
     return njit(fastmath=config.FASTMATH, error_model="numpy", boundscheck=False)(kernel.py_func)
@@ -72,7 +80,9 @@ def test_panel_kernels_use_vector_fmas_and_no_gathers(dtype):
     A_prev = rng.random((m, n_in)).astype(dtype)
     delta = rng.standard_normal((m, n_out)).astype(dtype)
     W = rng.standard_normal((n_out, n_in)).astype(dtype)
-    rows = panel_tile_rows(dtype)  # the host's tile
+    # the host's tile; where a row does not fit the epochs run no panels, but
+    # the kernel still has to vectorise
+    rows = panel_tile_rows(dtype) or 1
     hyper = np.array([0.1, 0.0, 0.0, 0.0])  # lr, momentum, l2, nesterov
     grad_asm = _asm(_fresh(update._grad_update_columns, rows), delta, A_prev, m, W, np.zeros_like(W), hyper,
                     0, 0, n_out)
@@ -117,15 +127,10 @@ def test_the_parallel_layer_update_keeps_the_panel_width_and_only_there():
     G = np.zeros((numba.config.NUMBA_NUM_THREADS, 4, n_in), dtype)
     tuned = {512: "zmm", 256: "ymm"}[HOST.vector_bits]
     for panels, register in ((n_in // PANEL, REGISTER), (0, tuned)):
-        saved = dict(jit._specialised)
-        jit._specialised.clear()
-        try:
+        with _own_specialisations():
             layer = jit.specialise(update._update_layer, True, PANELS=panel_tile_rows(dtype) if panels else 0,
                                    OPT=jit.SGD_PLAIN)
-            fresh = numba.njit(parallel=True, **jit.OPTIONS)(layer.py_func)  # uncached, so it can be read
-        finally:
-            jit._specialised.clear()
-            jit._specialised.update(saved)
+        fresh = numba.njit(parallel=True, **jit.OPTIONS)(layer.py_func)  # uncached, so it can be read
         W = rng.standard_normal((n_out, n_in)).astype(dtype)
         asm = _asm(fresh, delta, A_prev, m, W, np.zeros(n_out, dtype), np.zeros_like(W), np.zeros(n_out, dtype),
                    hyper, G, panels)

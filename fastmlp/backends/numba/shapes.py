@@ -27,11 +27,12 @@ PANEL_MIN_BATCH = {"float32": 16, "float64": 128}
 
 def panel_tile_rows(dtype, host=None):
     """Rows of a layer's panel tiles: as many as keep the ``rows x PANEL`` sums
-    in half the vector registers of ``host`` (default ``isa.HOST``), at least
-    1, at most ``MAX_TILE_ROWS`` (half in float64).  The panel kernels use the
-    registers' full width (``tile.full_width_vectors``), so AVX-512 (zmm, 32
-    registers, Intel's parts too): 4 rows float32, 2 float64; AVX2 (16 ymm):
-    1 and 1.
+    in half the vector registers of ``host`` (default ``isa.HOST``), at most
+    ``MAX_TILE_ROWS`` (half in float64), or 0 when one row does not fit: then
+    the layers use the row blocks alone (``_panels``).  The panel kernels use
+    the registers' full width (``tile.full_width_vectors``), so AVX-512 (zmm,
+    32 registers, Intel's parts too): 4 rows float32, 2 float64; AVX2 (16 ymm):
+    1 row float32, none float64; 128-bit vectors, 16 registers: none.
 
     Measured 2026-12-02 on an Intel Xeon (AVX-512) with 256-bit code and with
     AVX2 code, seconds per epoch, medians of interleaved runs
@@ -40,12 +41,16 @@ def panel_tile_rows(dtype, host=None):
     (float32 4.7 s against 5.2 with 4 rows; AVX2 code 6.2 against 7.2; float64
     11.5 against 15.1 with 2 rows, AVX2 13.5 against 19.1).  With zmm the 4 x 64
     float32 and 2 x 64 float64 tiles are the fitting ones (0.80x and 0.85x the
-    epoch of 784-1024-1024-10 against 2 x 64 and 1 x 64 ymm, 2026-12-03)."""
+    epoch of 784-1024-1024-10 against 2 x 64 and 1 x 64 ymm, 2026-12-03).  A
+    row that takes every register loses to the row blocks (the same network,
+    2026-12-03: AVX2 code float64 1 x 64 ymm, 0.90x the epoch without panels;
+    SSE2 code float32 1 x 64 xmm, 0.84x), while a fitting tile wins (zmm
+    float64 2 x 64: 0.81x) or ties (AVX2 float32 1 x 64: 1.00x)."""
     host = isa.HOST if host is None else host
     itemsize = np.dtype(dtype).itemsize
     most = MAX_TILE_ROWS if itemsize == 4 else MAX_TILE_ROWS // 2
     vectors_per_row = max(1, PANEL // host.panel_lanes(itemsize))
-    return max(1, min(most, (host.registers // 2) // vectors_per_row))
+    return min(most, (host.registers // 2) // vectors_per_row)
 
 
 def _thread_buffers(n, dtype):
@@ -63,10 +68,12 @@ def _parallel_flags(sizes, batch_size):
                      for n_in, n_out in zip(sizes[:-1], sizes[1:])], dtype=np.bool_)
 
 
-def _panels(n_in, batch_size, dtype):
+def _panels(n_in, batch_size, dtype, tile_rows=None):
     """How many whole ``PANEL``-column panels of a layer's ``n_in`` inputs go to
-    the panel kernels (none for small mini-batches, see ``PANEL_MIN_BATCH``)."""
-    return n_in // PANEL if batch_size >= PANEL_MIN_BATCH[np.dtype(dtype).name] else 0
+    the panel kernels: none for small mini-batches (``PANEL_MIN_BATCH``) or
+    when the tile has no rows (``tile_rows``, default ``panel_tile_rows``)."""
+    rows = panel_tile_rows(dtype) if tile_rows is None else tile_rows
+    return n_in // PANEL if rows and batch_size >= PANEL_MIN_BATCH[np.dtype(dtype).name] else 0
 
 
 def _panel_counts(sizes, batch_size, dtype):
