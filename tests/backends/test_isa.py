@@ -193,8 +193,11 @@ def test_forward_tile_follows_the_registers():
     ("generic", 0, 0),         # 128-bit vectors, 16 registers: a float32 row needs all 16
 ])
 def test_panel_tile_rows_fit_half_the_registers(cpu, float32_rows, float64_rows):
-    from fastmlp.backends.numba.shapes import panel_tile_rows
+    from fastmlp.backends.numba.shapes import _panels, panel_tile_rows
 
     host = isa.classify(cpu)
     assert panel_tile_rows("float32", host) == float32_rows
     assert panel_tile_rows("float64", host) == float64_rows
+    # a tile without rows: a wide layer at a large batch uses the row blocks alone
+    for dtype, rows in (("float32", float32_rows), ("float64", float64_rows)):
+        assert _panels(1024, 256, dtype, rows) == (16 if rows else 0)
