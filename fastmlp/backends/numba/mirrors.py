@@ -70,8 +70,8 @@ def hidden_delta(delta_next, W_next, A, activation, tile_rows=None):
     W_next, A = np.ascontiguousarray(W_next), np.ascontiguousarray(A)
     m = A.shape[0]
     delta = np.empty_like(A)
-    panels = _panels(A.shape[1], m, A.dtype, tile_rows)
     rows = panel_tile_rows(A.dtype) if tile_rows is None else tile_rows
+    panels = _panels(A.shape[1], m, A.dtype, rows)
     hidden = specialise(_hidden_layer, _parallel(m * W_next.size), PANELS=rows if panels else 0)
     hidden(delta_next, W_next, A, m, ACTIVATION_CODES[activation], delta,
            _thread_buffers(A.shape[1], A.dtype), panels)
@@ -86,9 +86,9 @@ def update_layer(delta, A_prev, W, b, vW, vb, sgd, panels=None, tile_rows=None):
     choices, ``shapes._panels`` and ``shapes.panel_tile_rows``).
     Equivalent reference: ``gradients`` then ``sgd_update``."""
     m, n_in = A_prev.shape
-    if panels is None:
-        panels = _panels(n_in, m, W.dtype, tile_rows)
     rows = panel_tile_rows(W.dtype) if tile_rows is None else tile_rows
+    if panels is None:
+        panels = _panels(n_in, m, W.dtype, rows)
     update = specialise(_update_layer, _parallel(m * n_in * W.shape[0]), PANELS=rows if panels else 0,
                         OPT=_opt_code(sgd))
     update(np.ascontiguousarray(delta), np.ascontiguousarray(A_prev), m, W, b, vW, vb,
