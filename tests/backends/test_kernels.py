@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from fastmlp import config
 from fastmlp.backends import numba as kernels
 from fastmlp.backends.numba.mirrors import update_layer
-from fastmlp.backends.numba.shapes import _panels
+from fastmlp.backends.numba.shapes import _forward_panels, _panels
 from fastmlp.backends.numba.tile import PANEL
 from fastmlp.backends import reference
 from fastmlp.functions import COST_OUTPUTS, HIDDEN_ACTIVATIONS, default_init
@@ -131,15 +131,18 @@ def test_train_batches_costs(cost, output, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("sizes,batch_size,n", [((100, 70, 130, 65, 3), 20, 97),
+@pytest.mark.parametrize("sizes,batch_size,n", [((60, 520, 130, 65, 3), 20, 97),
                                                  ((40, 30, 64, 70, 3), 16, 97),
-                                                 ((100, 70, 130, 3), 128, 300)],
+                                                 ((100, 520, 130, 3), 128, 300)],
                          ids=["panels_everywhere", "first_layer_fused", "float64_panels"])
 def test_train_batches_panel_paths(sizes, batch_size, n, dtype):
     """Shapes that send layers through the outer-product panels (float32 from
-    batch 16, float64 from batch 128): whole panels with leftover columns, a
-    first layer too narrow for panels (its update stays fused with its forward)
-    before wider layers, short last batches, two epochs."""
+    batch 16, float64 from batch 128), over a layer's inputs (hidden delta,
+    update) and over its outputs (forward): whole panels with leftover columns
+    or outputs; a first layer with panels only in its forward (60 inputs, 520
+    outputs: ``FWD_PANEL_MIN_OUTPUTS``), one with none (its update stays fused
+    with its forward) before wider layers, and one with both (100 -> 520);
+    short last batches, two epochs."""
     net = make_net(sizes, "relu", "softmax", "nll")
     check_epoch(net, SGD(0.05, 0.9, True, 1e-4), dtype, n=n, batch_size=batch_size, uint8=False, epochs=2)
 
@@ -252,6 +255,24 @@ def test_dense_forward(shape, activation, dtype):
     A_prev, W, b = layer_inputs(*shape, dtype)
     ref_Z, ref_A = reference.dense_forward(A_prev, W, b, activation)
     comp_Z, comp_A = kernels.dense_forward(A_prev, W, b, activation)
+    assert_close(comp_Z, ref_Z, dtype)
+    assert_close(comp_A, ref_A, dtype)
+
+
+@pytest.mark.parametrize("activation", ["sigmoid", "softmax"])
+@pytest.mark.parametrize("tile_rows", [1, 2, 4])
+@pytest.mark.parametrize("shape,dtype", [(s, d) for d in DTYPES for s in [(64, 70, 520), (300, 130, 576)]
+                                         if _forward_panels(s[2], s[0], d, 1)])
+def test_dense_forward_every_tile_height(shape, dtype, tile_rows, activation):
+    """The panel path of (F) with each tile height a CPU may get
+    (``shapes.panel_tile_rows``), on layers wide enough for it
+    (``FWD_PANEL_MIN_OUTPUTS``): whole panels and leftover outputs; the second
+    has more samples than a work item (``FWD_PANEL_ROWS``) and a last block of
+    inputs that is not a multiple of 8 (``tile.transpose_block``); softmax
+    normalises the rows afterwards."""
+    A_prev, W, b = layer_inputs(*shape, dtype)
+    ref_Z, ref_A = reference.dense_forward(A_prev, W, b, activation)
+    comp_Z, comp_A = kernels.dense_forward(A_prev, W, b, activation, tile_rows=tile_rows)
     assert_close(comp_Z, ref_Z, dtype)
     assert_close(comp_A, ref_A, dtype)
 

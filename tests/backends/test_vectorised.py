@@ -1,10 +1,10 @@
 """The panel kernels must compile to vector code of the host's ISA, not to gathers.
 
-Whether LLVM vectorises the column loop of ``_grad_update_columns`` and
-``_hid_panel`` depends on the tile shape (``fastmlp.backends.numba.tile``):
+Whether LLVM vectorises the column loop of ``_grad_update_columns``,
+``_hid_panel`` and ``_fwd_panel`` depends on the tile shape (``fastmlp.backends.numba.tile``):
 with the wrong shape, or a future Numba/LLVM, it can silently pick another loop
 and emit ``vgather`` instructions that run 20-50x slower.  This test compiles
-the two kernels afresh (cached code cannot be inspected) for the ISA Numba
+the three kernels afresh (cached code cannot be inspected) for the ISA Numba
 targets in this process (``isa.HOST``) and reads their assembly: vector FMAs
 of the registers' full width, which the panel kernels ask for (zmm on AVX-512,
 also where LLVM's tuning prefers 256-bit vectors; ymm on AVX2), and no
@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 
 from fastmlp import config
-from fastmlp.backends.numba import deltas, isa, jit, update
+from fastmlp.backends.numba import deltas, forward, isa, jit, update
 from fastmlp.backends.numba.shapes import panel_tile_rows
 from fastmlp.backends.numba.tile import PANEL
 
@@ -55,7 +55,7 @@ def _fresh(kernel, rows=1):
     kernel template, or Numba's own decorator for a cached dispatcher."""
     if hasattr(jit, "specialise") and not hasattr(kernel, "py_func"):
         with _own_specialisations():
-            return jit.specialise(kernel, False, PANELS=rows, OPT=jit.SGD_PLAIN)
+            return jit.specialise(kernel, False, PANELS=rows, FWD_PANELS=rows, OPT=jit.SGD_PLAIN)
     from numba import njit
 
     return njit(fastmath=config.FASTMATH, error_model="numpy", boundscheck=False)(kernel.py_func)
@@ -87,9 +87,13 @@ def test_panel_kernels_use_vector_fmas_and_no_gathers(dtype):
     grad_asm = _asm(_fresh(update._grad_update_columns, rows), delta, A_prev, m, W, np.zeros_like(W), hyper,
                     0, 0, n_out)
     hid_asm = _asm(_fresh(deltas._hid_panel, rows), delta, W, A_prev, 0, m, 0, np.zeros_like(A_prev), 0)
+    W_out = rng.standard_normal((PANEL, n_in)).astype(dtype)
+    Z = np.zeros((m, PANEL), dtype)
+    fwd_asm = _asm(_fresh(forward._fwd_panel, rows), A_prev, 0, m, W_out, np.zeros(PANEL, dtype), 0, Z,
+                   np.zeros_like(Z), 0, True)
     # one step of a tile updates rows x PANEL sums, that many elements / lanes FMAs
     per_tile = rows * PANEL // HOST.panel_lanes(np.dtype(dtype).itemsize)
-    for name, asm in (("_grad_update_columns", grad_asm), ("_hid_panel", hid_asm)):
+    for name, asm in (("_grad_update_columns", grad_asm), ("_hid_panel", hid_asm), ("_fwd_panel", fwd_asm)):
         assert "vgather" not in asm, f"{name} gathers ({HOST.describe()})"
         assert len(_fma_lines(asm, dtype)) >= per_tile, f"{name}: too few {REGISTER} FMAs ({HOST.describe()})"
         if REGISTER == "ymm":

@@ -57,10 +57,10 @@ def layer_kernels(spec):
     found = {"gather_input": specialise(_gather_input), "layer_views": specialise(_layer_views),
              "act_view": specialise(_act_view), "output_rows": specialise(_output_rows),
              "zeros": specialise(_zeros)}
-    for l, (par, panels) in enumerate(zip(spec.parallel, spec.panels)):
-        found[f"forward_{l}"] = specialise(_forward_layer, par)
+    for l, (par, panels, fwd) in enumerate(zip(spec.parallel, spec.panels, spec.forward_panels)):
+        found[f"forward_{l}"] = specialise(_forward_layer, par, FWD_PANELS=fwd)
         if l == 0:
-            found["update_first"] = specialise(_update_forward_first, par, PANELS=panels, OPT=opt)
+            found["update_first"] = specialise(_update_forward_first, par, PANELS=panels, FWD_PANELS=fwd, OPT=opt)
         else:
             found[f"hidden_{l}"] = specialise(_hidden_layer, par, PANELS=panels)
             found[f"update_{l}"] = specialise(_update_layer, par, PANELS=panels, OPT=opt)

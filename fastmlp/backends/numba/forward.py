@@ -3,15 +3,20 @@ rows gathered and scaled once per mini-batch.
 
 A "row block" is 4 consecutive output neurons j0..j0+3 (rows of W), computed
 for tiles of 5 samples (x 4 rows, or x 2 rows twice where the ISA has 16
-vector registers, ``FWD_TILE_ROWS``); bias and activation are fused into the store.
+vector registers, ``FWD_TILE_ROWS``); bias and activation are fused into the
+store.  Wide layers compute their first ``PANEL * (n_out // PANEL)`` outputs
+as outer-product panels instead (``_fwd_panel``, with ``FWD_PANELS``).
 Mirror: ``fastmlp.backends.reference.dense_forward`` and ``as_input``.
 """
 
-from numba import prange
+import numpy as np
+from numba import carray, prange
 
 from fastmlp.backends.numba import isa
 from fastmlp.backends.numba.elementwise import _activate, _softmax_rows
-from fastmlp.backends.numba.jit import kernel
+from fastmlp.backends.numba.jit import FWD_PANELS, kernel
+from fastmlp.backends.numba.tile import (NONNEG, PACK_ROWS, PANEL, TILE_SIZE, TRANSPOSE, full_width_vectors,
+                                        block_buffer, pack_buffer, tile_buffer, transpose_block)
 from fastmlp.functions import LEAKY_SLOPE
 
 
@@ -196,17 +201,135 @@ FWD_TILE_ROWS = 4 if isa.HOST.registers >= 32 else 2
 _fwd_block = _fwd_block_5x4 if FWD_TILE_ROWS == 4 else _fwd_block_pairs
 
 
+@kernel
+def _fwd_panel(A_prev, i_lo, i_hi, W, b, code, Z, A, j0, keep_z):
+    """(F) for the outputs ``j0:j0+PANEL`` and the samples ``i_lo:i_hi``.
+
+    Outer-product form, as ``deltas._hid_panel``: a tile of ``FWD_PANELS``
+    samples x PANEL outputs (``shapes.panel_tile_rows``) is summed in registers
+    (``tile_buffer``) over the inputs k; per input, the vector loads of a row
+    of ``W^T`` and ``FWD_PANELS`` broadcasts of ``A_prev[i, k]`` feed
+    ``FWD_PANELS`` times as many vector FMAs, with no horizontal sums (a row
+    block needs one per output).  ``W^T`` is not stored, so the inputs come in
+    blocks of ``PACK_ROWS``, each block's ``W[j0:j0+PANEL, k0:k0+PACK_ROWS]``
+    first copied transposed into a contiguous ``pack_buffer`` that stays in L1
+    while all tiles pass over it.  Between blocks a tile's partial sums wait in
+    ``A``; the last block adds the bias, keeps ``Z`` when ``keep_z`` and stores
+    ``f(z)``.  Samples past ``i_hi`` are clamped copies, not stored.
+
+    equivalent reference: ``A[i_lo:i_hi, j0:j0+PANEL] = f(A_prev[i_lo:i_hi] @ W[j0:j0+PANEL].T + b[j0:j0+PANEL])``.
+    """
+    full_width_vectors()
+    dt = W.dtype.type
+    slope = dt(LEAKY_SLOPE)
+    one = dt(1.0)
+    n_in = W.shape[1]
+    j0 = j0 & NONNEG
+    rows = FWD_PANELS
+    acc = carray(tile_buffer(W.dtype), (TILE_SIZE,))
+    packed = carray(pack_buffer(W.dtype), (PACK_ROWS, PANEL))
+    tail = carray(block_buffer(W.dtype), (TRANSPOSE, TRANSPOSE))
+    for r in range(TRANSPOSE):
+        for k in range(TRANSPOSE):
+            tail[r, k] = dt(0.0)
+    b_panel = b[j0:j0 + PANEL]
+    for k0 in range(0, n_in, PACK_ROWS):
+        kc = min(PACK_ROWS, n_in - k0)
+        last = k0 + kc == n_in
+        # W[j0:j0+PANEL, k0:k0+kc] transposed into packed[:kc], in 8 x 8 blocks
+        # (``transpose_block``); the last kc % 8 inputs (only in the last block)
+        # through the zero-padded ``tail``, whose rows past kc are never read
+        kc8 = kc - kc % TRANSPOSE
+        for cb in range(0, PANEL, TRANSPOSE):
+            for kb in range(0, kc8, TRANSPOSE):
+                transpose_block(W, (j0 + cb) * n_in + k0 + kb, n_in, packed, kb * PANEL + cb, PANEL)
+            if kc8 < kc:
+                k8 = (k0 + kc8) & NONNEG
+                for r in range(TRANSPOSE):
+                    for k in range(kc - kc8):
+                        tail[r, k] = W[j0 + cb + r, k8 + k]
+                transpose_block(tail, 0, TRANSPOSE, packed, kc8 * PANEL + cb, PANEL)
+        # a view from the block's first input, so the loops below index from 0
+        a_block = A_prev[:, k0:k0 + kc]
+        for i in range(i_lo, i_hi, rows):
+            if k0 == 0:
+                for t in range(rows * PANEL):
+                    acc[t] = dt(0.0)
+            else:
+                for r in range(rows):
+                    out = A[min(i + r, i_hi - 1)]
+                    for c in range(PANEL):
+                        acc[r * PANEL + c] = out[j0 + c]
+            for k in range(kc):
+                p = packed[k]
+                for r in range(rows):
+                    x = a_block[min(i + r, i_hi - 1), k]
+                    for c in range(PANEL):
+                        acc[r * PANEL + c] += x * p[c]
+            for r in range(min(rows, i_hi - i)):
+                out = A[i + r]
+                if last:
+                    for c in range(PANEL):
+                        acc[r * PANEL + c] += b_panel[c]
+                    if keep_z:
+                        z = Z[i + r]
+                        for c in range(PANEL):
+                            z[j0 + c] = acc[r * PANEL + c]
+                    for c in range(PANEL):
+                        out[j0 + c] = _activate(acc[r * PANEL + c], code, slope, one)
+                else:
+                    for c in range(PANEL):
+                        out[j0 + c] = acc[r * PANEL + c]
+
+
+#: Samples per forward panel work item (a multiple of every tile height), so
+#: that layers with few panels still split over the threads.
+FWD_PANEL_ROWS = 256
+
+
+@kernel
+def _fwd_items(W, m):
+    """How many work items ``_fwd_item`` has for ``m`` samples."""
+    n_blocks = (W.shape[0] + 3) // 4
+    if FWD_PANELS:
+        panels = W.shape[0] // PANEL
+        n_blocks = panels * ((m + FWD_PANEL_ROWS - 1) // FWD_PANEL_ROWS) + (W.shape[0] - panels * PANEL + 3) // 4
+    return n_blocks
+
+
+@kernel
+def _fwd_item(A_prev, m, W, b, code, Z, A, keep_z, q):
+    """Work item ``q`` of (F): row block ``q``; or, for a layer with panels
+    (the compile-time ``FWD_PANELS``), (output panel, chunk of
+    FWD_PANEL_ROWS samples), then the row blocks of the outputs left."""
+    if FWD_PANELS:
+        full_width_vectors()
+        panels = W.shape[0] // PANEL
+        n_chunks = (m + FWD_PANEL_ROWS - 1) // FWD_PANEL_ROWS
+        if q < panels * n_chunks:
+            p, ch = q // n_chunks, q % n_chunks
+            i_lo = ch * FWD_PANEL_ROWS
+            _fwd_panel(A_prev, i_lo, min(m, i_lo + FWD_PANEL_ROWS), W, b, code, Z, A, p * PANEL, keep_z)
+        else:
+            _fwd_block(A_prev, m, W, b, code, Z, A, panels * PANEL + 4 * (q - panels * n_chunks), keep_z)
+    else:
+        _fwd_block(A_prev, m, W, b, code, Z, A, 4 * q, keep_z)
+
+
 @kernel(args="A i A v i A A b")
 def _forward_layer(A_prev, m, W, b, code, Z, A, keep_z):
     """(F) ``Z = A_prev W^T + b``, ``A = f(Z)`` for the first ``m`` rows.
 
     equivalent reference: ``Z = A_prev @ W.T + b; A = f(Z)``.
-    Row blocks of 4 output neurons, in parallel when specialised so (each
-    block owns its columns of Z and A).  Softmax rows are normalised afterwards
-    (they need the whole row).
+    Row blocks of 4 output neurons, or output panels (``_fwd_item``), in
+    parallel when specialised so (each item owns its part of Z and A).
+    Softmax rows are normalised afterwards (they need the whole row).
     """
-    for q in prange((W.shape[0] + 3) // 4):
-        _fwd_block(A_prev, m, W, b, code, Z, A, 4 * q, keep_z)
+    for q in prange(_fwd_items(W, m)):
+        if FWD_PANELS:  # the outlined loop body, into which LLVM may inline the panels
+            full_width_vectors()
+        # np.int64: see update._update_layer (one compile of _fwd_item, not two)
+        _fwd_item(A_prev, m, W, b, code, Z, A, keep_z, np.int64(q))
     _softmax_rows(A, m, code)
 
 

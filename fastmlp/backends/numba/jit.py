@@ -54,12 +54,14 @@ NLL = COST_CODES["nll"]
 #: stays apart because it never reads or writes a velocity.
 SGD_PLAIN, MOMENTUM = 0, 1
 #: The names a template may read as compile-time constants: ``PANELS`` (int,
-#: the rows of this layer's outer-product panel tiles, 0 when it has no panels:
-#: ``shapes.panel_tile_rows``) and ``OPT``.
-CONSTANTS = ("PANELS", "OPT")
+#: the rows of the outer-product panel tiles of this layer's hidden delta and
+#: update, whose panels run over its inputs; 0 when it has none:
+#: ``shapes.panel_tile_rows``), ``FWD_PANELS`` (the same for its forward pass,
+#: whose panels run over its outputs) and ``OPT``.
+CONSTANTS = ("PANELS", "FWD_PANELS", "OPT")
 #: Placeholders, so the templates can import the names; ``specialise`` replaces
 #: them in each compiled copy (an unspecialised template is never compiled).
-PANELS = OPT = None
+PANELS = FWD_PANELS = OPT = None
 
 
 #: The argument types an entry kernel declares, one letter each, for a

@@ -15,7 +15,8 @@ import numpy as np
 from fastmlp.backends.numba.deltas import _hidden_layer, _output_rows
 from fastmlp.backends.numba.forward import _forward_layer
 from fastmlp.backends.numba.jit import specialise
-from fastmlp.backends.numba.shapes import PARALLEL_MIN_MACS, _panels, _thread_buffers, panel_tile_rows
+from fastmlp.backends.numba.shapes import (PARALLEL_MIN_MACS, _forward_panels, _panels, _thread_buffers,
+                                           panel_tile_rows)
 from fastmlp.backends.numba.specs import OPTIMISERS, optimiser_name
 from fastmlp.backends.numba.update import _update_layer, _update_row
 from fastmlp.functions import ACTIVATION_CODES, COST_CODES
@@ -32,15 +33,19 @@ def _opt_code(sgd):
     return OPTIMISERS[optimiser_name(sgd)]
 
 
-def dense_forward(A_prev, W, b, activation):
+def dense_forward(A_prev, W, b, activation, tile_rows=None):
     """(F) One layer's forward pass: ``Z = A_prev W^T + b``, ``A = f(Z)``; returns
-    ``(Z, A)``, both ``(m, n_out)``.  Mirror: ``fastmlp.backends.reference.dense_forward``."""
+    ``(Z, A)``, both ``(m, n_out)``.  ``tile_rows``: the rows of the panel tiles
+    (default: the epoch's choice, ``shapes.panel_tile_rows``).
+    Mirror: ``fastmlp.backends.reference.dense_forward``."""
     A_prev = np.ascontiguousarray(A_prev, dtype=W.dtype)
     W, b = np.ascontiguousarray(W), np.ascontiguousarray(b)
     m, n_out = A_prev.shape[0], W.shape[0]
     Z = np.empty((m, n_out), W.dtype)
     A = np.empty((m, n_out), W.dtype)
-    forward = specialise(_forward_layer, _parallel(m * W.shape[1] * n_out))
+    rows = panel_tile_rows(W.dtype) if tile_rows is None else tile_rows
+    panels = _forward_panels(n_out, m, W.dtype, rows)
+    forward = specialise(_forward_layer, _parallel(m * W.shape[1] * n_out), FWD_PANELS=rows if panels else 0)
     forward(A_prev, m, W, b, ACTIVATION_CODES[activation], Z, A, True)
     return Z, A
 

@@ -23,9 +23,10 @@ PREDICT_CHUNK = 256
 def layer_kernels(spec):
     """The specialised dispatchers the generated prediction calls: the serial
     forward of the epoch (its ``prange`` a plain loop, the chunks are the
-    parallel loop here)."""
+    parallel loop here), with row blocks only, so one compiled prediction
+    serves every layer width."""
     return {"gather_input": specialise(_gather_input), "layer_views": specialise(_layer_views),
-            "forward_rows": specialise(_forward_layer, False)}
+            "forward_rows": specialise(_forward_layer, False, FWD_PANELS=0)}
 
 
 def signature(spec):

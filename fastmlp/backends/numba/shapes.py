@@ -23,6 +23,15 @@ PARALLEL_MIN_MACS = 120_000
 #: From measurements (docs/performance.md: float64 tiles have half the rows and
 #: lose to the row blocks at batch 64, win from 128); depends only on the shapes.
 PANEL_MIN_BATCH = {"float32": 16, "float64": 128}
+#: A layer's forward pass uses its output panels (``forward._fwd_panel``) from
+#: this many outputs (and ``PANEL_MIN_BATCH`` samples).  Measured on the Intel
+#: Xeon (AVX-512), 2026-12-03, whole epochs, interleaved A/B against the row
+#: blocks alone, float32, median ratios: 784-1024-1024-10 batch 256 0.79 (AVX2
+#: code 0.93), 784-512-512-10 batch 128 0.91 (AVX2 0.96), 784-256-10 batch 64
+#: 0.99 (AVX2 0.87, pairs 0.81-1.43), 784-128-64-10 batch 64 1.0 (AVX2 1.17:
+#: one or two work items per layer leave a core idle); float64
+#: 784-1024-1024-10 1.0 (six pairs, 0.80-1.11).  Depends only on the shapes.
+FWD_PANEL_MIN_OUTPUTS = 512
 
 
 def panel_tile_rows(dtype, host=None):
@@ -76,15 +85,30 @@ def _panels(n_in, batch_size, dtype, tile_rows=None):
     return n_in // PANEL if rows and batch_size >= PANEL_MIN_BATCH[np.dtype(dtype).name] else 0
 
 
+def _forward_panels(n_out, batch_size, dtype, tile_rows=None):
+    """How many whole ``PANEL``-output panels of a layer's ``n_out`` outputs its
+    forward pass computes with ``forward._fwd_panel``: as ``_panels``, and only
+    from ``FWD_PANEL_MIN_OUTPUTS`` outputs."""
+    return _panels(n_out, batch_size, dtype, tile_rows) if n_out >= FWD_PANEL_MIN_OUTPUTS else 0
+
+
 def _panel_counts(sizes, batch_size, dtype):
     """``_panels`` for every layer."""
     return np.array([_panels(n_in, batch_size, dtype) for n_in in sizes[:-1]], dtype=np.int64)
 
 
 def _panel_tiles(sizes, batch_size, dtype):
-    """Per layer, the rows of its panel tiles (``panel_tile_rows``), or 0 for a
-    layer without panels: the compile-time constant ``PANELS`` of its kernels."""
+    """Per layer, the rows of the panel tiles of its hidden delta and update,
+    whose panels run over its inputs (``panel_tile_rows``), or 0 for a layer
+    without them: the compile-time constant ``PANELS`` of its kernels."""
     return tuple(panel_tile_rows(dtype) if _panels(n_in, batch_size, dtype) else 0 for n_in in sizes[:-1])
+
+
+def _forward_panel_tiles(sizes, batch_size, dtype):
+    """Per layer, the rows of the panel tiles of its forward pass, whose panels
+    run over its outputs (``forward._fwd_panel``), or 0: the compile-time
+    constant ``FWD_PANELS`` of its forward kernels."""
+    return tuple(panel_tile_rows(dtype) if _forward_panels(n_out, batch_size, dtype) else 0 for n_out in sizes[1:])
 
 
 def _check_input(X, dtype):

@@ -110,3 +110,68 @@ def full_width_vectors(typingctx):
             set.add(attrs, f'"min-legal-vector-width"="{bits}"')
         return context.get_dummy_value()
     return types.none(), codegen
+
+
+#: Side of the square blocks ``transpose_block`` moves: 8 rows of 8 elements,
+#: a ymm register of float32 (two of float64) per row.
+TRANSPOSE = 8
+#: ``TRANSPOSE x TRANSPOSE`` elements of ``dtype`` on the stack, for a block
+#: that is transposed after it is filled.
+block_buffer = _stack_buffer("block_buffer", TRANSPOSE * TRANSPOSE)
+
+
+def _shuffle_masks(b):
+    """The ``shufflevector`` masks of one stage of an 8 x 8 transpose: rows i
+    and i + b (bit b of i clear) swap the off-diagonal b x b blocks of each
+    2b x 2b block (bit b of the row index trades places with bit b of the
+    column index); indices 8.. pick from the second row."""
+    low, high = [], []
+    for k in range(TRANSPOSE):
+        g, w = divmod(k, 2 * b)
+        low.append(g * 2 * b + w if w < b else TRANSPOSE + g * 2 * b + w - b)
+        high.append(g * 2 * b + b + w if w < b else TRANSPOSE + g * 2 * b + w)
+    return low, high
+
+
+@intrinsic
+def transpose_block(typingctx, src, src_at, src_stride, dst, dst_at, dst_stride):
+    """Copy the ``TRANSPOSE x TRANSPOSE`` block of ``src`` whose first element
+    is at flat index ``src_at`` (rows ``src_stride`` elements apart) into
+    ``dst`` at ``dst_at`` (rows ``dst_stride`` apart), transposed.
+
+    Written out as vector loads, the three shuffle stages of a transpose and
+    vector stores, because LLVM vectorises a transposing copy loop with
+    gathers or scatters (``vgatherqps``/``vscatterdps`` on AVX-512), which made
+    the forward panels' pack cost as much as their multiply-adds.  Nothing is
+    checked: the caller keeps the block inside both arrays."""
+    if not (isinstance(src, types.Array) and isinstance(dst, types.Array) and src.dtype == dst.dtype):
+        return None
+
+    def codegen(context, builder, signature, args):
+        src_ty, at_ty, stride_ty, dst_ty, dat_ty, dstride_ty = signature.args
+        i64, i32 = ir.IntType(64), ir.IntType(32)
+        elem = context.get_value_type(src_ty.dtype)
+        vec = ir.VectorType(elem, TRANSPOSE)
+        align = context.get_abi_sizeof(elem)
+
+        def pointers(arg, ty, at, at_ty, stride, stride_ty):
+            data = context.make_array(ty)(context, builder, arg).data
+            at = context.cast(builder, at, at_ty, types.int64)
+            stride = context.cast(builder, stride, stride_ty, types.int64)
+            return [builder.bitcast(builder.gep(data, [builder.add(at, builder.mul(stride, ir.Constant(i64, i)))]),
+                                    vec.as_pointer()) for i in range(TRANSPOSE)]
+
+        rows = [builder.load(p, align=align) for p in pointers(args[0], src_ty, args[1], at_ty, args[2], stride_ty)]
+        b = TRANSPOSE // 2
+        while b:
+            low, high = (ir.Constant(ir.VectorType(i32, TRANSPOSE), m) for m in _shuffle_masks(b))
+            for i in range(TRANSPOSE):
+                if not i & b:
+                    x, y = rows[i], rows[i + b]
+                    rows[i], rows[i + b] = builder.shuffle_vector(x, y, low), builder.shuffle_vector(x, y, high)
+            b //= 2
+        for row, p in zip(rows, pointers(args[3], dst_ty, args[4], dat_ty, args[5], dstride_ty)):
+            builder.store(row, p, align=align)
+        return context.get_dummy_value()
+
+    return types.none(src, src_at, src_stride, dst, dst_at, dst_stride), codegen

@@ -8,10 +8,10 @@ Mirror: ``fastmlp.backends.reference.gradients`` and ``sgd_update``.
 import numpy as np
 from numba import carray, prange
 
-from fastmlp.backends.numba.forward import _fwd_block, _gather_row
+from fastmlp.backends.numba.forward import _fwd_block, _fwd_item, _fwd_items, _gather_row
 from fastmlp.backends.numba.elementwise import _softmax_rows
 from fastmlp.backends.numba.deltas import _thread_rows
-from fastmlp.backends.numba.jit import OPT, PANELS, SGD_PLAIN, kernel
+from fastmlp.backends.numba.jit import FWD_PANELS, OPT, PANELS, SGD_PLAIN, kernel
 from fastmlp.backends.numba.tile import (NONNEG, PACK_ROWS, PACK_SIZE, PANEL, TILE_SIZE, pack_buffer, tile_buffer,
                                         full_width_vectors)
 
@@ -316,24 +316,43 @@ def _update_forward_first(delta, A_prev, m, W, b, vW, vb, hyper, G, panels,
     (``m_next`` rows; 0 at the end of the epoch).  One pass over W instead of
     two and one parallel region per batch instead of two.  The same region also
     gathers the inputs of the batch after next (X) into ``A_gather``: iteration
-    ``q`` copies rows ``q, q + n_blocks, ...`` (nothing in this region reads them).
-    With panels (``PANELS``) the update runs first as its own region
-    (``_update_layer``), then the forward and the gather.
+    ``q`` copies rows ``q, q + n_items, ...`` (nothing in this region reads them).
+    With panels (``PANELS`` for the update, ``FWD_PANELS`` for the forward)
+    the update runs first as its own region (``_update_layer``: its panels run
+    down all rows), then the forward's work items (``forward._fwd_item``) and
+    the gather.
 
     equivalent reference: ``sgd_update(W, ...)`` then ``dense_forward(A_next, W, b)``.
     """
-    n_blocks = (W.shape[0] + 3) // 4
     m2 = A_gather.shape[0]
-    if PANELS:  # panels run down all rows, so the forward has to wait
+    if PANELS or FWD_PANELS:
         _update_layer(delta, A_prev, m, W, b, vW, vb, hyper, G, panels)
-    for q in prange(n_blocks):
-        if PANELS:
-            pass  # updated above
-        else:
+        _forward_gather(A_next, m_next, W, b, code, Z, A, keep_z, X, order, start2, scale, A_gather)
+    else:
+        n_blocks = (W.shape[0] + 3) // 4
+        for q in prange(n_blocks):
             _grad_update_block(delta, A_prev, m, W, b, vW, vb, hyper, 4 * q, _thread_rows(G), panels)
+            if m_next > 0:
+                _fwd_block(A_next, m_next, W, b, code, Z, A, 4 * q, keep_z)
+            for i in range(q, m2, n_blocks):
+                _gather_row(X, order[start2 + i], scale, A_gather[i])
         if m_next > 0:
-            _fwd_block(A_next, m_next, W, b, code, Z, A, 4 * q, keep_z)
-        for i in range(q, m2, n_blocks):
+            _softmax_rows(A, m_next, code)
+
+
+@kernel
+def _forward_gather(A_next, m_next, W, b, code, Z, A, keep_z, X, order, start2, scale, A_gather):
+    """The first layer's (F) of the next batch (``forward._fwd_item``) and the
+    gather of the batch after next, in one parallel region (see
+    ``_update_forward_first``)."""
+    m2 = A_gather.shape[0]
+    n_items = _fwd_items(W, max(m_next, 1))
+    for q in prange(n_items):
+        if FWD_PANELS:  # the outlined loop body, into which LLVM may inline the panels
+            full_width_vectors()
+        if m_next > 0:
+            _fwd_item(A_next, m_next, W, b, code, Z, A, keep_z, np.int64(q))
+        for i in range(q, m2, n_items):
             _gather_row(X, order[start2 + i], scale, A_gather[i])
     if m_next > 0:
         _softmax_rows(A, m_next, code)
