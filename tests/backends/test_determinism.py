@@ -58,7 +58,7 @@ def cache_dir(tmp_path_factory):
     return tmp_path_factory.mktemp("numba-cache")
 
 
-@pytest.mark.parametrize("sizes,batch", [("784-30-10", 10), ("784-64-32-10", 32), ("784-200-10", 64),
+@pytest.mark.parametrize("sizes,batch", [("784-30-10", 10), ("784-64-32-10", 32), ("784-520-10", 64),
                                          ("784-100-70-10", 128)])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_params_bitwise_equal_for_1_and_2_threads(sizes, batch, dtype, tmp_path, cache_dir):
