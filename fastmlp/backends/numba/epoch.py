@@ -19,7 +19,7 @@ from fastmlp.backends.numba.forward import _forward_layer, _gather_input
 from fastmlp.backends.numba.jit import OPTIONS, kernel, specialise
 from fastmlp.backends.numba.shapes import _check_input, _codes, _panel_counts, input_pair_type
 from fastmlp.backends.numba.specs import OPTIMISERS, epoch_spec
-from fastmlp.backends.numba.update import _update_forward_first, _update_layer
+from fastmlp.backends.numba.update import _forward_gather, _update_forward_first, _update_layer
 from fastmlp.functions import COST_CODES
 from fastmlp.network import Adam, weight_offsets
 
@@ -50,6 +50,15 @@ def _act_view(buf, o, n, m):
     return buf[o:o + m * n].reshape((m, n))
 
 
+def _first_layer_split(spec):
+    """Does the first layer have panels (in its update or its forward)?  They
+    run down all rows of W, so its update and its forward for the next batch
+    are two calls (``_update_layer``, the same specialisation as a later
+    layer's with the same shapes, so it compiles once, and
+    ``update._forward_gather``), not the fused ``_update_forward_first``."""
+    return bool(spec.panels[0] or spec.forward_panels[0])
+
+
 def layer_kernels(spec):
     """The specialised dispatchers the generated epoch of ``spec`` calls, by the
     names it calls them."""
@@ -59,8 +68,11 @@ def layer_kernels(spec):
              "zeros": specialise(_zeros)}
     for l, (par, panels, fwd) in enumerate(zip(spec.parallel, spec.panels, spec.forward_panels)):
         found[f"forward_{l}"] = specialise(_forward_layer, par, FWD_PANELS=fwd)
-        if l == 0:
-            found["update_first"] = specialise(_update_forward_first, par, PANELS=panels, FWD_PANELS=fwd, OPT=opt)
+        if l == 0 and _first_layer_split(spec):
+            found["update_first"] = specialise(_update_layer, par, PANELS=panels, OPT=opt)
+            found["forward_gather"] = specialise(_forward_gather, par, FWD_PANELS=fwd)
+        elif l == 0:
+            found["update_first"] = specialise(_update_forward_first, par, PANELS=0, OPT=opt)
         else:
             found[f"hidden_{l}"] = specialise(_hidden_layer, par, PANELS=panels)
             found[f"update_{l}"] = specialise(_update_layer, par, PANELS=panels, OPT=opt)
@@ -117,6 +129,17 @@ def source(spec):
                       f"        d{l} = {act('D_buf', l, 'm')}",
                       f"        update_{l}(d{l + 1}, {act('A_buf', l, 'm')}, m, W{l}, b{l}, vW{l}, vb{l}, hyper, G, "
                       f"panels[{l}])"]
+    # the first layer's update for batch t, its forward for batch t + 1, the gather of batch t + 2
+    update = f"d1, {x_view('t % 3', 'm')}, m, W0, b0, vW0, vb0, hyper, G, panels[0]"
+    next_batch = f"{x_view('(t + 1) % 3', 'm1')}, m1"
+    forward_rest = (f"acts[0], Z_L, {act('A_buf', 1, 'm1')}, {keep(0)}, X, order, s2, scale, "
+                    f"{x_view('(t + 2) % 3', 'm2')}")
+    if _first_layer_split(spec):
+        first_layer = [f"        update_first({update})",
+                       f"        forward_gather({next_batch}, W0, b0, {forward_rest})"]
+    else:
+        first_layer = [f"        update_first({update},",
+                       f"                     {next_batch}, {forward_rest})"]
     lines = [
         f'"""The training epoch for {spec.describe()}.',
         "",
@@ -175,9 +198,7 @@ def source(spec):
         "        s1, s2 = start + batch_size, start + 2 * batch_size",
         "        m1 = min(batch_size, n - s1) if s1 < n else zero",
         "        m2 = min(batch_size, n - s2) if s2 < n else zero",
-        f"        update_first(d1, {x_view('t % 3', 'm')}, m, W0, b0, vW0, vb0, hyper, G, panels[0],",
-        f"                     {x_view('(t + 1) % 3', 'm1')}, m1, acts[0], Z_L, {act('A_buf', 1, 'm1')}, {keep(0)},",
-        f"                     X, order, s2, scale, {x_view('(t + 2) % 3', 'm2')})",
+        *first_layer,
         "        t += 1",
         "    return loss_sum, n_correct",
         "",

@@ -24,14 +24,16 @@ PARALLEL_MIN_MACS = 120_000
 #: lose to the row blocks at batch 64, win from 128); depends only on the shapes.
 PANEL_MIN_BATCH = {"float32": 16, "float64": 128}
 #: A layer's forward pass uses its output panels (``forward._fwd_panel``) from
-#: this many outputs (and ``PANEL_MIN_BATCH`` samples).  Measured on the Intel
-#: Xeon (AVX-512), 2026-12-03, whole epochs, interleaved A/B against the row
-#: blocks alone, float32, median ratios: 784-1024-1024-10 batch 256 0.79 (AVX2
-#: code 0.93), 784-512-512-10 batch 128 0.91 (AVX2 0.96), 784-256-10 batch 64
-#: 0.99 (AVX2 0.87, pairs 0.81-1.43), 784-128-64-10 batch 64 1.0 (AVX2 1.17:
-#: one or two work items per layer leave a core idle); float64
-#: 784-1024-1024-10 1.0 (six pairs, 0.80-1.11).  Depends only on the shapes.
-FWD_PANEL_MIN_OUTPUTS = 512
+#: this many outputs (and ``PANEL_MIN_BATCH`` samples), per dtype; None: never.
+#: Measured on the Intel Xeon (AVX-512), 2026-12-03, whole epochs, interleaved
+#: A/B against the row blocks alone, float32, median ratios: 784-1024-1024-10
+#: batch 256 0.79 (AVX2 code 0.93), 784-512-512-10 batch 128 0.91 (AVX2 0.96),
+#: 784-256-10 batch 64 0.99 (AVX2 0.87, pairs 0.81-1.43), 784-128-64-10 batch
+#: 64 1.0 (AVX2 1.17: one or two work items per layer leave a core idle).
+#: float64 784-1024-1024-10: 1.0 (six pairs, 0.80-1.11), a tie that cost about
+#: 10 s more compiling, so float64 keeps the row blocks.  Depends only on the
+#: shapes.
+FWD_PANEL_MIN_OUTPUTS = {"float32": 512, "float64": None}
 
 
 def panel_tile_rows(dtype, host=None):
@@ -89,7 +91,8 @@ def _forward_panels(n_out, batch_size, dtype, tile_rows=None):
     """How many whole ``PANEL``-output panels of a layer's ``n_out`` outputs its
     forward pass computes with ``forward._fwd_panel``: as ``_panels``, and only
     from ``FWD_PANEL_MIN_OUTPUTS`` outputs."""
-    return _panels(n_out, batch_size, dtype, tile_rows) if n_out >= FWD_PANEL_MIN_OUTPUTS else 0
+    least = FWD_PANEL_MIN_OUTPUTS[np.dtype(dtype).name]
+    return _panels(n_out, batch_size, dtype, tile_rows) if least is not None and n_out >= least else 0
 
 
 def _panel_counts(sizes, batch_size, dtype):

@@ -316,35 +316,34 @@ def _update_forward_first(delta, A_prev, m, W, b, vW, vb, hyper, G, panels,
     (``m_next`` rows; 0 at the end of the epoch).  One pass over W instead of
     two and one parallel region per batch instead of two.  The same region also
     gathers the inputs of the batch after next (X) into ``A_gather``: iteration
-    ``q`` copies rows ``q, q + n_items, ...`` (nothing in this region reads them).
-    With panels (``PANELS`` for the update, ``FWD_PANELS`` for the forward)
-    the update runs first as its own region (``_update_layer``: its panels run
-    down all rows), then the forward's work items (``forward._fwd_item``) and
-    the gather.
+    ``q`` copies rows ``q, q + n_blocks, ...`` (nothing in this region reads them).
+    For a first layer without panels; with panels (in its update or its
+    forward) they run down all rows of W, so the epoch calls ``_update_layer``
+    and then ``_forward_gather`` instead.
 
     equivalent reference: ``sgd_update(W, ...)`` then ``dense_forward(A_next, W, b)``.
     """
+    n_blocks = (W.shape[0] + 3) // 4
     m2 = A_gather.shape[0]
-    if PANELS or FWD_PANELS:
-        _update_layer(delta, A_prev, m, W, b, vW, vb, hyper, G, panels)
-        _forward_gather(A_next, m_next, W, b, code, Z, A, keep_z, X, order, start2, scale, A_gather)
-    else:
-        n_blocks = (W.shape[0] + 3) // 4
-        for q in prange(n_blocks):
-            _grad_update_block(delta, A_prev, m, W, b, vW, vb, hyper, 4 * q, _thread_rows(G), panels)
-            if m_next > 0:
-                _fwd_block(A_next, m_next, W, b, code, Z, A, 4 * q, keep_z)
-            for i in range(q, m2, n_blocks):
-                _gather_row(X, order[start2 + i], scale, A_gather[i])
+    for q in prange(n_blocks):
+        _grad_update_block(delta, A_prev, m, W, b, vW, vb, hyper, 4 * q, _thread_rows(G), panels)
         if m_next > 0:
-            _softmax_rows(A, m_next, code)
+            _fwd_block(A_next, m_next, W, b, code, Z, A, 4 * q, keep_z)
+        for i in range(q, m2, n_blocks):
+            _gather_row(X, order[start2 + i], scale, A_gather[i])
+    if m_next > 0:
+        _softmax_rows(A, m_next, code)
 
 
-@kernel
+@kernel(args="A i A v i A A b X n i f A")
 def _forward_gather(A_next, m_next, W, b, code, Z, A, keep_z, X, order, start2, scale, A_gather):
-    """The first layer's (F) of the next batch (``forward._fwd_item``) and the
-    gather of the batch after next, in one parallel region (see
-    ``_update_forward_first``)."""
+    """The first layer's (F) of the next batch (``forward._fwd_item``: row
+    blocks, or output panels with ``FWD_PANELS``) and the gather (X) of the
+    batch after next, in one parallel region, after the layer's update
+    (``_update_forward_first`` without its fused update).
+
+    equivalent reference: ``dense_forward(A_next, W, b)``.
+    """
     m2 = A_gather.shape[0]
     n_items = _fwd_items(W, max(m_next, 1))
     for q in prange(n_items):
