@@ -19,7 +19,7 @@ from fastmlp.backends.numba.forward import _forward_layer, _gather_input
 from fastmlp.backends.numba.jit import OPTIONS, kernel, specialise
 from fastmlp.backends.numba.shapes import _check_input, _codes, _panel_counts, input_pair_type
 from fastmlp.backends.numba.specs import OPTIMISERS, epoch_spec
-from fastmlp.backends.numba.update import _forward_gather, _update_forward_first, _update_layer
+from fastmlp.backends.numba.update import _update_forward_first, _update_layer
 from fastmlp.functions import COST_CODES
 from fastmlp.network import Adam, weight_offsets
 
@@ -52,10 +52,11 @@ def _act_view(buf, o, n, m):
 
 def _first_layer_split(spec):
     """Does the first layer have panels (in its update or its forward)?  They
-    run down all rows of W, so its update and its forward for the next batch
-    are two calls (``_update_layer``, the same specialisation as a later
-    layer's with the same shapes, so it compiles once, and
-    ``update._forward_gather``), not the fused ``_update_forward_first``."""
+    run down all rows of W, so its update, its forward for the next batch and
+    the gather of the batch after are three calls (``_update_layer``,
+    ``_forward_layer``, ``_gather_input``, each the same compiled kernel as
+    elsewhere in the epoch when the loop shapes agree, so it compiles once),
+    not the fused ``_update_forward_first``."""
     return bool(spec.panels[0] or spec.forward_panels[0])
 
 
@@ -70,7 +71,7 @@ def layer_kernels(spec):
         found[f"forward_{l}"] = specialise(_forward_layer, par, FWD_PANELS=fwd)
         if l == 0 and _first_layer_split(spec):
             found["update_first"] = specialise(_update_layer, par, PANELS=panels, OPT=opt)
-            found["forward_gather"] = specialise(_forward_gather, par, FWD_PANELS=fwd)
+            found["gather_next"] = specialise(_gather_input, par)
         elif l == 0:
             found["update_first"] = specialise(_update_forward_first, par, PANELS=0, OPT=opt)
         else:
@@ -129,17 +130,19 @@ def source(spec):
                       f"        d{l} = {act('D_buf', l, 'm')}",
                       f"        update_{l}(d{l + 1}, {act('A_buf', l, 'm')}, m, W{l}, b{l}, vW{l}, vb{l}, hyper, G, "
                       f"panels[{l}])"]
-    # the first layer's update for batch t, its forward for batch t + 1, the gather of batch t + 2
-    update = f"d1, {x_view('t % 3', 'm')}, m, W0, b0, vW0, vb0, hyper, G, panels[0]"
-    next_batch = f"{x_view('(t + 1) % 3', 'm1')}, m1"
-    forward_rest = (f"acts[0], Z_L, {act('A_buf', 1, 'm1')}, {keep(0)}, X, order, s2, scale, "
-                    f"{x_view('(t + 2) % 3', 'm2')}")
+    # the first layer: its update for batch t, its forward for batch t + 1, the gather of batch t + 2
+    x_t, x_next, x_after = x_view("t % 3", "m"), x_view("(t + 1) % 3", "m1"), x_view("(t + 2) % 3", "m2")
+    a1_next = act("A_buf", 1, "m1")
+    update = f"d1, {x_t}, m, W0, b0, vW0, vb0, hyper, G, panels[0]"
     if _first_layer_split(spec):
         first_layer = [f"        update_first({update})",
-                       f"        forward_gather({next_batch}, W0, b0, {forward_rest})"]
+                       "        if m1 > 0:",
+                       f"            forward_0({x_next}, m1, W0, b0, acts[0], Z_L, {a1_next}, {keep(0)})",
+                       f"        gather_next(X, order, s2, m2, scale, {x_after})"]
     else:
         first_layer = [f"        update_first({update},",
-                       f"                     {next_batch}, {forward_rest})"]
+                       f"                     {x_next}, m1, acts[0], Z_L, {a1_next}, {keep(0)}, X, order, s2, scale, "
+                       f"{x_after})"]
     lines = [
         f'"""The training epoch for {spec.describe()}.',
         "",
@@ -210,10 +213,11 @@ def compiled_epoch(spec):
     """The compiled epoch of ``spec``: all mini-batches of one epoch.  For each
     batch (F) forward through every layer, (C)/(D_L) at the output, then from the
     last layer back (D_l) with the old weights followed by the fused (G)+(U)
-    update of that layer.  The first layer's update is fused with its forward
-    pass for the *next* batch (``_update_forward_first``), so the first layer's
-    forward for batch t+1 happens at the end of batch t, and the inputs (X) of
-    batch t+2 are gathered in the same parallel region.  Work buffers are
+    update of that layer.  The first layer's update is followed by its forward
+    pass for the *next* batch, so the first layer's forward for batch t+1
+    happens at the end of batch t, and then the inputs (X) of batch t+2 are
+    gathered: all three in one parallel region (``_update_forward_first``)
+    when that layer has no panels, else one region each.  Work buffers are
     allocated once, outside the batch loop; ``source`` writes it out, ``cache``
     compiles or loads it."""
     return cache.load(spec, source).train_epoch

@@ -356,6 +356,7 @@ def _gather_row(X, r, scale, dst):
 
 @kernel(args="X n i i f A")
 def _gather_input(X, order, start, m, scale, A0):
-    """(X) ``A0 = X[order[start:start+m]] * scale``."""
-    for i in range(m):
+    """(X) ``A0 = X[order[start:start+m]] * scale``, one row per iteration, in
+    parallel when specialised so."""
+    for i in prange(m):
         _gather_row(X, order[start + i], scale, A0[i])

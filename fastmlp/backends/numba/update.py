@@ -8,10 +8,10 @@ Mirror: ``fastmlp.backends.reference.gradients`` and ``sgd_update``.
 import numpy as np
 from numba import carray, prange
 
-from fastmlp.backends.numba.forward import _fwd_block, _fwd_item, _fwd_items, _gather_row
+from fastmlp.backends.numba.forward import _fwd_block, _gather_row
 from fastmlp.backends.numba.elementwise import _softmax_rows
 from fastmlp.backends.numba.deltas import _thread_rows
-from fastmlp.backends.numba.jit import FWD_PANELS, OPT, PANELS, SGD_PLAIN, kernel
+from fastmlp.backends.numba.jit import OPT, PANELS, SGD_PLAIN, kernel
 from fastmlp.backends.numba.tile import (NONNEG, PACK_ROWS, PACK_SIZE, PANEL, TILE_SIZE, pack_buffer, tile_buffer,
                                         full_width_vectors)
 
@@ -318,8 +318,8 @@ def _update_forward_first(delta, A_prev, m, W, b, vW, vb, hyper, G, panels,
     gathers the inputs of the batch after next (X) into ``A_gather``: iteration
     ``q`` copies rows ``q, q + n_blocks, ...`` (nothing in this region reads them).
     For a first layer without panels; with panels (in its update or its
-    forward) they run down all rows of W, so the epoch calls ``_update_layer``
-    and then ``_forward_gather`` instead.
+    forward) they run down all rows of W, so the epoch calls ``_update_layer``,
+    ``forward._forward_layer`` and ``forward._gather_input`` instead.
 
     equivalent reference: ``sgd_update(W, ...)`` then ``dense_forward(A_next, W, b)``.
     """
@@ -330,28 +330,6 @@ def _update_forward_first(delta, A_prev, m, W, b, vW, vb, hyper, G, panels,
         if m_next > 0:
             _fwd_block(A_next, m_next, W, b, code, Z, A, 4 * q, keep_z)
         for i in range(q, m2, n_blocks):
-            _gather_row(X, order[start2 + i], scale, A_gather[i])
-    if m_next > 0:
-        _softmax_rows(A, m_next, code)
-
-
-@kernel(args="A i A v i A A b X n i f A")
-def _forward_gather(A_next, m_next, W, b, code, Z, A, keep_z, X, order, start2, scale, A_gather):
-    """The first layer's (F) of the next batch (``forward._fwd_item``: row
-    blocks, or output panels with ``FWD_PANELS``) and the gather (X) of the
-    batch after next, in one parallel region, after the layer's update
-    (``_update_forward_first`` without its fused update).
-
-    equivalent reference: ``dense_forward(A_next, W, b)``.
-    """
-    m2 = A_gather.shape[0]
-    n_items = _fwd_items(W, max(m_next, 1))
-    for q in prange(n_items):
-        if FWD_PANELS:  # the outlined loop body, into which LLVM may inline the panels
-            full_width_vectors()
-        if m_next > 0:
-            _fwd_item(A_next, m_next, W, b, code, Z, A, keep_z, np.int64(q))
-        for i in range(q, m2, n_items):
             _gather_row(X, order[start2 + i], scale, A_gather[i])
     if m_next > 0:
         _softmax_rows(A, m_next, code)
