@@ -1,6 +1,6 @@
-"""A register tile, a packed panel and the vector width for the
-outer-product ("panel") kernels (``deltas._hid_panel``,
-``update._grad_update_columns``).
+"""A register tile, a packed panel, a block transpose and the vector width
+for the outer-product ("panel") kernels (``deltas._hid_panel``,
+``update._grad_update_columns``, ``forward._fwd_panel``).
 
 The panel kernels keep a tile of ``rows x PANEL`` running sums while they
 stream over the summed index (``rows``, at most ``MAX_TILE_ROWS``, is chosen
