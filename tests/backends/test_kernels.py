@@ -19,8 +19,9 @@ from hypothesis import strategies as st
 
 from fastmlp import config
 from fastmlp.backends import numba as kernels
+from fastmlp.backends.numba.isa import Isa
 from fastmlp.backends.numba.mirrors import update_layer
-from fastmlp.backends.numba.shapes import _forward_panels, _panels
+from fastmlp.backends.numba.shapes import _forward_panels, _panels, panel_tile_rows
 from fastmlp.backends.numba.tile import PANEL
 from fastmlp.backends import reference
 from fastmlp.functions import COST_OUTPUTS, HIDDEN_ACTIVATIONS, default_init
@@ -28,6 +29,15 @@ from fastmlp.network import SGD, Net, init_params, unpack
 
 DTYPES = ("float64", "float32")
 ALL_ACTIVATIONS = HIDDEN_ACTIVATIONS + ("softmax",)
+
+
+def tile_heights(dtype):
+    """The panel tile heights some CPU may get for ``dtype``: what
+    ``shapes.panel_tile_rows`` gives for 16 or 32 vector registers of 128, 256
+    or 512 bits (float32 1, 2, 4; float64 1, 2), 0 (no panels) left out.
+    Heights no CPU gets would only cost compiles."""
+    hosts = [Isa("any", "", "any", bits, bits, registers) for bits in (128, 256, 512) for registers in (16, 32)]
+    return sorted({panel_tile_rows(dtype, host) for host in hosts} - {0})
 
 
 def assert_close(comp, ref, dtype):
@@ -260,9 +270,8 @@ def test_dense_forward(shape, activation, dtype):
 
 
 @pytest.mark.parametrize("activation", ["sigmoid", "softmax"])
-@pytest.mark.parametrize("tile_rows", [1, 2, 4])
-@pytest.mark.parametrize("shape,dtype", [(s, d) for d in DTYPES for s in [(64, 70, 520), (300, 130, 576)]
-                                         if _forward_panels(s[2], s[0], d, 1)])
+@pytest.mark.parametrize("shape,dtype,tile_rows", [(s, d, r) for d in DTYPES for s in [(64, 70, 520), (300, 130, 576)]
+                                                   if _forward_panels(s[2], s[0], d, 1) for r in tile_heights(d)])
 def test_dense_forward_every_tile_height(shape, dtype, tile_rows, activation):
     """The panel path of (F) with each tile height a CPU may get
     (``shapes.panel_tile_rows``), on layers wide enough for it
@@ -341,8 +350,8 @@ def test_hidden_delta(shape, activation, dtype):
                  reference.hidden_delta(delta_next, W_next, A, activation), dtype)
 
 
-@pytest.mark.parametrize("tile_rows", [1, 2, 4])
-@pytest.mark.parametrize("shape,dtype", [(s, d) for d in DTYPES for s in LAYER_SHAPES if _panels(s[1], s[0], d, 1)])
+@pytest.mark.parametrize("shape,dtype,tile_rows", [(s, d, r) for d in DTYPES for s in LAYER_SHAPES
+                                                   if _panels(s[1], s[0], d, 1) for r in tile_heights(d)])
 def test_hidden_delta_every_tile_height(shape, dtype, tile_rows):
     """The panel path of (D_l) with each tile height a CPU may get
     (``shapes.panel_tile_rows``), on the shapes that have panels."""
@@ -389,12 +398,11 @@ def test_sgd_update(sgd, dtype):
 UPDATE_SGDS = [SGD(0.1), SGD(0.1, 0.0, False, 1e-2), SGD(0.1, 0.9), SGD(0.1, 0.9, True, 1e-2)]
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("sgd", UPDATE_SGDS, ids=["plain", "l2", "momentum", "nesterov_l2"])
 @pytest.mark.parametrize("shape", [(16, 64, 4), (33, 130, 7), (64, 784, 30), (17, 200, 1), (5, 70, 9),
                                    (300, 130, 70)])
-@pytest.mark.parametrize("tile_rows", [1, 2, 4, 0], ids=["panels_1_row", "panels_2_rows", "panels_4_rows",
-                                                         "row_blocks"])
+@pytest.mark.parametrize("dtype,tile_rows", [pytest.param(d, r, id=f"{d}-{f'panels_{r}_rows' if r else 'row_blocks'}")
+                                             for d in DTYPES for r in tile_heights(d) + [0]])
 def test_update_layer(shape, sgd, tile_rows, dtype):
     """``_update_layer`` (gradient fused with the update, used inside the compiled
     epoch) against reference ``gradients`` followed by ``sgd_update``, through
@@ -415,6 +423,40 @@ def test_update_layer(shape, sgd, tile_rows, dtype):
         update_layer(delta, A_prev, *comp, sgd, panels, tile_rows or None)
     for c, r in zip(comp, ref):
         assert_close(c, r, dtype)
+
+
+MIRROR_SCRIPT = r"""
+import numpy as np
+from fastmlp.backends.numba.mirrors import update_layer
+from fastmlp.network import SGD
+rng = np.random.default_rng(0)
+A, delta = rng.random((16, 64)).astype(np.float32), rng.random((16, 4)).astype(np.float32)
+W, b = rng.random((4, 64)).astype(np.float32), np.zeros(4, np.float32)
+update_layer(delta, A, W, b, np.zeros_like(W), np.zeros_like(b), SGD(0.1), 0)
+print(W.tobytes().hex())
+"""
+
+
+def test_a_per_layer_function_runs_from_the_cache_in_a_fresh_process(tmp_path):
+    """The per-layer functions call entry kernels that are cached on disk: a
+    fresh process that loads one from the cache, before anything started
+    Numba's thread pool, must run it (it crashed with a segmentation fault:
+    the kernels ask the pool for the thread id).  Its result may differ from
+    the compiling process's in the last bits (docs/performance.md,
+    "Determinism"), so the two are compared to the tolerances of
+    ``assert_close``."""
+    import subprocess
+    import sys
+
+    from helpers import subprocess_env
+
+    env = subprocess_env(NUMBA_CACHE_DIR=str(tmp_path))
+    runs = [subprocess.run([sys.executable, "-c", MIRROR_SCRIPT], env=env, capture_output=True, text=True,
+                           timeout=600) for _ in range(2)]
+    for run in runs:
+        assert run.returncode == 0, (run.returncode, run.stderr[-2000:])
+    compiled, loaded = (np.frombuffer(bytes.fromhex(run.stdout.strip()), np.float32) for run in runs)
+    assert_close(loaded, compiled, "float32")
 
 
 ORDER_SCRIPT = r"""

@@ -182,6 +182,12 @@ def specialise(func, parallel=False, **constants):
         code = func.__code__
         entry = getattr(func, "_fastmlp_args", None) is not None
         if entry:
+            # An entry kernel may be loaded from the disk cache at its first
+            # call, and its code asks the thread pool for the thread id
+            # (``deltas``), which crashes a process whose pool was never
+            # started (segmentation fault, Numba 0.68.1: the per-layer
+            # functions of ``mirrors`` in a fresh process, serial layers too).
+            numba.get_num_threads()
             # Numba keeps a function's cache beside its source file and checks
             # only that file: the copy in a folder named after the code stamp
             # (cache.kernel_source) is stale exactly when the compiled code is.

@@ -4,8 +4,13 @@ equivalence tests and for users who want one step at a time.
 
 Each is a thin call into the kernel the compiled epoch runs for that stage,
 specialised the way the epoch specialises it (``jit.specialise``), so the
-tests of these functions test the epoch's own code.  They are compiled on first
-use in each process (not cached on disk: training never calls them).
+tests of these functions test the epoch's own code.  The kernels the epoch
+calls directly (``_forward_layer``, ``_output_rows``, ``_hidden_layer``,
+``_update_layer``) are the epoch's cached entry kernels, compiled by the first
+process that needs them and loaded from the disk cache after that, so a first
+call may differ from later processes' in the last bits (docs/performance.md,
+"Determinism"; training compiles in a child process to avoid exactly that,
+``precompile``); ``_update_row`` is compiled on first use in each process.
 
 Mirror: the functions of the same names in ``fastmlp.backends.reference``.
 """
