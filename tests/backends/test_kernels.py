@@ -401,8 +401,9 @@ UPDATE_SGDS = [SGD(0.1), SGD(0.1, 0.0, False, 1e-2), SGD(0.1, 0.9), SGD(0.1, 0.9
 @pytest.mark.parametrize("sgd", UPDATE_SGDS, ids=["plain", "l2", "momentum", "nesterov_l2"])
 @pytest.mark.parametrize("shape", [(16, 64, 4), (33, 130, 7), (64, 784, 30), (17, 200, 1), (5, 70, 9),
                                    (300, 130, 70)])
-@pytest.mark.parametrize("dtype,tile_rows", [pytest.param(d, r, id=f"{d}-{f'panels_{r}_rows' if r else 'row_blocks'}")
-                                             for d in DTYPES for r in tile_heights(d) + [0]])
+@pytest.mark.parametrize("dtype,tile_rows",
+                         [pytest.param(d, r, id=f"{d}-panels_{r}_row{'s' * (r > 1)}" if r else f"{d}-row_blocks")
+                          for d in DTYPES for r in tile_heights(d) + [0]])
 def test_update_layer(shape, sgd, tile_rows, dtype):
     """``_update_layer`` (gradient fused with the update, used inside the compiled
     epoch) against reference ``gradients`` followed by ``sgd_update``, through
