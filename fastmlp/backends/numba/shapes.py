@@ -43,7 +43,8 @@ def panel_tile_rows(dtype, host=None):
     the layers use the row blocks alone (``_panels``).  The panel kernels use
     the registers' full width (``tile.full_width_vectors``), so AVX-512 (zmm,
     32 registers, Intel's parts too): 4 rows float32, 2 float64; AVX2 (16 ymm):
-    1 row float32, none float64; 128-bit vectors, 16 registers: none.
+    1 row float32 (whose gradient is then summed in 6 x 16 tiles,
+    ``tile.narrow_tile``), none float64; 128-bit vectors, 16 registers: none.
 
     Measured 2026-12-02 on an Intel Xeon (AVX-512) with 256-bit code and with
     AVX2 code, seconds per epoch, medians of interleaved runs

@@ -1,6 +1,6 @@
-"""A register tile, a packed panel, a block transpose and the vector width
-for the outer-product ("panel") kernels (``deltas._hid_panel``,
-``update._grad_update_columns``, ``forward._fwd_panel``).
+"""A register tile, a packed panel, a block transpose, the vector width and
+the gradient's narrow tile for the outer-product ("panel") kernels
+(``deltas._hid_panel``, ``update._grad_update_columns``, ``forward._fwd_panel``).
 
 The panel kernels keep a tile of ``rows x PANEL`` running sums while they
 stream over the summed index (``rows``, at most ``MAX_TILE_ROWS``, is chosen
@@ -175,3 +175,85 @@ def transpose_block(typingctx, src, src_at, src_stride, dst, dst_at, dst_stride)
         return context.get_dummy_value()
 
     return types.none(src, src_at, src_stride, dst, dst_at, dst_stride), codegen
+
+
+#: The gradient's tile where one row of ``PANEL`` sums is all that half the
+#: registers hold (``PANELS`` = 1, e.g. float32 on AVX2): ``NARROW_ROWS`` x
+#: ``NARROW_COLS``, 12 accumulators of 256 bits on AVX2 (the shape of BLIS's
+#: AVX2 micro-kernel), so each loaded vector of inputs feeds six FMAs instead
+#: of one.  LLVM's vectoriser makes gathers of a tile this narrow
+#: (docs/performance.md), so ``narrow_tile`` writes it out.
+NARROW_ROWS, NARROW_COLS = 6, 16
+
+
+@intrinsic
+def narrow_tile(typingctx, acc, acc_at, first, a, a_at, a_stride, nj, b, b_at, b_stride, kc):
+    """Add ``sum_i a[a_at + i a_stride + min(r, nj - 1)] * b[b_at + i b_stride + c]``
+    over ``i < kc`` to ``acc[acc_at + r PANEL + c]`` for ``r < min(nj,
+    NARROW_ROWS)`` and ``c < NARROW_COLS`` (flat arrays of one dtype; with
+    ``first`` the sums start from zero instead of ``acc``).  Written out as one
+    vector accumulator per register (the panel kernels' width,
+    ``isa.Isa.panel_bits``), a loop over ``i`` with ``llvm.fma`` and a broadcast
+    of each ``a``; rows from ``nj`` on are computed from row ``nj - 1`` and
+    neither read nor written.  Nothing is checked: the caller keeps every
+    index inside its array."""
+    if not (isinstance(acc, types.Array) and isinstance(a, types.Array) and isinstance(b, types.Array)
+            and acc.dtype == a.dtype == b.dtype):
+        return None
+
+    def codegen(context, builder, signature, args):
+        sig = signature.args
+        elem = context.get_value_type(sig[0].dtype)
+        size = context.get_abi_sizeof(elem)
+        lanes = min(isa.HOST.panel_lanes(size), NARROW_COLS)
+        vec = ir.VectorType(elem, lanes)
+        i64, i32 = ir.IntType(64), ir.IntType(32)
+
+        def const(n):
+            return ir.Constant(i64, n)
+
+        acc_p, a_p, b_p = (context.make_array(sig[k])(context, builder, args[k]).data for k in (0, 3, 7))
+        acc_at, a_at, a_stride, nj, b_at, b_stride, kc = (context.cast(builder, args[k], sig[k], types.int64)
+                                                          for k in (1, 4, 5, 6, 8, 9, 10))
+        first = context.cast(builder, args[2], sig[2], types.boolean)
+
+        def vector_at(base, index):
+            return builder.bitcast(builder.gep(base, [index]), vec.as_pointer())
+
+        n_vec = NARROW_COLS // lanes
+        zero = ir.Constant(vec, [ir.Constant(elem, 0.0)] * lanes)
+        sums, live = [], []
+        for r in range(NARROW_ROWS):
+            live.append(builder.icmp_signed("<", const(r), nj))
+            row = []
+            for v in range(n_vec):
+                slot = cgutils.alloca_once(builder, vec)
+                builder.store(zero, slot)
+                with builder.if_then(builder.and_(builder.not_(first), live[r])):
+                    ptr = vector_at(acc_p, builder.add(acc_at, const(r * PANEL + v * lanes)))
+                    builder.store(builder.load(ptr, align=size), slot)
+                row.append(slot)
+            sums.append(row)
+        offsets = [builder.select(live[r], const(r), builder.sub(nj, const(1))) for r in range(NARROW_ROWS)]
+        fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vec, [vec] * 3),
+                                             f"llvm.fma.v{lanes}{'f32' if size == 4 else 'f64'}")
+        undef = ir.Constant(vec, ir.Undefined)
+        splat = ir.Constant(ir.VectorType(i32, lanes), [0] * lanes)
+        with cgutils.for_range(builder, kc) as loop:
+            b_row = builder.add(b_at, builder.mul(loop.index, b_stride))
+            b_vecs = [builder.load(vector_at(b_p, builder.add(b_row, const(v * lanes))), align=size)
+                      for v in range(n_vec)]
+            a_row = builder.add(a_at, builder.mul(loop.index, a_stride))
+            for offset, row in zip(offsets, sums):
+                e = builder.load(builder.gep(a_p, [builder.add(a_row, offset)]))
+                e = builder.shuffle_vector(builder.insert_element(undef, e, ir.Constant(i32, 0)), undef, splat)
+                for b_vec, slot in zip(b_vecs, row):
+                    builder.store(builder.call(fma, [e, b_vec, builder.load(slot)]), slot)
+        for r, row in enumerate(sums):
+            with builder.if_then(live[r]):
+                for v, slot in enumerate(row):
+                    ptr = vector_at(acc_p, builder.add(acc_at, const(r * PANEL + v * lanes)))
+                    builder.store(builder.load(slot), ptr, align=size)
+        return context.get_dummy_value()
+
+    return types.none(acc, acc_at, first, a, a_at, a_stride, nj, b, b_at, b_stride, kc), codegen
