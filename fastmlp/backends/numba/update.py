@@ -196,7 +196,7 @@ def _grad_update_columns(delta, A_prev, m, W, vW, hyper, k0, j_lo, j_hi):
     float32 on AVX2), the panel is summed instead in tiles of ``NARROW_ROWS``
     x ``NARROW_COLS`` (``tile.narrow_tile``, written out as vectors because the
     vectoriser makes gathers of so narrow a tile), straight into ``sums``, and
-    (U) is applied from there by ``_update_row``.  Six rows per broadcast
+    (U) is applied from there.  Six rows per broadcast
     instead of one: on an AMD EPYC Zen 4 with AVX2 code, 2026-12-04, this
     kernel on 256 x 1024 x 1024 float32 ran 1.43x as fast with one thread and
     1.47x with two (medians of 4 and 3 interleaved pairs: 34 -> 48, 60 -> 87
@@ -209,9 +209,11 @@ def _grad_update_columns(delta, A_prev, m, W, vW, hyper, k0, j_lo, j_hi):
     nesterov = hyper[3] != 0.0
     c1 = mu if nesterov else dt(1.0)
     c2 = -lr if nesterov else dt(0.0)
-    rows = PANELS
+    rows = NARROW_ROWS if PANELS == 1 else PANELS
     k0 = k0 & NONNEG
     acc = carray(tile_buffer(W.dtype), (TILE_SIZE,))
+    n_out = delta.shape[1]
+    d_flat = delta.reshape(delta.size)
     packed = carray(pack_buffer(W.dtype), (PACK_ROWS, PANEL))
     sums = carray(pack_buffer(W.dtype), (PACK_SIZE,))
     for i0 in range(0, m, PACK_ROWS):
@@ -226,20 +228,8 @@ def _grad_update_columns(delta, A_prev, m, W, vW, hyper, k0, j_lo, j_hi):
                     p[c] = a[k0 + c]
             src, s0, c0 = packed, 0, 0
         c0 = c0 & NONNEG
-        if PANELS == 1:  # the narrow tile, summed straight into ``sums``
-            n_out, s_cols = delta.shape[1], src.shape[1]
-            d_flat, s_flat = delta.reshape(delta.size), src.reshape(src.size)
-            for j0 in range(j_lo, j_hi, NARROW_ROWS):
-                nj = min(NARROW_ROWS, j_hi - j0)
-                at = (j0 - j_lo) * PANEL
-                for cc in range(0, PANEL, NARROW_COLS):
-                    narrow_tile(sums, at + cc, first, d_flat, i0 * n_out + j0, n_out, nj,
-                                s_flat, s0 * s_cols + c0 + cc, s_cols, kc)
-                if last:
-                    for r in range(nj):
-                        _update_row(W[j0 + r, k0:k0 + PANEL], vW[j0 + r, k0:k0 + PANEL],
-                                    sums[at + r * PANEL:at + (r + 1) * PANEL], inv, lr, mu, l2, c1, c2)
-            continue
+        s_cols = src.shape[1]
+        s_flat = src.reshape(src.size)
         # views from the block's first row, so the loops below index from 0
         # (an offset row index cost an imul per sample: 3-5 %)
         d_block = delta[i0:i0 + kc]
@@ -247,36 +237,43 @@ def _grad_update_columns(delta, A_prev, m, W, vW, hyper, k0, j_lo, j_hi):
         for j0 in range(j_lo, j_hi, rows):
             nj = min(rows, j_hi - j0)
             part = sums[((j0 - j_lo) * PANEL) & NONNEG:]
-            if first:
-                for t in range(rows * PANEL):
-                    acc[t] = dt(0.0)
+            if PANELS == 1:  # the narrow tiles sum straight into ``part``
+                for cc in range(0, PANEL, NARROW_COLS):
+                    narrow_tile(part, cc, first, d_flat, i0 * n_out + j0, n_out, nj,
+                                s_flat, s0 * s_cols + c0 + cc, s_cols, kc)
+                tile = part
             else:
-                for t in range(rows * PANEL):
-                    acc[t] = part[t]
-            for i in range(kc):
-                d = d_block[i]
-                a = a_block[i]
-                for r in range(rows):
-                    e = d[j0 + min(r, nj - 1)]
-                    for c in range(PANEL):
-                        acc[r * PANEL + c] += e * a[c0 + c]
+                if first:
+                    for t in range(rows * PANEL):
+                        acc[t] = dt(0.0)
+                else:
+                    for t in range(rows * PANEL):
+                        acc[t] = part[t]
+                for i in range(kc):
+                    d = d_block[i]
+                    a = a_block[i]
+                    for r in range(rows):
+                        e = d[j0 + min(r, nj - 1)]
+                        for c in range(PANEL):
+                            acc[r * PANEL + c] += e * a[c0 + c]
+                if not last:
+                    for t in range(rows * PANEL):
+                        part[t] = acc[t]
+                tile = acc
             if not last:
-                for t in range(rows * PANEL):
-                    part[t] = acc[t]
                 continue
             for r in range(nj):
                 w = W[j0 + r]
                 v = vW[j0 + r]
                 if OPT == SGD_PLAIN:  # (U1)-(U2)
                     for c in range(PANEL):
-                        w[k0 + c] -= lr * (acc[r * PANEL + c] * inv + l2 * w[k0 + c])
+                        w[k0 + c] -= lr * (tile[r * PANEL + c] * inv + l2 * w[k0 + c])
                 else:  # (U2)-(U4)
                     for c in range(PANEL):
-                        g = acc[r * PANEL + c] * inv + l2 * w[k0 + c]
+                        g = tile[r * PANEL + c] * inv + l2 * w[k0 + c]
                         u = v[k0 + c] * mu - lr * g
                         v[k0 + c] = u
                         w[k0 + c] += c1 * u + c2 * g
-
 
 #: Rows of W per panel work item (a multiple of 4): with few panels (64 <= n_in
 #: < 128 gives one) the items still split over the threads.  Their partial
