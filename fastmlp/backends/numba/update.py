@@ -196,10 +196,10 @@ def _grad_update_columns(delta, A_prev, m, W, vW, hyper, k0, j_lo, j_hi):
     float32 on AVX2), the panel is summed instead in tiles of ``NARROW_ROWS``
     x ``NARROW_COLS`` (``tile.narrow_tile``, written out as vectors because the
     vectoriser makes gathers of so narrow a tile), straight into ``sums``, and
-    (U) is applied from there.  Six rows per broadcast
-    instead of one: on an AMD EPYC Zen 4 with AVX2 code, 2026-12-04, this
+    (U) is applied from there.  Each loaded vector of inputs then feeds six
+    FMAs instead of one: on an AMD EPYC Zen 4 with AVX2 code, 2026-12-04, this
     kernel on 256 x 1024 x 1024 float32 ran 1.43x as fast with one thread and
-    1.47x with two (medians of 4 and 3 interleaved pairs: 34 -> 48, 60 -> 87
+    1.47-1.50x with two (medians of interleaved pairs: 34 -> 48 and 60 -> 87
     GFLOP/s); docs/performance.md.
     """
     full_width_vectors()
@@ -274,6 +274,7 @@ def _grad_update_columns(delta, A_prev, m, W, vW, hyper, k0, j_lo, j_hi):
                         u = v[k0 + c] * mu - lr * g
                         v[k0 + c] = u
                         w[k0 + c] += c1 * u + c2 * g
+
 
 #: Rows of W per panel work item (a multiple of 4): with few panels (64 <= n_in
 #: < 128 gives one) the items still split over the threads.  Their partial
