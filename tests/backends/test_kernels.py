@@ -271,7 +271,7 @@ def test_dense_forward(shape, activation, dtype):
 
 @pytest.mark.parametrize("activation", ["sigmoid", "softmax"])
 @pytest.mark.parametrize("shape,dtype,tile_rows", [(s, d, r) for d in DTYPES for s in [(64, 70, 520), (300, 130, 576)]
-                                                   if _forward_panels(s[2], s[0], d, 1) for r in tile_heights(d)])
+                                                   for r in tile_heights(d) if _forward_panels(s[2], s[0], d, r)])
 def test_dense_forward_every_tile_height(shape, dtype, tile_rows, activation):
     """The panel path of (F) with each tile height a CPU may get
     (``shapes.panel_tile_rows``), on layers wide enough for it

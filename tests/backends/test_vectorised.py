@@ -26,7 +26,7 @@ import pytest
 from fastmlp import config
 from fastmlp.backends.numba import deltas, forward, isa, jit, update
 from fastmlp.backends.numba.shapes import panel_tile_rows
-from fastmlp.backends.numba.tile import PANEL
+from fastmlp.backends.numba.tile import NARROW_ROWS, NARROW_VECTORS, PANEL
 
 HOST = isa.HOST
 #: the panel kernels' vectors (``isa.Isa.panel_bits``: the registers' full width)
@@ -91,8 +91,9 @@ def test_panel_kernels_use_vector_fmas_and_no_gathers(dtype):
     Z = np.zeros((m, PANEL), dtype)
     fwd_asm = _asm(_fresh(forward._fwd_panel, rows), A_prev, 0, m, W_out, np.zeros(PANEL, dtype), 0, Z,
                    np.zeros_like(Z), 0, True)
-    # one step of a tile updates rows x PANEL sums, that many elements / lanes FMAs
-    per_tile = rows * PANEL // HOST.panel_lanes(np.dtype(dtype).itemsize)
+    # one step of a tile updates rows x PANEL sums, that many elements / lanes
+    # FMAs; a narrow tile's step, one column tile of NARROW_VECTORS vectors
+    per_tile = rows * (NARROW_VECTORS if rows == NARROW_ROWS else PANEL // HOST.panel_lanes(np.dtype(dtype).itemsize))
     for name, asm in (("_grad_update_columns", grad_asm), ("_hid_panel", hid_asm), ("_fwd_panel", fwd_asm)):
         assert "vgather" not in asm, f"{name} gathers ({HOST.describe()})"
         assert len(_fma_lines(asm, dtype)) >= per_tile, f"{name}: too few {REGISTER} FMAs ({HOST.describe()})"

@@ -13,8 +13,8 @@ from numba import carray, prange
 
 from fastmlp.backends.numba.elementwise import _derivative
 from fastmlp.backends.numba.jit import CROSS_ENTROPY, NLL, PANELS, QUADRATIC, SIGMOID, kernel
-from fastmlp.backends.numba.tile import (NONNEG, PACK_ROWS, PANEL, TILE_SIZE, pack_buffer, tile_buffer,
-                                        full_width_vectors)
+from fastmlp.backends.numba.tile import (NARROW_ROWS, NONNEG, PACK_ROWS, PANEL, TILE_SIZE, full_width_vectors,
+                                        narrow_tile, pack_buffer, tile_buffer)
 from fastmlp.functions import LEAKY_SLOPE
 
 
@@ -157,6 +157,9 @@ def _hid_panel(delta_next, W_next, A, i_lo, i_hi, code, delta, k0):
     rows = PANELS
     acc = carray(tile_buffer(W_next.dtype), (TILE_SIZE,))
     packed = carray(pack_buffer(W_next.dtype), (PACK_ROWS, PANEL))
+    n_d, n_cols = delta_next.shape[1], delta.shape[1]
+    d_flat = delta_next.reshape(delta_next.size)
+    out_flat = delta.reshape(delta.size)
     for j0 in range(0, n_next, PACK_ROWS):
         kc = min(PACK_ROWS, n_next - j0)
         last = j0 + kc == n_next
@@ -174,6 +177,20 @@ def _hid_panel(delta_next, W_next, A, i_lo, i_hi, code, delta, k0):
         # The packing is written out here and in update._grad_update_columns:
         # as a helper returning the view, LLVM no longer vectorised the tile
         # loops (no vector FMAs at all, tests/backends/test_vectorised.py)
+        if PANELS == NARROW_ROWS:  # the narrow tiles sum straight into ``delta``
+            s_cols = src.shape[1]
+            s_flat = src.reshape(src.size)
+            for i in range(i_lo, i_hi, rows):
+                ni = min(rows, i_hi - i)
+                narrow_tile(out_flat, i * n_cols + k0, n_cols, j0 == 0, d_flat, i * n_d + j0, 1, n_d, ni,
+                            s_flat, s0 * s_cols + c0, s_cols, kc)
+                if last:
+                    for r in range(ni):
+                        out = delta[i + r]
+                        a = A[i + r]
+                        for c in range(PANEL):
+                            out[k0 + c] *= _derivative(a[k0 + c], code, slope, one)
+            continue
         w_block = src[s0:s0 + kc]
         d_block = delta_next[:, j0:j0 + kc]
         for i in range(i_lo, i_hi, rows):

@@ -15,8 +15,9 @@ from numba import carray, prange
 from fastmlp.backends.numba import isa
 from fastmlp.backends.numba.elementwise import _activate, _softmax_rows
 from fastmlp.backends.numba.jit import FWD_PANELS, kernel
-from fastmlp.backends.numba.tile import (NONNEG, PACK_ROWS, PANEL, TILE_SIZE, TRANSPOSE, full_width_vectors,
-                                        block_buffer, pack_buffer, tile_buffer, transpose_block)
+from fastmlp.backends.numba.tile import (NARROW_ROWS, NONNEG, PACK_ROWS, PACK_SIZE, PANEL, TILE_SIZE, TRANSPOSE,
+                                        block_buffer, full_width_vectors, narrow_tile, pack_buffer, tile_buffer,
+                                        transpose_block)
 from fastmlp.functions import LEAKY_SLOPE
 
 
@@ -233,6 +234,10 @@ def _fwd_panel(A_prev, i_lo, i_hi, W, b, code, Z, A, j0, keep_z):
         for k in range(TRANSPOSE):
             tail[r, k] = dt(0.0)
     b_panel = b[j0:j0 + PANEL]
+    n_a, n_out = A_prev.shape[1], A.shape[1]
+    a_flat = A_prev.reshape(A_prev.size)
+    out_flat = A.reshape(A.size)
+    p_flat = packed.reshape(PACK_SIZE)
     for k0 in range(0, n_in, PACK_ROWS):
         kc = min(PACK_ROWS, n_in - k0)
         last = k0 + kc == n_in
@@ -253,6 +258,23 @@ def _fwd_panel(A_prev, i_lo, i_hi, W, b, code, Z, A, j0, keep_z):
         # The tile loops are written out here as in deltas._hid_panel: in a
         # call LLVM does not inline, the stack tile is not kept in registers
         # (update._grad_update_columns)
+        if FWD_PANELS == NARROW_ROWS:  # the narrow tiles sum straight into ``A``
+            for i in range(i_lo, i_hi, rows):
+                ni = min(rows, i_hi - i)
+                narrow_tile(out_flat, i * n_out + j0, n_out, k0 == 0, a_flat, i * n_a + k0, 1, n_a, ni,
+                            p_flat, 0, PANEL, kc)
+                if last:
+                    for r in range(ni):
+                        out = A[i + r]
+                        for c in range(PANEL):
+                            out[j0 + c] += b_panel[c]
+                        if keep_z:
+                            z = Z[i + r]
+                            for c in range(PANEL):
+                                z[j0 + c] = out[j0 + c]
+                        for c in range(PANEL):
+                            out[j0 + c] = _activate(out[j0 + c], code, slope, one)
+            continue
         a_block = A_prev[:, k0:k0 + kc]
         for i in range(i_lo, i_hi, rows):
             if k0 == 0:

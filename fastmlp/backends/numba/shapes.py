@@ -8,7 +8,7 @@ import numba
 import numpy as np
 
 from fastmlp.backends.numba import isa
-from fastmlp.backends.numba.tile import MAX_TILE_ROWS, PANEL
+from fastmlp.backends.numba.tile import MAX_TILE_ROWS, NARROW_ROWS, PANEL
 from fastmlp.functions import ACTIVATION_CODES
 
 #: A layer product with at least this many multiply-adds (m * n_in * n_out) runs
@@ -34,6 +34,17 @@ PANEL_MIN_BATCH = {"float32": 16, "float64": 128}
 #: 10 s more compiling, so float64 keeps the row blocks.  Depends only on the
 #: shapes.
 FWD_PANEL_MIN_OUTPUTS = {"float32": 512, "float64": None}
+#: ``FWD_PANEL_MIN_OUTPUTS`` for a layer whose tiles are the narrow ones
+#: (``tile.narrow_tile``, AVX2), both dtypes.  Measured on an AMD EPYC Zen 4
+#: with AVX2 code, 2026-12-04, the kernel alone on 256 x 1024 x 1024 in one
+#: process, interleaved: float64 1.23x the row blocks' speed with one thread,
+#: 1.27x with two (19 -> 24 and 38 -> 49 GFLOP/s); docs/performance.md.
+NARROW_FWD_PANEL_MIN_OUTPUTS = 512
+
+#: The narrow tiles (``tile.narrow_tile``) replace a register tile of at most
+#: one row from this vector width on (AVX2); narrower vectors (SSE, NEON) keep
+#: the row blocks, unmeasured with narrow tiles.
+NARROW_MIN_BITS = 256
 
 
 def panel_tile_rows(dtype, host=None):
@@ -62,7 +73,10 @@ def panel_tile_rows(dtype, host=None):
     itemsize = np.dtype(dtype).itemsize
     most = MAX_TILE_ROWS if itemsize == 4 else MAX_TILE_ROWS // 2
     vectors_per_row = max(1, PANEL // host.panel_lanes(itemsize))
-    return min(most, (host.registers // 2) // vectors_per_row)
+    rows = min(most, (host.registers // 2) // vectors_per_row)
+    if rows <= 1 and host.panel_bits >= NARROW_MIN_BITS:
+        return NARROW_ROWS
+    return rows
 
 
 def _thread_buffers(n, dtype):
@@ -91,9 +105,11 @@ def _panels(n_in, batch_size, dtype, tile_rows=None):
 def _forward_panels(n_out, batch_size, dtype, tile_rows=None):
     """How many whole ``PANEL``-output panels of a layer's ``n_out`` outputs its
     forward pass computes with ``forward._fwd_panel``: as ``_panels``, and only
-    from ``FWD_PANEL_MIN_OUTPUTS`` outputs."""
-    least = FWD_PANEL_MIN_OUTPUTS[np.dtype(dtype).name]
-    return _panels(n_out, batch_size, dtype, tile_rows) if least is not None and n_out >= least else 0
+    from ``FWD_PANEL_MIN_OUTPUTS`` outputs (``NARROW_FWD_PANEL_MIN_OUTPUTS``
+    with narrow tiles)."""
+    rows = panel_tile_rows(dtype) if tile_rows is None else tile_rows
+    least = NARROW_FWD_PANEL_MIN_OUTPUTS if rows == NARROW_ROWS else FWD_PANEL_MIN_OUTPUTS[np.dtype(dtype).name]
+    return _panels(n_out, batch_size, dtype, rows) if least is not None and n_out >= least else 0
 
 
 def _panel_counts(sizes, batch_size, dtype):

@@ -177,25 +177,32 @@ def transpose_block(typingctx, src, src_at, src_stride, dst, dst_at, dst_stride)
     return types.none(src, src_at, src_stride, dst, dst_at, dst_stride), codegen
 
 
-#: The gradient's tile where one row of ``PANEL`` sums is all that half the
-#: registers hold (``PANELS`` = 1, e.g. float32 on AVX2): ``NARROW_ROWS`` x
-#: ``NARROW_COLS``, 12 accumulators of 256 bits on AVX2 (the shape of BLIS's
-#: AVX2 micro-kernel), so each loaded vector of inputs feeds six FMAs instead
-#: of one.  LLVM's vectoriser makes gathers of a tile this narrow
-#: (docs/performance.md), so ``narrow_tile`` writes it out.
-NARROW_ROWS, NARROW_COLS = 6, 16
+#: The tile of the panel kernels where one row of ``PANEL`` sums would take
+#: half the registers or more (float32 and float64 on AVX2): ``NARROW_ROWS``
+#: rows of two vectors, 12 accumulators of the 16 registers (the shape of
+#: BLIS's AVX2 micro-kernel: 6 x 16 float32, 6 x 8 float64), so each loaded
+#: vector feeds six FMAs instead of one; ``narrow_tile`` sums a panel in them.
+#: The vectoriser makes gathers of a tile this narrow (docs/performance.md), so
+#: ``narrow_tile`` writes it out.  Its row count is the value of ``PANELS``
+#: (``shapes.panel_tile_rows``) that selects it, above every register tile's.
+NARROW_ROWS = 6
+NARROW_VECTORS = 2
+assert NARROW_ROWS > MAX_TILE_ROWS
 
 
 @intrinsic
-def narrow_tile(typingctx, acc, acc_at, first, a, a_at, a_stride, nj, b, b_at, b_stride, kc):
-    """Add ``sum_i a[a_at + i a_stride + min(r, nj - 1)] * b[b_at + i b_stride + c]``
-    over ``i < kc`` to ``acc[acc_at + r PANEL + c]`` for ``r < min(nj,
-    NARROW_ROWS)`` and ``c < NARROW_COLS`` (flat arrays of one dtype; with
-    ``first`` the sums start from zero instead of ``acc``).  Written out as one
-    vector accumulator per register (the panel kernels' width,
-    ``isa.Isa.panel_bits``), a loop over ``i`` with ``llvm.fma`` and a broadcast
-    of each ``a``; rows from ``nj`` on are computed from row ``nj - 1`` and
-    neither read nor written.  Nothing is checked: the caller keeps every
+def narrow_tile(typingctx, acc, acc_at, acc_stride, first, a, a_at, a_step, a_row, nj, b, b_at, b_stride, kc):
+    """For ``r < min(nj, NARROW_ROWS)`` and ``c < PANEL``, add
+    ``sum_i a[a_at + i a_step + min(r, nj - 1) a_row] * b[b_at + i b_stride + c]``
+    over ``i < kc`` to ``acc[acc_at + r acc_stride + c]`` (flat arrays of one
+    dtype; with ``first`` the sums start from zero instead of ``acc``).
+
+    The panel is done in column tiles of ``NARROW_VECTORS`` vectors of the
+    panel kernels' width (``isa.Isa.panel_bits``), one after the other: per
+    column tile, one vector accumulator per row and vector, a loop over ``i``
+    with ``llvm.fma`` and a broadcast of each ``a``.  Each sum adds its terms in
+    the order of ``i``.  Rows from ``nj`` on are computed from row ``nj - 1``
+    and neither read nor written.  Nothing is checked: the caller keeps every
     index inside its array."""
     if not (isinstance(acc, types.Array) and isinstance(a, types.Array) and isinstance(b, types.Array)
             and acc.dtype == a.dtype == b.dtype):
@@ -205,55 +212,58 @@ def narrow_tile(typingctx, acc, acc_at, first, a, a_at, a_stride, nj, b, b_at, b
         sig = signature.args
         elem = context.get_value_type(sig[0].dtype)
         size = context.get_abi_sizeof(elem)
-        lanes = min(isa.HOST.panel_lanes(size), NARROW_COLS)
+        lanes = isa.HOST.panel_lanes(size)
+        width = NARROW_VECTORS * lanes
+        assert PANEL % width == 0, "a panel is a whole number of column tiles"
         vec = ir.VectorType(elem, lanes)
         i64, i32 = ir.IntType(64), ir.IntType(32)
 
         def const(n):
             return ir.Constant(i64, n)
 
-        acc_p, a_p, b_p = (context.make_array(sig[k])(context, builder, args[k]).data for k in (0, 3, 7))
-        acc_at, a_at, a_stride, nj, b_at, b_stride, kc = (context.cast(builder, args[k], sig[k], types.int64)
-                                                          for k in (1, 4, 5, 6, 8, 9, 10))
-        first = context.cast(builder, args[2], sig[2], types.boolean)
+        acc_p, a_p, b_p = (context.make_array(sig[k])(context, builder, args[k]).data for k in (0, 4, 9))
+        acc_at, acc_stride, a_at, a_step, a_row, nj, b_at, b_stride, kc = (
+            context.cast(builder, args[k], sig[k], types.int64) for k in (1, 2, 5, 6, 7, 8, 10, 11, 12))
+        first = context.cast(builder, args[3], sig[3], types.boolean)
 
         def vector_at(base, index):
             return builder.bitcast(builder.gep(base, [index]), vec.as_pointer())
 
-        n_vec = NARROW_COLS // lanes
         zero = ir.Constant(vec, [ir.Constant(elem, 0.0)] * lanes)
-        sums, live = [], []
-        for r in range(NARROW_ROWS):
-            live.append(builder.icmp_signed("<", const(r), nj))
-            row = []
-            for v in range(n_vec):
-                slot = cgutils.alloca_once(builder, vec)
-                builder.store(zero, slot)
-                with builder.if_then(builder.and_(builder.not_(first), live[r])):
-                    ptr = vector_at(acc_p, builder.add(acc_at, const(r * PANEL + v * lanes)))
-                    builder.store(builder.load(ptr, align=size), slot)
-                row.append(slot)
-            sums.append(row)
-        offsets = [builder.select(live[r], const(r), builder.sub(nj, const(1))) for r in range(NARROW_ROWS)]
         fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vec, [vec] * 3),
                                              f"llvm.fma.v{lanes}{'f32' if size == 4 else 'f64'}")
         undef = ir.Constant(vec, ir.Undefined)
         splat = ir.Constant(ir.VectorType(i32, lanes), [0] * lanes)
-        with cgutils.for_range(builder, kc) as loop:
-            b_row = builder.add(b_at, builder.mul(loop.index, b_stride))
-            b_vecs = [builder.load(vector_at(b_p, builder.add(b_row, const(v * lanes))), align=size)
-                      for v in range(n_vec)]
-            a_row = builder.add(a_at, builder.mul(loop.index, a_stride))
-            for offset, row in zip(offsets, sums):
-                e = builder.load(builder.gep(a_p, [builder.add(a_row, offset)]))
-                e = builder.shuffle_vector(builder.insert_element(undef, e, ir.Constant(i32, 0)), undef, splat)
-                for b_vec, slot in zip(b_vecs, row):
-                    builder.store(builder.call(fma, [e, b_vec, builder.load(slot)]), slot)
-        for r, row in enumerate(sums):
-            with builder.if_then(live[r]):
+        live = [builder.icmp_signed("<", const(r), nj) for r in range(NARROW_ROWS)]
+        a_rows = [builder.mul(builder.select(live[r], const(r), builder.sub(nj, const(1))), a_row)
+                  for r in range(NARROW_ROWS)]
+        acc_rows = [builder.mul(const(r), acc_stride) for r in range(NARROW_ROWS)]
+        sums = [[cgutils.alloca_once(builder, vec) for _ in range(NARROW_VECTORS)] for _ in range(NARROW_ROWS)]
+        with cgutils.for_range(builder, const(PANEL // width)) as tile:
+            col = builder.mul(tile.index, const(width))
+            acc_col = builder.add(acc_at, col)
+            for r, row in enumerate(sums):
                 for v, slot in enumerate(row):
-                    ptr = vector_at(acc_p, builder.add(acc_at, const(r * PANEL + v * lanes)))
-                    builder.store(builder.load(slot), ptr, align=size)
+                    builder.store(zero, slot)
+                    with builder.if_then(builder.and_(builder.not_(first), live[r])):
+                        ptr = vector_at(acc_p, builder.add(acc_col, builder.add(acc_rows[r], const(v * lanes))))
+                        builder.store(builder.load(ptr, align=size), slot)
+            b_col = builder.add(b_at, col)
+            with cgutils.for_range(builder, kc) as loop:
+                b_i = builder.add(b_col, builder.mul(loop.index, b_stride))
+                b_vecs = [builder.load(vector_at(b_p, builder.add(b_i, const(v * lanes))), align=size)
+                          for v in range(NARROW_VECTORS)]
+                a_i = builder.add(a_at, builder.mul(loop.index, a_step))
+                for a_r, row in zip(a_rows, sums):
+                    e = builder.load(builder.gep(a_p, [builder.add(a_i, a_r)]))
+                    e = builder.shuffle_vector(builder.insert_element(undef, e, ir.Constant(i32, 0)), undef, splat)
+                    for b_vec, slot in zip(b_vecs, row):
+                        builder.store(builder.call(fma, [e, b_vec, builder.load(slot)]), slot)
+            for r, row in enumerate(sums):
+                with builder.if_then(live[r]):
+                    for v, slot in enumerate(row):
+                        ptr = vector_at(acc_p, builder.add(acc_col, builder.add(acc_rows[r], const(v * lanes))))
+                        builder.store(builder.load(slot), ptr, align=size)
         return context.get_dummy_value()
 
-    return types.none(acc, acc_at, first, a, a_at, a_stride, nj, b, b_at, b_stride, kc), codegen
+    return types.none(acc, acc_at, acc_stride, first, a, a_at, a_step, a_row, nj, b, b_at, b_stride, kc), codegen

@@ -12,7 +12,7 @@ from fastmlp.backends.numba.forward import _fwd_block, _gather_row
 from fastmlp.backends.numba.elementwise import _softmax_rows
 from fastmlp.backends.numba.deltas import _thread_rows
 from fastmlp.backends.numba.jit import OPT, PANELS, SGD_PLAIN, kernel
-from fastmlp.backends.numba.tile import (NARROW_COLS, NARROW_ROWS, NONNEG, PACK_ROWS, PACK_SIZE, PANEL, TILE_SIZE,
+from fastmlp.backends.numba.tile import (NARROW_ROWS, NONNEG, PACK_ROWS, PACK_SIZE, PANEL, TILE_SIZE,
                                         full_width_vectors, narrow_tile, pack_buffer, tile_buffer)
 
 
@@ -209,7 +209,7 @@ def _grad_update_columns(delta, A_prev, m, W, vW, hyper, k0, j_lo, j_hi):
     nesterov = hyper[3] != 0.0
     c1 = mu if nesterov else dt(1.0)
     c2 = -lr if nesterov else dt(0.0)
-    rows = NARROW_ROWS if PANELS == 1 else PANELS
+    rows = PANELS
     k0 = k0 & NONNEG
     acc = carray(tile_buffer(W.dtype), (TILE_SIZE,))
     n_out = delta.shape[1]
@@ -237,10 +237,9 @@ def _grad_update_columns(delta, A_prev, m, W, vW, hyper, k0, j_lo, j_hi):
         for j0 in range(j_lo, j_hi, rows):
             nj = min(rows, j_hi - j0)
             part = sums[((j0 - j_lo) * PANEL) & NONNEG:]
-            if PANELS == 1:  # the narrow tiles sum straight into ``part``
-                for cc in range(0, PANEL, NARROW_COLS):
-                    narrow_tile(part, cc, first, d_flat, i0 * n_out + j0, n_out, nj,
-                                s_flat, s0 * s_cols + c0 + cc, s_cols, kc)
+            if PANELS == NARROW_ROWS:  # the narrow tiles sum straight into ``part``
+                narrow_tile(part, 0, PANEL, first, d_flat, i0 * n_out + j0, n_out, 1, nj,
+                            s_flat, s0 * s_cols + c0, s_cols, kc)
                 tile = part
             else:
                 if first:
