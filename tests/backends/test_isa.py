@@ -187,8 +187,8 @@ def test_forward_tile_follows_the_registers():
 
 
 @pytest.mark.parametrize("cpu,float32_rows,float64_rows", [
-    ("znver4", 4, 2),          # zmm: 4 x 64 float32 sums = 16 of 32 registers
-    ("sapphirerapids", 4, 2),  # AVX-512 tuned to ymm: the panel kernels still ask for zmm
+    ("znver4", 4, 6),          # zmm: 4 x 64 float32 sums = 16 of 32 registers; float64 2 rows, so narrow
+    ("sapphirerapids", 4, 6),  # AVX-512 tuned to ymm: the panel kernels still ask for zmm
     ("haswell", 6, 6),         # AVX2: 1 x 64 float32 = 8 of 16 ymm, so the narrow tiles (6 x 2 ymm) instead
     ("generic", 0, 0),         # 128-bit vectors, 16 registers: a float32 row needs all 16; no narrow tiles
 ])

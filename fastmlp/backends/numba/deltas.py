@@ -13,8 +13,9 @@ from numba import carray, prange
 
 from fastmlp.backends.numba.elementwise import _derivative
 from fastmlp.backends.numba.jit import CROSS_ENTROPY, NLL, PANELS, QUADRATIC, SIGMOID, kernel
-from fastmlp.backends.numba.tile import (NARROW_ROWS, NONNEG, PACK_ROWS, PANEL, TILE_SIZE, full_width_vectors,
-                                        narrow_tile, pack_buffer, tile_buffer)
+from fastmlp.backends.numba.tile import (NARROW_ROWS, NONNEG, PACK_ROWS, PACK_STRIDE, PANEL, TILE_SIZE,
+                                        full_width_vectors, narrow_tile, pack_buffer, strided_pack_buffer,
+                                        tile_buffer)
 from fastmlp.functions import LEAKY_SLOPE
 
 
@@ -160,13 +161,20 @@ def _hid_panel(delta_next, W_next, A, i_lo, i_hi, code, delta, k0):
     n_d, n_cols = delta_next.shape[1], delta.shape[1]
     d_flat = delta_next.reshape(delta_next.size)
     out_flat = delta.reshape(delta.size)
+    w_pack = carray(strided_pack_buffer(W_next.dtype), (PACK_ROWS * PACK_STRIDE,))
     for j0 in range(0, n_next, PACK_ROWS):
         kc = min(PACK_ROWS, n_next - j0)
         last = j0 + kc == n_next
         # the rows j0:j0+kc of the panel: packed, or read in place when they
         # are all there is (one block fits L1 as it is)
         src, s0, c0 = W_next, j0, k0
-        if n_next > PACK_ROWS:
+        if PANELS == NARROW_ROWS:
+            for j in range(kc):
+                w = W_next[j0 + j]
+                p = w_pack[j * PACK_STRIDE:]
+                for c in range(PANEL):
+                    p[c] = w[k0 + c]
+        elif n_next > PACK_ROWS:
             for j in range(kc):
                 w = W_next[j0 + j]
                 p = packed[j]
@@ -178,12 +186,10 @@ def _hid_panel(delta_next, W_next, A, i_lo, i_hi, code, delta, k0):
         # as a helper returning the view, LLVM no longer vectorised the tile
         # loops (no vector FMAs at all, tests/backends/test_vectorised.py)
         if PANELS == NARROW_ROWS:  # the narrow tiles sum straight into ``delta``
-            s_cols = src.shape[1]
-            s_flat = src.reshape(src.size)
             for i in range(i_lo, i_hi, rows):
                 ni = min(rows, i_hi - i)
                 narrow_tile(out_flat, i * n_cols + k0, n_cols, j0 == 0, d_flat, i * n_d + j0, 1, n_d, ni,
-                            s_flat, s0 * s_cols + c0, s_cols, kc)
+                            w_pack, 0, PACK_STRIDE, kc)
                 if last:
                     for r in range(ni):
                         out = delta[i + r]

@@ -15,9 +15,9 @@ from numba import carray, prange
 from fastmlp.backends.numba import isa
 from fastmlp.backends.numba.elementwise import _activate, _softmax_rows
 from fastmlp.backends.numba.jit import FWD_PANELS, kernel
-from fastmlp.backends.numba.tile import (NARROW_ROWS, NONNEG, PACK_ROWS, PACK_SIZE, PANEL, TILE_SIZE, TRANSPOSE,
-                                        block_buffer, full_width_vectors, narrow_tile, pack_buffer, tile_buffer,
-                                        transpose_block)
+from fastmlp.backends.numba.tile import (NARROW_ROWS, NONNEG, PACK_ROWS, PACK_STRIDE, PANEL, TILE_SIZE, TRANSPOSE,
+                                        block_buffer, full_width_vectors, narrow_tile, strided_pack_buffer,
+                                        tile_buffer, transpose_block)
 from fastmlp.functions import LEAKY_SLOPE
 
 
@@ -228,7 +228,11 @@ def _fwd_panel(A_prev, i_lo, i_hi, W, b, code, Z, A, j0, keep_z):
     j0 = j0 & NONNEG
     rows = FWD_PANELS
     acc = carray(tile_buffer(W.dtype), (TILE_SIZE,))
-    packed = carray(pack_buffer(W.dtype), (PACK_ROWS, PANEL))
+    # the narrow tiles read the packed rows PACK_STRIDE apart, the register tiles PANEL apart
+    pstride = PACK_STRIDE if FWD_PANELS == NARROW_ROWS else PANEL
+    buffer = strided_pack_buffer(W.dtype)
+    packed = carray(buffer, (PACK_ROWS, PANEL))
+    p_flat = carray(buffer, (PACK_ROWS * PACK_STRIDE,))
     tail = carray(block_buffer(W.dtype), (TRANSPOSE, TRANSPOSE))
     for r in range(TRANSPOSE):
         for k in range(TRANSPOSE):
@@ -237,7 +241,6 @@ def _fwd_panel(A_prev, i_lo, i_hi, W, b, code, Z, A, j0, keep_z):
     n_a, n_out = A_prev.shape[1], A.shape[1]
     a_flat = A_prev.reshape(A_prev.size)
     out_flat = A.reshape(A.size)
-    p_flat = packed.reshape(PACK_SIZE)
     for k0 in range(0, n_in, PACK_ROWS):
         kc = min(PACK_ROWS, n_in - k0)
         last = k0 + kc == n_in
@@ -247,13 +250,13 @@ def _fwd_panel(A_prev, i_lo, i_hi, W, b, code, Z, A, j0, keep_z):
         kc8 = kc - kc % TRANSPOSE
         for cb in range(0, PANEL, TRANSPOSE):
             for kb in range(0, kc8, TRANSPOSE):
-                transpose_block(W, (j0 + cb) * n_in + k0 + kb, n_in, packed, kb * PANEL + cb, PANEL)
+                transpose_block(W, (j0 + cb) * n_in + k0 + kb, n_in, p_flat, kb * pstride + cb, pstride)
             if kc8 < kc:
                 k8 = (k0 + kc8) & NONNEG
                 for r in range(TRANSPOSE):
                     for k in range(kc - kc8):
                         tail[r, k] = W[j0 + cb + r, k8 + k]
-                transpose_block(tail, 0, TRANSPOSE, packed, kc8 * PANEL + cb, PANEL)
+                transpose_block(tail, 0, TRANSPOSE, p_flat, kc8 * pstride + cb, pstride)
         # a view from the block's first input, so the loops below index from 0.
         # The tile loops are written out here as in deltas._hid_panel: in a
         # call LLVM does not inline, the stack tile is not kept in registers
@@ -262,7 +265,7 @@ def _fwd_panel(A_prev, i_lo, i_hi, W, b, code, Z, A, j0, keep_z):
             for i in range(i_lo, i_hi, rows):
                 ni = min(rows, i_hi - i)
                 narrow_tile(out_flat, i * n_out + j0, n_out, k0 == 0, a_flat, i * n_a + k0, 1, n_a, ni,
-                            p_flat, 0, PANEL, kc)
+                            p_flat, 0, PACK_STRIDE, kc)
                 if last:
                     for r in range(ni):
                         out = A[i + r]

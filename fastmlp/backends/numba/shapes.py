@@ -35,15 +35,18 @@ PANEL_MIN_BATCH = {"float32": 16, "float64": 128}
 #: shapes.
 FWD_PANEL_MIN_OUTPUTS = {"float32": 512, "float64": None}
 #: ``FWD_PANEL_MIN_OUTPUTS`` for a layer whose tiles are the narrow ones
-#: (``tile.narrow_tile``, AVX2), both dtypes.  Measured on an AMD EPYC Zen 4
-#: with AVX2 code, 2026-12-04, the kernel alone on 256 x 1024 x 1024 in one
-#: process, interleaved: float64 1.23x the row blocks' speed with one thread,
-#: 1.27x with two (19 -> 24 and 38 -> 49 GFLOP/s); docs/performance.md.
+#: (``tile.narrow_tile``), both dtypes.  Measured on an AMD EPYC Zen 4,
+#: 2026-12-04, float64 256 x 1024 x 1024, the kernel alone, old and new code in
+#: one process, calls interleaved: 1.23x the row blocks' speed with one thread
+#: and 1.27x with two in AVX2 code, 1.23x with two in AVX-512 code;
+#: docs/performance.md.
 NARROW_FWD_PANEL_MIN_OUTPUTS = 512
 
-#: The narrow tiles (``tile.narrow_tile``) replace a register tile of at most
-#: one row from this vector width on (AVX2); narrower vectors (SSE, NEON) keep
-#: the row blocks, unmeasured with narrow tiles.
+#: The narrow tiles (``tile.narrow_tile``: 6 rows of 2 vectors) replace a
+#: register tile of at most ``NARROW_MAX_ROWS`` rows, from ``NARROW_MIN_BITS``
+#: vector bits on.  Narrower vectors (SSE, NEON) keep their register tiles or
+#: the row blocks: unmeasured with narrow tiles.
+NARROW_MAX_ROWS = 2
 NARROW_MIN_BITS = 256
 
 
@@ -51,32 +54,35 @@ def panel_tile_rows(dtype, host=None):
     """Rows of a layer's panel tiles: as many as keep the ``rows x PANEL`` sums
     in half the vector registers of ``host`` (default ``isa.HOST``), at most
     ``MAX_TILE_ROWS`` (half in float64), or 0 when one row does not fit: then
-    the layers use the row blocks alone (``_panels``).  The panel kernels use
-    the registers' full width (``tile.full_width_vectors``), so AVX-512 (zmm,
-    32 registers, Intel's parts too): 4 rows float32, 2 float64; AVX2 (16 ymm):
-    1 row float32 (whose gradient is then summed in 6 x 16 tiles,
-    ``tile.narrow_tile``), none float64; 128-bit vectors, 16 registers: none.
+    the layers use the row blocks alone (``_panels``).  Where that leaves at
+    most ``NARROW_MAX_ROWS`` rows on 256-bit vectors or wider, the narrow
+    tiles instead (``NARROW_ROWS``, ``tile.narrow_tile``).  The panel kernels
+    use the registers' full width (``tile.full_width_vectors``), so AVX-512
+    (zmm, 32 registers, Intel's parts too): 4 rows float32, narrow float64;
+    AVX2 (16 ymm): narrow for both; 128-bit vectors, 16 registers: none (a
+    row that takes every register lost to the row blocks, SSE2 code float32
+    1 x 64 xmm, Intel Xeon, 2026-12-03: 0.84x the speed).
+
+    Measured on an AMD EPYC Zen 4, 2026-12-04, whole epochs, old and new code
+    in one process, epochs interleaved, medians (docs/performance.md): with
+    AVX2 code the narrow tiles took 784-1024-1024-10 batch 256 to 0.85x the
+    epoch time in float32 (against 1 x 64 tiles) and 0.86x in float64
+    (against the row blocks), 784-512-512-10 batch 128 to 0.88x and 0.72x;
+    with AVX-512 code float64 0.90x (against 2 x 64 zmm).  float32 on AVX-512
+    keeps the 4 x 64 tile: narrow, its update ran at 0.85x.
 
     Measured 2026-12-02 on an Intel Xeon (AVX-512) with 256-bit code and with
     AVX2 code, seconds per epoch, medians of interleaved runs
     (docs/benchmarks.md): with packed panels (``tile``) the fitting tile beat
     the tall one on every network, 784-1024-1024-10 batch 256 included
     (float32 4.7 s against 5.2 with 4 rows; AVX2 code 6.2 against 7.2; float64
-    11.5 against 15.1 with 2 rows, AVX2 13.5 against 19.1).  With zmm the 4 x 64
-    float32 and 2 x 64 float64 tiles are the fitting ones (0.80x and 0.85x the
-    epoch of 784-1024-1024-10 against 2 x 64 and 1 x 64 ymm, 2026-12-03).  A
-    row that takes every register loses to the row blocks (the same network,
-    2026-12-03: AVX2 code float64 1 x 64 ymm, 0.90x the epoch without panels;
-    SSE2 code float32 1 x 64 xmm, 0.84x), while a fitting tile wins (zmm
-    float64 2 x 64: 0.81x) or ties (AVX2 float32 1 x 64: 1.00x)."""
+    11.5 against 15.1 with 2 rows, AVX2 13.5 against 19.1)."""
     host = isa.HOST if host is None else host
     itemsize = np.dtype(dtype).itemsize
     most = MAX_TILE_ROWS if itemsize == 4 else MAX_TILE_ROWS // 2
     vectors_per_row = max(1, PANEL // host.panel_lanes(itemsize))
     rows = min(most, (host.registers // 2) // vectors_per_row)
-    if rows <= 1 and host.panel_bits >= NARROW_MIN_BITS:
-        return NARROW_ROWS
-    return rows
+    return NARROW_ROWS if rows <= NARROW_MAX_ROWS and host.panel_bits >= NARROW_MIN_BITS else rows
 
 
 def _thread_buffers(n, dtype):

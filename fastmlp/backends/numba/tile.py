@@ -75,6 +75,13 @@ def _stack_buffer(name, size):
 tile_buffer = _stack_buffer("tile_buffer", TILE_SIZE)
 #: ``PACK_SIZE`` elements of ``dtype`` on the stack, for a packed panel.
 pack_buffer = _stack_buffer("pack_buffer", PACK_SIZE)
+#: Row stride of a packed panel for the narrow tiles: ``PANEL`` and 8 more,
+#: so that the rows a column tile reads fall into different L1 sets (at
+#: ``PANEL`` float64 they are 512 bytes apart, 8 lines, and 64 of them share
+#: 8 of the 64 sets of a 32 KiB 8-way L1).
+PACK_STRIDE = PANEL + 8
+#: ``PACK_ROWS x PACK_STRIDE`` elements of ``dtype`` on the stack.
+strided_pack_buffer = _stack_buffer("strided_pack_buffer", PACK_ROWS * PACK_STRIDE)
 
 
 @intrinsic

@@ -12,7 +12,8 @@ from fastmlp.backends.numba.forward import _fwd_block, _gather_row
 from fastmlp.backends.numba.elementwise import _softmax_rows
 from fastmlp.backends.numba.deltas import _thread_rows
 from fastmlp.backends.numba.jit import OPT, PANELS, SGD_PLAIN, kernel
-from fastmlp.backends.numba.tile import (NARROW_ROWS, NONNEG, PACK_ROWS, PACK_SIZE, PANEL, TILE_SIZE,
+from fastmlp.backends.numba.tile import (NARROW_ROWS, NONNEG, PACK_ROWS, PACK_SIZE, PACK_STRIDE, PANEL, TILE_SIZE,
+                                        strided_pack_buffer,
                                         full_width_vectors, narrow_tile, pack_buffer, tile_buffer)
 
 
@@ -212,15 +213,32 @@ def _grad_update_columns(delta, A_prev, m, W, vW, hyper, k0, j_lo, j_hi):
     rows = PANELS
     k0 = k0 & NONNEG
     acc = carray(tile_buffer(W.dtype), (TILE_SIZE,))
-    n_out = delta.shape[1]
-    d_flat = delta.reshape(delta.size)
     packed = carray(pack_buffer(W.dtype), (PACK_ROWS, PANEL))
     sums = carray(pack_buffer(W.dtype), (PACK_SIZE,))
+    a_pack = carray(strided_pack_buffer(W.dtype), (PACK_ROWS * PACK_STRIDE,))
+    d_pack = carray(strided_pack_buffer(W.dtype), (PACK_ROWS * PACK_STRIDE,))
+    # the narrow tiles read delta's rows n_out apart, 8 KiB in float64 at 1024
+    # outputs: the same L1 set for every sample.  Packing them gained 1.09x
+    # in float64 and lost 0.93x in float32 (docs/performance.md)
+    pack_delta = W.itemsize == 8
+    n_out = delta.shape[1]
+    d_flat = delta.reshape(delta.size)
     for i0 in range(0, m, PACK_ROWS):
         kc = min(PACK_ROWS, m - i0)
         first, last = i0 == 0, i0 + kc == m
         src, s0, c0 = A_prev, i0, k0
-        if m > PACK_ROWS:
+        if PANELS == NARROW_ROWS:
+            for i in range(kc):
+                a = A_prev[i0 + i]
+                p = a_pack[i * PACK_STRIDE:]
+                for c in range(PANEL):
+                    p[c] = a[k0 + c]
+                if pack_delta:
+                    d = delta[i0 + i, j_lo & NONNEG:j_hi]
+                    q = d_pack[i * PACK_STRIDE:]
+                    for r in range(j_hi - j_lo):
+                        q[r] = d[r]
+        elif m > PACK_ROWS:
             for i in range(kc):
                 a = A_prev[i0 + i]
                 p = packed[i]
@@ -238,8 +256,11 @@ def _grad_update_columns(delta, A_prev, m, W, vW, hyper, k0, j_lo, j_hi):
             nj = min(rows, j_hi - j0)
             part = sums[((j0 - j_lo) * PANEL) & NONNEG:]
             if PANELS == NARROW_ROWS:  # the narrow tiles sum straight into ``part``
-                narrow_tile(part, 0, PANEL, first, d_flat, i0 * n_out + j0, n_out, 1, nj,
-                            s_flat, s0 * s_cols + c0, s_cols, kc)
+                if pack_delta:
+                    coefs, c_at, c_step = d_pack, j0 - j_lo, PACK_STRIDE
+                else:
+                    coefs, c_at, c_step = d_flat, i0 * n_out + j0, n_out
+                narrow_tile(part, 0, PANEL, first, coefs, c_at, c_step, 1, nj, a_pack, 0, PACK_STRIDE, kc)
                 tile = part
             else:
                 if first:
