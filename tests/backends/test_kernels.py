@@ -34,7 +34,8 @@ ALL_ACTIVATIONS = HIDDEN_ACTIVATIONS + ("softmax",)
 def tile_heights(dtype):
     """The panel tile heights some CPU may get for ``dtype``: what
     ``shapes.panel_tile_rows`` gives for 16 or 32 vector registers of 128, 256
-    or 512 bits (float32 1, 2, 4; float64 1, 2), 0 (no panels) left out.
+    or 512 bits (float32 1, 4 and the narrow tiles' 6; float64 6), 0 (no
+    panels) left out.
     Heights no CPU gets would only cost compiles."""
     hosts = [Isa("any", "", "any", bits, bits, registers) for bits in (128, 256, 512) for registers in (16, 32)]
     return sorted({panel_tile_rows(dtype, host) for host in hosts} - {0})

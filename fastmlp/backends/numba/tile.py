@@ -1,10 +1,12 @@
 """A register tile, a packed panel, a block transpose, the vector width and
-the gradient's narrow tile for the outer-product ("panel") kernels
+the narrow tile for the outer-product ("panel") kernels
 (``deltas._hid_panel``, ``update._grad_update_columns``, ``forward._fwd_panel``).
 
 The panel kernels keep a tile of ``rows x PANEL`` running sums while they
 stream over the summed index (``rows``, at most ``MAX_TILE_ROWS``, is chosen
-from the ISA's registers: ``shapes.panel_tile_rows``).
+from the ISA's registers: ``shapes.panel_tile_rows``), or, where that tile
+would have one or two rows, sum each panel in narrow tiles of ``NARROW_ROWS``
+rows of two vectors (``narrow_tile``).
 Numba allocates every ``np.empty`` on the heap, and LLVM cannot keep heap
 memory in registers; a fixed-size stack buffer
 (``alloca``) that never escapes the function can be.  After LLVM's scalar
@@ -23,7 +25,7 @@ thread, 240 x 1024 x 1024 float32, 2026-12-02: 36 GFLOP/s unpacked against 92
 packed (2-row tile); with AVX2 code 9.6 against 63 (1-row tile);
 docs/performance.md.
 
-Numba has no stack arrays, so ``tile_buffer`` and ``pack_buffer`` are small
+Numba has no stack arrays, so ``tile_buffer``, ``pack_buffer`` and the others are small
 ``@intrinsic`` functions that emit the ``alloca`` in the function's entry
 block.  The buffers are uninitialised and must not outlive the function that
 made them.
@@ -77,8 +79,10 @@ tile_buffer = _stack_buffer("tile_buffer", TILE_SIZE)
 pack_buffer = _stack_buffer("pack_buffer", PACK_SIZE)
 #: Row stride of a packed panel for the narrow tiles: ``PANEL`` and 8 more,
 #: so that the rows a column tile reads fall into different L1 sets (at
-#: ``PANEL`` float64 they are 512 bytes apart, 8 lines, and 64 of them share
-#: 8 of the 64 sets of a 32 KiB 8-way L1).
+#: ``PANEL`` float64 they are 512 bytes apart, and 64 of them share 8 of the
+#: 64 sets of a 32 KiB 8-way L1).  Measured on an AMD EPYC Zen 4, AVX2 code,
+#: 2026-12-04, two threads, 256 x 1024 x 1024 float64, against ``PANEL``:
+#: hidden delta 1.08x, gradient 1.08x (docs/performance.md).
 PACK_STRIDE = PANEL + 8
 #: ``PACK_ROWS x PACK_STRIDE`` elements of ``dtype`` on the stack.
 strided_pack_buffer = _stack_buffer("strided_pack_buffer", PACK_ROWS * PACK_STRIDE)
@@ -184,11 +188,12 @@ def transpose_block(typingctx, src, src_at, src_stride, dst, dst_at, dst_stride)
     return types.none(src, src_at, src_stride, dst, dst_at, dst_stride), codegen
 
 
-#: The tile of the panel kernels where one row of ``PANEL`` sums would take
-#: half the registers or more (float32 and float64 on AVX2): ``NARROW_ROWS``
-#: rows of two vectors, 12 accumulators of the 16 registers (the shape of
-#: BLIS's AVX2 micro-kernel: 6 x 16 float32, 6 x 8 float64), so each loaded
-#: vector feeds six FMAs instead of one; ``narrow_tile`` sums a panel in them.
+#: The tile of the panel kernels where a register tile would have one or two
+#: rows (``shapes.panel_tile_rows``: float32 and float64 on AVX2, float64 on
+#: AVX-512): ``NARROW_ROWS`` rows of two vectors, 12 accumulators, within 16
+#: registers (the shape of BLIS's AVX2 micro-kernel: 6 x 16 float32, 6 x 8
+#: float64), so each loaded vector feeds six FMAs; ``narrow_tile`` sums a
+#: panel in them.
 #: The vectoriser makes gathers of a tile this narrow (docs/performance.md), so
 #: ``narrow_tile`` writes it out.  Its row count is the value of ``PANELS``
 #: (``shapes.panel_tile_rows``) that selects it, above every register tile's.

@@ -193,15 +193,21 @@ def _grad_update_columns(delta, A_prev, m, W, vW, hyper, k0, j_lo, j_hi):
     not be kept in registers.
     ``c1``/``c2`` select momentum or Nesterov as in ``_grad_update_block``.
 
-    Where one row of ``PANEL`` sums takes half the registers (``PANELS`` = 1:
-    float32 on AVX2), the panel is summed instead in tiles of ``NARROW_ROWS``
-    x ``NARROW_COLS`` (``tile.narrow_tile``, written out as vectors because the
-    vectoriser makes gathers of so narrow a tile), straight into ``sums``, and
-    (U) is applied from there.  Each loaded vector of inputs then feeds six
-    FMAs instead of one: on an AMD EPYC Zen 4 with AVX2 code, 2026-12-04, this
-    kernel on 256 x 1024 x 1024 float32 ran 1.43x as fast with one thread and
-    1.47-1.50x with two (medians of interleaved pairs: 34 -> 48 and 60 -> 87
-    GFLOP/s); docs/performance.md.
+    With ``PANELS`` = ``NARROW_ROWS`` (the narrow tiles: float32 on AVX2,
+    float64 on AVX2 and AVX-512) the panel is summed instead in tiles of six
+    rows of two vectors (``tile.narrow_tile``, written out as vectors because
+    the vectoriser makes gathers of so narrow a tile), straight into ``sums``,
+    and (U) is applied from there: each loaded vector of inputs feeds six FMAs.
+    Their blocks of inputs are always packed, rows ``PACK_STRIDE`` apart, and
+    in float64 the block's coefficients ``delta[i0:i0+kc, j_lo:j_hi]`` too:
+    the tiles read the same few rows once per column tile, and unpacked they
+    are ``n_out`` elements apart, one L1 set for all of them at 1024 float64
+    outputs.  Measured on an AMD EPYC Zen 4, 2026-12-04, 256 x 1024 x 1024,
+    two threads, old and new code in one process: the float32 narrow tile
+    1.47-1.50x the 1 x 64 one with AVX2 code; the float64 one with both packs
+    1.79x the row blocks with AVX2 code and 1.15x the 2 x 64 tile with AVX-512
+    code; packing the coefficients gained 1.09x in float64 and lost 0.93-0.96x
+    in float32 (docs/performance.md).
     """
     full_width_vectors()
     dt = W.dtype.type
@@ -217,10 +223,7 @@ def _grad_update_columns(delta, A_prev, m, W, vW, hyper, k0, j_lo, j_hi):
     sums = carray(pack_buffer(W.dtype), (PACK_SIZE,))
     a_pack = carray(strided_pack_buffer(W.dtype), (PACK_ROWS * PACK_STRIDE,))
     d_pack = carray(strided_pack_buffer(W.dtype), (PACK_ROWS * PACK_STRIDE,))
-    # the narrow tiles read delta's rows n_out apart, 8 KiB in float64 at 1024
-    # outputs: the same L1 set for every sample.  Packing them gained 1.09x
-    # in float64 and lost 0.93x in float32 (docs/performance.md)
-    pack_delta = W.itemsize == 8
+    pack_delta = W.itemsize == 8  # the narrow tiles' coefficients (see above)
     n_out = delta.shape[1]
     d_flat = delta.reshape(delta.size)
     for i0 in range(0, m, PACK_ROWS):
