@@ -175,7 +175,8 @@ def _hid_panel(delta_next, W_next, A, i_lo, i_hi, code, delta, k0):
         kc = min(PACK_ROWS, n_next - j0)
         last = j0 + kc == n_next
         # the rows j0:j0+kc of the panel: packed, or read in place when they
-        # are all there is (one block fits L1 as it is)
+        # are all there is (one block fits L1 as it is); for the narrow tiles
+        # always packed, rows PACK_STRIDE apart (tile.PACK_STRIDE)
         src, s0, c0 = W_next, j0, k0
         if PANELS == NARROW_ROWS:
             for j in range(kc):

@@ -266,10 +266,6 @@ def _fwd_panel(A_prev, i_lo, i_hi, W, b, code, Z, A, j0, keep_z):
                     for k in range(kc - kc8):
                         tail[r, k] = W[j0 + cb + r, k8 + k]
                 transpose_block(tail, 0, TRANSPOSE, p_flat, kc8 * pstride + cb, pstride)
-        # a view from the block's first input, so the loops below index from 0.
-        # The tile loops are written out here as in deltas._hid_panel: in a
-        # call LLVM does not inline, the stack tile is not kept in registers
-        # (update._grad_update_columns)
         if FWD_PANELS == NARROW_ROWS:  # the narrow tiles sum straight into ``A``
             for i in range(i_lo, i_hi, rows):
                 ni = min(rows, i_hi - i)
@@ -287,6 +283,10 @@ def _fwd_panel(A_prev, i_lo, i_hi, W, b, code, Z, A, j0, keep_z):
                         for c in range(PANEL):
                             out[j0 + c] = _activate(out[j0 + c], code, slope, one)
             continue
+        # a view from the block's first input, so the loops below index from 0.
+        # The tile loops are written out here as in deltas._hid_panel: in a
+        # call LLVM does not inline, the stack tile is not kept in registers
+        # (update._grad_update_columns)
         a_block = A_prev[:, k0:k0 + kc]
         for i in range(i_lo, i_hi, rows):
             if k0 == 0:

@@ -13,8 +13,8 @@ from fastmlp.backends.numba.elementwise import _softmax_rows
 from fastmlp.backends.numba.deltas import _thread_rows
 from fastmlp.backends.numba.jit import OPT, PANELS, SGD_PLAIN, kernel
 from fastmlp.backends.numba.tile import (NARROW_ROWS, NONNEG, PACK_ROWS, PACK_SIZE, PACK_STRIDE, PANEL, TILE_SIZE,
-                                        strided_pack_buffer,
-                                        full_width_vectors, narrow_tile, pack_buffer, tile_buffer)
+                                        full_width_vectors, narrow_tile, pack_buffer, strided_pack_buffer,
+                                        tile_buffer)
 
 
 @kernel
