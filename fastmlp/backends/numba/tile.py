@@ -25,9 +25,9 @@ thread, 240 x 1024 x 1024 float32, 2026-12-02: 36 GFLOP/s unpacked against 92
 packed (2-row tile); with AVX2 code 9.6 against 63 (1-row tile);
 docs/performance.md.
 
-Numba has no stack arrays, so ``tile_buffer``, ``pack_buffer`` and the others are small
-``@intrinsic`` functions that emit the ``alloca`` in the function's entry
-block.  The buffers are uninitialised and must not outlive the function that
+Numba has no stack arrays, so ``tile_buffer``, ``pack_buffer`` and the other
+buffers are small ``@intrinsic`` functions that emit the ``alloca`` in the
+function's entry block.  The buffers are uninitialised and must not outlive the function that
 made them.
 """
 
@@ -192,10 +192,9 @@ def transpose_block(typingctx, src, src_at, src_stride, dst, dst_at, dst_stride)
 #: rows (``shapes.panel_tile_rows``: float32 and float64 on AVX2, float64 on
 #: AVX-512): ``NARROW_ROWS`` rows of two vectors, 12 accumulators, within 16
 #: registers (the shape of BLIS's AVX2 micro-kernel: 6 x 16 float32, 6 x 8
-#: float64), so each loaded vector feeds six FMAs; ``narrow_tile`` sums a
-#: panel in them.
-#: The vectoriser makes gathers of a tile this narrow (docs/performance.md), so
-#: ``narrow_tile`` writes it out.  Its row count is the value of ``PANELS``
+#: float64), so each loaded vector feeds six FMAs.  The vectoriser makes
+#: gathers of a tile this narrow (docs/performance.md), so ``narrow_tile``
+#: writes it out.  Its row count is the value of ``PANELS``
 #: (``shapes.panel_tile_rows``) that selects it, above every register tile's.
 NARROW_ROWS = 6
 NARROW_VECTORS = 2
