@@ -319,8 +319,9 @@ def _fwd_panel(A_prev, i_lo, i_hi, W, b, code, Z, A, j0, keep_z):
                         out[j0 + c] = acc[r * PANEL + c]
 
 
-#: Samples per forward panel work item (a multiple of every tile height), so
-#: that layers with few panels still split over the threads.
+#: Samples per forward panel work item (a multiple of every register tile
+#: height; the narrow tiles' 6 leave a last tile of 4), so that layers with
+#: few panels still split over the threads.
 FWD_PANEL_ROWS = 256
 
 
