@@ -249,8 +249,6 @@ def _grad_update_columns(delta, A_prev, m, W, vW, hyper, k0, j_lo, j_hi):
                     p[c] = a[k0 + c]
             src, s0, c0 = packed, 0, 0
         c0 = c0 & NONNEG
-        s_cols = src.shape[1]
-        s_flat = src.reshape(src.size)
         # views from the block's first row, so the loops below index from 0
         # (an offset row index cost an imul per sample: 3-5 %)
         d_block = delta[i0:i0 + kc]
