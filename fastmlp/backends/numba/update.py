@@ -176,7 +176,7 @@ def _grad_update_block(delta, A_prev, m, W, b, vW, vb, hyper, j0, G, panels):
 def _grad_update_columns(delta, A_prev, m, W, vW, hyper, k0, j_lo, j_hi):
     """(G)+(U) of columns ``k0:k0+PANEL`` for rows ``j_lo:j_hi`` of W (at most
     ``PANEL_ITEM_ROWS``), in tiles of ``PANELS`` rows (the compile-time tile
-    rows of this layer, ``shapes.panel_tile_rows``).
+    rows of this layer, ``shapes.update_tile_rows``).
 
     Outer-product form: a PANELS x PANEL gradient tile
     ``sum_i delta[i, j] A_prev[i, k]`` is summed in registers (``tile_buffer``;
