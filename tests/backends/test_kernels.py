@@ -21,7 +21,7 @@ from fastmlp import config
 from fastmlp.backends import numba as kernels
 from fastmlp.backends.numba.isa import Isa
 from fastmlp.backends.numba.mirrors import update_layer
-from fastmlp.backends.numba.shapes import _forward_panels, _panels, panel_tile_rows, update_tile_rows
+from fastmlp.backends.numba.shapes import _forward_panels, _panels, panel_tile_rows
 from fastmlp.backends.numba.tile import PANEL
 from fastmlp.backends import reference
 from fastmlp.functions import COST_OUTPUTS, HIDDEN_ACTIVATIONS, default_init
@@ -31,15 +31,14 @@ DTYPES = ("float64", "float32")
 ALL_ACTIVATIONS = HIDDEN_ACTIVATIONS + ("softmax",)
 
 
-def tile_heights(dtype, rows_for=panel_tile_rows):
-    """The panel tile heights some CPU may get for ``dtype``: what ``rows_for``
-    (``shapes.panel_tile_rows``, the hidden delta's and the forward's, or
-    ``shapes.update_tile_rows``) gives for 16 or 32 vector registers of 128,
-    256 or 512 bits (float32 1 and the narrow tiles' 6, the update also 4;
-    float64 6), 0 (no panels) left out.
+def tile_heights(dtype):
+    """The panel tile heights some CPU may get for ``dtype``: what
+    ``shapes.panel_tile_rows`` gives for 16 or 32 vector registers of 128, 256
+    or 512 bits (float32 1 and the narrow tiles' 6; float64 6), 0 (no
+    panels) left out.
     Heights no CPU gets would only cost compiles."""
     hosts = [Isa("any", "", "any", bits, bits, registers) for bits in (128, 256, 512) for registers in (16, 32)]
-    return sorted({rows_for(dtype, host) for host in hosts} - {0})
+    return sorted({panel_tile_rows(dtype, host) for host in hosts} - {0})
 
 
 def assert_close(comp, ref, dtype):
@@ -405,12 +404,12 @@ UPDATE_SGDS = [SGD(0.1), SGD(0.1, 0.0, False, 1e-2), SGD(0.1, 0.9), SGD(0.1, 0.9
                                    (300, 130, 70)])
 @pytest.mark.parametrize("dtype,tile_rows",
                          [pytest.param(d, r, id=f"{d}-panels_{r}_row{'s' * (r > 1)}" if r else f"{d}-row_blocks")
-                          for d in DTYPES for r in tile_heights(d, update_tile_rows) + [0]])
+                          for d in DTYPES for r in tile_heights(d) + [0]])
 def test_update_layer(shape, sgd, tile_rows, dtype):
     """``_update_layer`` (gradient fused with the update, used inside the compiled
     epoch) against reference ``gradients`` followed by ``sgd_update``, through
     the outer-product panels (whole panels plus leftover columns) with each tile
-    height a CPU may get (``shapes.update_tile_rows``) and through the row blocks
+    height a CPU may get (``shapes.panel_tile_rows``) and through the row blocks
     alone.  Row counts that are not multiples of 4 exercise the
     clamped tile rows; 300 samples and 70 rows give several work items per
     panel; two steps so the velocity matters."""

@@ -25,7 +25,7 @@ import pytest
 
 from fastmlp import config
 from fastmlp.backends.numba import deltas, forward, isa, jit, update
-from fastmlp.backends.numba.shapes import panel_tile_rows, update_tile_rows
+from fastmlp.backends.numba.shapes import panel_tile_rows
 from fastmlp.backends.numba.tile import NARROW_ROWS, NARROW_VECTORS, PANEL
 
 HOST = isa.HOST
@@ -80,12 +80,12 @@ def test_panel_kernels_use_vector_fmas_and_no_gathers(dtype):
     A_prev = rng.random((m, n_in)).astype(dtype)
     delta = rng.standard_normal((m, n_out)).astype(dtype)
     W = rng.standard_normal((n_out, n_in)).astype(dtype)
-    # the host's tiles; where a row does not fit the epochs run no panels, but
-    # the kernels still have to vectorise
-    rows, update_rows = panel_tile_rows(dtype) or 1, update_tile_rows(dtype) or 1
+    # the host's tile; where a row does not fit the epochs run no panels, but
+    # the kernel still has to vectorise
+    rows = panel_tile_rows(dtype) or 1
     hyper = np.array([0.1, 0.0, 0.0, 0.0])  # lr, momentum, l2, nesterov
-    grad_asm = _asm(_fresh(update._grad_update_columns, update_rows), delta, A_prev, m, W, np.zeros_like(W),
-                    hyper, 0, 0, n_out)
+    grad_asm = _asm(_fresh(update._grad_update_columns, rows), delta, A_prev, m, W, np.zeros_like(W), hyper,
+                    0, 0, n_out)
     hid_asm = _asm(_fresh(deltas._hid_panel, rows), delta, W, A_prev, 0, m, 0, np.zeros_like(A_prev), 0)
     W_out = rng.standard_normal((PANEL, n_in)).astype(dtype)
     Z = np.zeros((m, PANEL), dtype)
@@ -93,14 +93,10 @@ def test_panel_kernels_use_vector_fmas_and_no_gathers(dtype):
                    np.zeros_like(Z), 0, True)
     # one step of a tile updates rows x PANEL sums, that many elements / lanes
     # FMAs; a narrow tile's step, one column tile of NARROW_VECTORS vectors
-    def per_tile(rows):
-        return rows * (NARROW_VECTORS if rows == NARROW_ROWS else PANEL // HOST.panel_lanes(np.dtype(dtype).itemsize))
-
-    for name, asm, tile_rows in (("_grad_update_columns", grad_asm, update_rows), ("_hid_panel", hid_asm, rows),
-                                 ("_fwd_panel", fwd_asm, rows)):
+    per_tile = rows * (NARROW_VECTORS if rows == NARROW_ROWS else PANEL // HOST.panel_lanes(np.dtype(dtype).itemsize))
+    for name, asm in (("_grad_update_columns", grad_asm), ("_hid_panel", hid_asm), ("_fwd_panel", fwd_asm)):
         assert "vgather" not in asm, f"{name} gathers ({HOST.describe()})"
-        assert len(_fma_lines(asm, dtype)) >= per_tile(tile_rows), \
-            f"{name}: too few {REGISTER} FMAs ({HOST.describe()})"
+        assert len(_fma_lines(asm, dtype)) >= per_tile, f"{name}: too few {REGISTER} FMAs ({HOST.describe()})"
         if REGISTER == "ymm":
             assert "zmm" not in asm, f"{name} uses zmm registers on a {HOST.panel_bits}-bit target"
 
@@ -137,7 +133,7 @@ def test_the_parallel_layer_update_keeps_the_panel_width_and_only_there():
     tuned = {512: "zmm", 256: "ymm"}[HOST.vector_bits]
     for panels, register in ((n_in // PANEL, REGISTER), (0, tuned)):
         with _own_specialisations():
-            layer = jit.specialise(update._update_layer, True, PANELS=update_tile_rows(dtype) if panels else 0,
+            layer = jit.specialise(update._update_layer, True, PANELS=panel_tile_rows(dtype) if panels else 0,
                                    OPT=jit.SGD_PLAIN)
         fresh = numba.njit(parallel=True, **jit.OPTIONS)(layer.py_func)  # uncached, so it can be read
         W = rng.standard_normal((n_out, n_in)).astype(dtype)

@@ -75,10 +75,9 @@ def layer_kernels(spec):
     found = {"gather_input": specialise(_gather_input), "layer_views": specialise(_layer_views),
              "act_view": specialise(_act_view), "output_rows": specialise(_output_rows),
              "adam_apply": specialise(_adam_apply, True)}
-    for l, (par, panels, upd, fwd) in enumerate(zip(spec.parallel, spec.panels, spec.update_panels,
-                                                     spec.forward_panels)):
+    for l, (par, panels, fwd) in enumerate(zip(spec.parallel, spec.panels, spec.forward_panels)):
         found[f"forward_{l}"] = specialise(_forward_layer, par, FWD_PANELS=fwd)
-        found[f"gradient_{l}"] = specialise(_update_layer, par, PANELS=upd, OPT=SGD_PLAIN)
+        found[f"gradient_{l}"] = specialise(_update_layer, par, PANELS=panels, OPT=SGD_PLAIN)
         if l > 0:
             found[f"hidden_{l}"] = specialise(_hidden_layer, par, PANELS=panels)
     return found

@@ -150,8 +150,8 @@ def _hid_panel(delta_next, W_next, A, i_lo, i_hi, code, delta, k0):
     horizontal sums.  Samples past ``i_hi`` are clamped copies, not stored.
 
     With ``PANELS`` = ``NARROW_ROWS`` the tiles are the narrow ones
-    (``tile.narrow_tile``: 6 samples x two vectors at a time, summing straight
-    into ``delta``), over blocks always packed with rows ``PACK_STRIDE`` apart;
+    (``tile.narrow_tile``: 6 samples x two or four vectors at a time, summing
+    straight into ``delta``), over blocks always packed with rows ``PACK_STRIDE`` apart;
     ``f'`` is applied to each tile's rows after the last block.  Measured on an
     AMD EPYC Zen 4, 2026-12-04, 256 x 1024 x 1024, two threads, old and new
     code in one process: with AVX2 code 1.50x the 1 x 64 tile in float32 and

@@ -57,7 +57,7 @@ def _first_layer_split(spec):
     ``_forward_layer``, ``_gather_input``, each the same compiled kernel as
     elsewhere in the epoch when the loop shapes agree, so it compiles once),
     not the fused ``_update_forward_first``."""
-    return bool(spec.update_panels[0] or spec.forward_panels[0])
+    return bool(spec.panels[0] or spec.forward_panels[0])
 
 
 def layer_kernels(spec):
@@ -67,17 +67,16 @@ def layer_kernels(spec):
     found = {"gather_input": specialise(_gather_input), "layer_views": specialise(_layer_views),
              "act_view": specialise(_act_view), "output_rows": specialise(_output_rows),
              "zeros": specialise(_zeros)}
-    for l, (par, panels, upd, fwd) in enumerate(zip(spec.parallel, spec.panels, spec.update_panels,
-                                                     spec.forward_panels)):
+    for l, (par, panels, fwd) in enumerate(zip(spec.parallel, spec.panels, spec.forward_panels)):
         found[f"forward_{l}"] = specialise(_forward_layer, par, FWD_PANELS=fwd)
         if l == 0 and _first_layer_split(spec):
-            found["update_first"] = specialise(_update_layer, par, PANELS=upd, OPT=opt)
+            found["update_first"] = specialise(_update_layer, par, PANELS=panels, OPT=opt)
             found["gather_next"] = specialise(_gather_input, par)
         elif l == 0:
             found["update_first"] = specialise(_update_forward_first, par, PANELS=0, OPT=opt)
         else:
             found[f"hidden_{l}"] = specialise(_hidden_layer, par, PANELS=panels)
-            found[f"update_{l}"] = specialise(_update_layer, par, PANELS=upd, OPT=opt)
+            found[f"update_{l}"] = specialise(_update_layer, par, PANELS=panels, OPT=opt)
     return found
 
 

@@ -219,8 +219,8 @@ def _fwd_panel(A_prev, i_lo, i_hi, W, b, code, Z, A, j0, keep_z):
     ``f(z)``.  Samples past ``i_hi`` are clamped copies, not stored.
 
     With ``FWD_PANELS`` = ``NARROW_ROWS`` the tiles are the narrow ones
-    (``tile.narrow_tile``: 6 samples x two vectors at a time, summing straight
-    into ``A``; the last block then adds the bias and stores ``Z`` and
+    (``tile.narrow_tile``: 6 samples x two or four vectors at a time, summing
+    straight into ``A``; the last block then adds the bias and stores ``Z`` and
     ``f(z)`` row by row), over a packed block whose rows are ``PACK_STRIDE``
     apart.  Measured on an AMD EPYC Zen 4, 2026-12-04, 256 x 1024 x 1024, two
     threads, old and new code in one process: with AVX2 code 1.44x the 1 x 64

@@ -21,7 +21,7 @@ from fastmlp.backends.numba.deltas import _hidden_layer, _output_rows
 from fastmlp.backends.numba.forward import _forward_layer
 from fastmlp.backends.numba.jit import specialise
 from fastmlp.backends.numba.shapes import (PARALLEL_MIN_MACS, _forward_panels, _panels, _thread_buffers,
-                                           panel_tile_rows, update_tile_rows)
+                                           panel_tile_rows)
 from fastmlp.backends.numba.specs import OPTIMISERS, optimiser_name
 from fastmlp.backends.numba.update import _update_layer, _update_row
 from fastmlp.functions import ACTIVATION_CODES, COST_CODES
@@ -93,10 +93,10 @@ def update_layer(delta, A_prev, W, b, vW, vb, sgd, panels=None, tile_rows=None):
     gradient of ``delta`` and ``A_prev`` applied to ``W``, ``b`` (and the
     velocities) in place.  ``panels``: how many input-column panels use the
     panel kernels, ``tile_rows`` the rows of their tiles (defaults: the epoch's
-    choices, ``shapes._panels`` and ``shapes.update_tile_rows``).
+    choices, ``shapes._panels`` and ``shapes.panel_tile_rows``).
     Equivalent reference: ``gradients`` then ``sgd_update``."""
     m, n_in = A_prev.shape
-    rows = update_tile_rows(W.dtype) if tile_rows is None else tile_rows
+    rows = panel_tile_rows(W.dtype) if tile_rows is None else tile_rows
     if panels is None:
         panels = _panels(n_in, m, W.dtype, rows)
     update = specialise(_update_layer, _parallel(m * n_in * W.shape[0]), PANELS=rows if panels else 0,

@@ -42,58 +42,40 @@ FWD_PANEL_MIN_OUTPUTS = {"float32": 512, "float64": None}
 #: docs/performance.md.
 NARROW_FWD_PANEL_MIN_OUTPUTS = 512
 
-#: The narrow tiles (``tile.narrow_tile``: 6 rows of 2 vectors) replace a
-#: register tile of at most ``NARROW_MAX_ROWS`` rows in the hidden delta and the
-#: forward pass, and of at most ``UPDATE_NARROW_MAX_ROWS`` in the gradient and
-#: update, from ``NARROW_MIN_BITS`` vector bits on.  Narrower vectors (SSE,
-#: NEON) keep their register tiles or the row blocks: unmeasured with narrow
-#: tiles.  On AVX-512 in float32 (a 4 x 64 zmm tile) the narrow tiles won in the
-#: hidden delta and the forward but lost in the update; measured on an AMD EPYC
-#: Zen 4, 2026-12-04, kernels alone at 256 x 1024 x 1024, two threads: 1.10x,
-#: 1.07x and 0.85x the speed; whole epochs, old and new code in one process,
-#: epochs interleaved, medians: 784-1024-1024-10 batch 256 0.96-0.97x the
-#: time, 784-512-512-10 batch 128 0.95x (docs/performance.md).
+#: The narrow tiles (``tile.narrow_tile``: 6 rows of 2 vectors, 4 on 32
+#: registers) replace a register tile of at most ``NARROW_MAX_ROWS`` rows, from
+#: ``NARROW_MIN_BITS`` vector bits on.  Narrower vectors (SSE, NEON) keep their
+#: register tiles or the row blocks: unmeasured with narrow tiles.  Four rows
+#: is the 4 x 64 zmm float32 tile of AVX-512: against it the 6 x 4 zmm narrow
+#: tile ran the gradient + update at 1.09x and 1.12x the speed, the hidden
+#: delta and the forward within 2 %, 784-1024-1024-10 float32 batch 256 at
+#: 0.93x and 0.95x the epoch time (AMD EPYC Zen 4, 2026-12-05,
+#: docs/performance.md "Narrow tiles").
 NARROW_MAX_ROWS = 4
-UPDATE_NARROW_MAX_ROWS = 2
 NARROW_MIN_BITS = 256
 
 
-def _register_tile_rows(dtype, host):
-    """Rows of ``PANEL`` columns whose sums fill half the vector registers of
-    ``host``, at most ``MAX_TILE_ROWS`` (half in float64); 0 when one row does
-    not fit."""
-    itemsize = np.dtype(dtype).itemsize
-    most = MAX_TILE_ROWS if itemsize == 4 else MAX_TILE_ROWS // 2
-    vectors_per_row = max(1, PANEL // host.panel_lanes(itemsize))
-    return min(most, (host.registers // 2) // vectors_per_row)
-
-
-def _tile_rows(dtype, host, narrow_max_rows):
-    host = isa.HOST if host is None else host
-    rows = _register_tile_rows(dtype, host)
-    return NARROW_ROWS if rows <= narrow_max_rows and host.panel_bits >= NARROW_MIN_BITS else rows
-
-
 def panel_tile_rows(dtype, host=None):
-    """Rows of the panel tiles of a layer's hidden delta and forward pass on
-    ``host`` (default ``isa.HOST``): the register tile (``rows x PANEL`` sums
-    in half the vector registers, ``_register_tile_rows``), or 0 when one row
-    does not fit: then the layers use the row blocks alone (``_panels``).
-    Where the register tile has at most ``NARROW_MAX_ROWS`` rows (none
-    included) on 256-bit vectors or wider, the narrow tiles instead (``NARROW_ROWS``,
-    ``tile.narrow_tile``).  The panel kernels use the registers' full width
-    (``tile.full_width_vectors``), so AVX-512 (zmm, 32 registers, Intel's parts
-    too) and AVX2 (16 ymm): narrow for both dtypes; 128-bit vectors, 16
-    registers: none (a row that takes every register lost to the row blocks,
-    SSE2 code float32 1 x 64 xmm, Intel Xeon, 2026-12-03: 0.84x the speed).
+    """Rows of a layer's panel tiles: as many as keep the ``rows x PANEL`` sums
+    in half the vector registers of ``host`` (default ``isa.HOST``), at most
+    ``MAX_TILE_ROWS`` (half in float64), or 0 when one row does not fit: then
+    the layers use the row blocks alone (``_panels``).  Where that leaves at
+    most ``NARROW_MAX_ROWS`` rows on 256-bit vectors or wider, the narrow
+    tiles instead (``NARROW_ROWS``, ``tile.narrow_tile``).  The panel kernels
+    use the registers' full width (``tile.full_width_vectors``), so AVX-512
+    (zmm, 32 registers, Intel's parts too) and AVX2 (16 ymm): narrow for both
+    dtypes; 128-bit vectors, 16 registers: none (a row that takes every
+    register lost to the row blocks, SSE2 code float32 1 x 64 xmm, Intel Xeon,
+    2026-12-03: 0.84x the speed).
 
     Measured on an AMD EPYC Zen 4, 2026-12-04, whole epochs, old and new code
     in one process, epochs interleaved, medians (docs/performance.md): with
     AVX2 code the narrow tiles took 784-1024-1024-10 batch 256 to 0.85x the
     epoch time in float32 (against 1 x 64 tiles) and 0.86x in float64
     (against the row blocks), 784-512-512-10 batch 128 to 0.88x and 0.72x;
-    with AVX-512 code float64 0.90x (against 2 x 64 zmm), float32 0.96x
-    (against 4 x 64 zmm, the update keeping them: ``update_tile_rows``).
+    with AVX-512 code float64 0.90x (against 2 x 64 zmm), float32 0.93x and
+    0.95x (2026-12-05, against 4 x 64 zmm, with four vectors a row:
+    ``tile.narrow_vectors``; with two, the update ran at 0.85x the speed).
 
     Measured 2026-12-02 on an Intel Xeon (AVX-512) with 256-bit code and with
     AVX2 code, seconds per epoch, medians of interleaved runs
@@ -101,17 +83,12 @@ def panel_tile_rows(dtype, host=None):
     the tall one on every network, 784-1024-1024-10 batch 256 included
     (float32 4.7 s against 5.2 with 4 rows; AVX2 code 6.2 against 7.2; float64
     11.5 against 15.1 with 2 rows, AVX2 13.5 against 19.1)."""
-    return _tile_rows(dtype, host, NARROW_MAX_ROWS)
-
-
-def update_tile_rows(dtype, host=None):
-    """Rows of the panel tiles of a layer's gradient and update
-    (``update._grad_update_columns``): as ``panel_tile_rows``, but narrow only
-    where the register tile has at most ``UPDATE_NARROW_MAX_ROWS`` rows, so
-    float32 on AVX-512 keeps its 4 x 64 zmm tile.  Zero exactly where
-    ``panel_tile_rows`` is, so a layer's hidden delta and update agree on
-    which columns are panels."""
-    return _tile_rows(dtype, host, UPDATE_NARROW_MAX_ROWS)
+    host = isa.HOST if host is None else host
+    itemsize = np.dtype(dtype).itemsize
+    most = MAX_TILE_ROWS if itemsize == 4 else MAX_TILE_ROWS // 2
+    vectors_per_row = max(1, PANEL // host.panel_lanes(itemsize))
+    rows = min(most, (host.registers // 2) // vectors_per_row)
+    return NARROW_ROWS if rows <= NARROW_MAX_ROWS and host.panel_bits >= NARROW_MIN_BITS else rows
 
 
 def _thread_buffers(n, dtype):
@@ -153,16 +130,10 @@ def _panel_counts(sizes, batch_size, dtype):
 
 
 def _panel_tiles(sizes, batch_size, dtype):
-    """Per layer, the rows of the panel tiles of its hidden delta, whose panels
-    run over its inputs (``panel_tile_rows``), or 0 for a layer without them:
-    the compile-time constant ``PANELS`` of its hidden-delta kernel."""
+    """Per layer, the rows of the panel tiles of its hidden delta and update,
+    whose panels run over its inputs (``panel_tile_rows``), or 0 for a layer
+    without them: the compile-time constant ``PANELS`` of its kernels."""
     return tuple(panel_tile_rows(dtype) if _panels(n_in, batch_size, dtype) else 0 for n_in in sizes[:-1])
-
-
-def _update_panel_tiles(sizes, batch_size, dtype):
-    """The same for its gradient and update (``update_tile_rows``): the
-    compile-time constant ``PANELS`` of its update kernel."""
-    return tuple(update_tile_rows(dtype) if _panels(n_in, batch_size, dtype) else 0 for n_in in sizes[:-1])
 
 
 def _forward_panel_tiles(sizes, batch_size, dtype):

@@ -3,9 +3,8 @@ fixed at compile time, nothing that is not.
 
 Fixed at compile time (``EpochSpec``): the layer count (the epoch is unrolled
 layer by layer), the update rule (``OPT``), per layer whether its loops run in
-parallel and the rows of its outer-product panel tiles, 0 for none: over its
-inputs in the hidden delta and in the update (``panels``, ``update_panels``)
-and over its outputs in the forward pass (``forward_panels``) (all from the
+parallel and the rows of its outer-product panel tiles, 0 for none, over its
+inputs (hidden delta, update) and over its outputs (forward) (all from the
 shapes and the ISA, ``shapes``), and the parameters' dtype.  Left as
 arguments: the layer sizes, activations, cost and every hyperparameter.  They
 select branches of a few instructions in loops whose cost is the multiply-adds,
@@ -26,7 +25,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from fastmlp.backends.numba.jit import MOMENTUM, SGD_PLAIN
-from fastmlp.backends.numba.shapes import _forward_panel_tiles, _panel_tiles, _parallel_flags, _update_panel_tiles
+from fastmlp.backends.numba.shapes import _forward_panel_tiles, _panel_tiles, _parallel_flags
 from fastmlp.network import Adam
 
 #: ``OPT`` codes by name, for the descriptions and the generated files.
@@ -63,7 +62,6 @@ class EpochSpec:
     optimiser: str
     parallel: tuple
     panels: tuple
-    update_panels: tuple
     forward_panels: tuple
     dtype: str
 
@@ -74,17 +72,17 @@ class EpochSpec:
 
     def describe(self):
         loops = "".join("P" if p else "s" for p in self.parallel)
-        panels, update, forward = ("".join(str(p) if p else "-" for p in tiles)
-                                   for tiles in (self.panels, self.update_panels, self.forward_panels))
+        panels = "".join(str(p) if p else "-" for p in self.panels)
+        forward = "".join(str(p) if p else "-" for p in self.forward_panels)
         return (f"{self.n_layers}-layer networks, {self.optimiser}, loops {loops}, panels {panels}, "
-                f"update panels {update}, forward panels {forward}, {self.dtype} parameters")
+                f"forward panels {forward}, {self.dtype} parameters")
 
 
 def spec_from_json(text):
     """The spec that ``to_json`` wrote."""
     fields = json.loads(text)
     if "optimiser" in fields:
-        for name in ("parallel", "panels", "update_panels", "forward_panels"):
+        for name in ("parallel", "panels", "forward_panels"):
             fields[name] = tuple(fields[name])
         return EpochSpec(**fields)
     return PredictSpec(**fields)
@@ -96,7 +94,6 @@ def epoch_spec(sizes, optimizer, batch_size, dtype):
     return EpochSpec(len(sizes) - 1, optimiser_name(optimizer),
                      tuple(bool(p) for p in _parallel_flags(sizes, batch_size)),
                      _panel_tiles(sizes, batch_size, dtype),
-                     _update_panel_tiles(sizes, batch_size, dtype),
                      _forward_panel_tiles(sizes, batch_size, dtype),
                      np.dtype(dtype).name)
 

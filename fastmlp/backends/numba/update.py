@@ -176,7 +176,7 @@ def _grad_update_block(delta, A_prev, m, W, b, vW, vb, hyper, j0, G, panels):
 def _grad_update_columns(delta, A_prev, m, W, vW, hyper, k0, j_lo, j_hi):
     """(G)+(U) of columns ``k0:k0+PANEL`` for rows ``j_lo:j_hi`` of W (at most
     ``PANEL_ITEM_ROWS``), in tiles of ``PANELS`` rows (the compile-time tile
-    rows of this layer, ``shapes.update_tile_rows``).
+    rows of this layer, ``shapes.panel_tile_rows``).
 
     Outer-product form: a PANELS x PANEL gradient tile
     ``sum_i delta[i, j] A_prev[i, k]`` is summed in registers (``tile_buffer``;
@@ -193,9 +193,9 @@ def _grad_update_columns(delta, A_prev, m, W, vW, hyper, k0, j_lo, j_hi):
     not be kept in registers.
     ``c1``/``c2`` select momentum or Nesterov as in ``_grad_update_block``.
 
-    With ``PANELS`` = ``NARROW_ROWS`` (the narrow tiles: float32 on AVX2,
-    float64 on AVX2 and AVX-512) the panel is summed instead in tiles of six
-    rows of two vectors (``tile.narrow_tile``, written out as vectors because
+    With ``PANELS`` = ``NARROW_ROWS`` (the narrow tiles: both dtypes on AVX2
+    and AVX-512) the panel is summed instead in tiles of six rows of two
+    vectors, four on 32 registers (``tile.narrow_tile``, written out as vectors because
     the vectoriser makes gathers of so narrow a tile), straight into ``sums``,
     and (U) is applied from there: each loaded vector of inputs feeds six FMAs.
     Their blocks of inputs are always packed, rows ``PACK_STRIDE`` apart, and
