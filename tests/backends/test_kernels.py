@@ -19,26 +19,15 @@ from hypothesis import strategies as st
 
 from fastmlp import config
 from fastmlp.backends import numba as kernels
-from fastmlp.backends.numba.isa import Isa
 from fastmlp.backends.numba.mirrors import update_layer
-from fastmlp.backends.numba.shapes import _forward_panels, _panels, panel_tile_rows
-from fastmlp.backends.numba.tile import PANEL
+from fastmlp.backends.numba.shapes import _forward_panels, _panels
+from fastmlp.backends.numba.tile import NARROW_ROWS, PANEL
 from fastmlp.backends import reference
 from fastmlp.functions import COST_OUTPUTS, HIDDEN_ACTIVATIONS, default_init
 from fastmlp.network import SGD, Net, init_params, unpack
 
 DTYPES = ("float64", "float32")
 ALL_ACTIVATIONS = HIDDEN_ACTIVATIONS + ("softmax",)
-
-
-def tile_heights(dtype):
-    """The panel tile heights some CPU may get for ``dtype``: what
-    ``shapes.panel_tile_rows`` gives for 16 or 32 vector registers of 128, 256
-    or 512 bits (float32 1 and the narrow tiles' 6; float64 6), 0 (no
-    panels) left out.
-    Heights no CPU gets would only cost compiles."""
-    hosts = [Isa("any", "", "any", bits, bits, registers) for bits in (128, 256, 512) for registers in (16, 32)]
-    return sorted({panel_tile_rows(dtype, host) for host in hosts} - {0})
 
 
 def assert_close(comp, ref, dtype):
@@ -271,10 +260,10 @@ def test_dense_forward(shape, activation, dtype):
 
 
 @pytest.mark.parametrize("activation", ["sigmoid", "softmax"])
-@pytest.mark.parametrize("shape,dtype,tile_rows", [(s, d, r) for d in DTYPES for s in [(64, 70, 520), (300, 130, 576)]
-                                                   for r in tile_heights(d) if _forward_panels(s[2], s[0], d, r)])
-def test_dense_forward_every_tile_height(shape, dtype, tile_rows, activation):
-    """The panel path of (F) with each tile height a CPU may get
+@pytest.mark.parametrize("shape,dtype", [(s, d) for d in DTYPES for s in [(64, 70, 520), (300, 130, 576)]
+                                         if _forward_panels(s[2], s[0], d, NARROW_ROWS)])
+def test_dense_forward_panels(shape, dtype, activation):
+    """The panel path of (F), whatever this CPU's epochs choose
     (``shapes.panel_tile_rows``), on layers wide enough for it
     (``FWD_PANEL_MIN_OUTPUTS``): whole panels and leftover outputs; the second
     has more samples than a work item (``FWD_PANEL_ROWS``) and a last block of
@@ -282,7 +271,7 @@ def test_dense_forward_every_tile_height(shape, dtype, tile_rows, activation):
     normalises the rows afterwards."""
     A_prev, W, b = layer_inputs(*shape, dtype)
     ref_Z, ref_A = reference.dense_forward(A_prev, W, b, activation)
-    comp_Z, comp_A = kernels.dense_forward(A_prev, W, b, activation, tile_rows=tile_rows)
+    comp_Z, comp_A = kernels.dense_forward(A_prev, W, b, activation, tile_rows=NARROW_ROWS)
     assert_close(comp_Z, ref_Z, dtype)
     assert_close(comp_A, ref_A, dtype)
 
@@ -351,10 +340,10 @@ def test_hidden_delta(shape, activation, dtype):
                  reference.hidden_delta(delta_next, W_next, A, activation), dtype)
 
 
-@pytest.mark.parametrize("shape,dtype,tile_rows", [(s, d, r) for d in DTYPES for s in LAYER_SHAPES
-                                                   if _panels(s[1], s[0], d, 1) for r in tile_heights(d)])
-def test_hidden_delta_every_tile_height(shape, dtype, tile_rows):
-    """The panel path of (D_l) with each tile height a CPU may get
+@pytest.mark.parametrize("shape,dtype", [(s, d) for d in DTYPES for s in LAYER_SHAPES
+                                         if _panels(s[1], s[0], d, NARROW_ROWS)])
+def test_hidden_delta_panels(shape, dtype):
+    """The panel path of (D_l), whatever this CPU's epochs choose
     (``shapes.panel_tile_rows``), on the shapes that have panels."""
     m, n, n_next = shape
     rng = np.random.default_rng(4)
@@ -362,7 +351,7 @@ def test_hidden_delta_every_tile_height(shape, dtype, tile_rows):
     W_next = rng.standard_normal((n_next, n)).astype(dtype)
     _, A = reference.dense_forward(rng.standard_normal((m, n)).astype(dtype), np.eye(n, dtype=dtype),
                                    np.zeros(n, dtype), "relu")
-    assert_close(kernels.hidden_delta(delta_next, W_next, A, "relu", tile_rows=tile_rows),
+    assert_close(kernels.hidden_delta(delta_next, W_next, A, "relu", tile_rows=NARROW_ROWS),
                  reference.hidden_delta(delta_next, W_next, A, "relu"), dtype)
 
 
@@ -403,13 +392,13 @@ UPDATE_SGDS = [SGD(0.1), SGD(0.1, 0.0, False, 1e-2), SGD(0.1, 0.9), SGD(0.1, 0.9
 @pytest.mark.parametrize("shape", [(16, 64, 4), (33, 130, 7), (64, 784, 30), (17, 200, 1), (5, 70, 9),
                                    (300, 130, 70)])
 @pytest.mark.parametrize("dtype,tile_rows",
-                         [pytest.param(d, r, id=f"{d}-panels_{r}_row{'s' * (r > 1)}" if r else f"{d}-row_blocks")
-                          for d in DTYPES for r in tile_heights(d) + [0]])
+                         [pytest.param(d, r, id=f"{d}-panels" if r else f"{d}-row_blocks")
+                          for d in DTYPES for r in (NARROW_ROWS, 0)])
 def test_update_layer(shape, sgd, tile_rows, dtype):
     """``_update_layer`` (gradient fused with the update, used inside the compiled
     epoch) against reference ``gradients`` followed by ``sgd_update``, through
-    the outer-product panels (whole panels plus leftover columns) with each tile
-    height a CPU may get (``shapes.panel_tile_rows``) and through the row blocks
+    the outer-product panels (whole panels plus leftover columns), whatever this
+    CPU's epochs choose (``shapes.panel_tile_rows``), and through the row blocks
     alone.  Row counts that are not multiples of 4 exercise the
     clamped tile rows; 300 samples and 70 rows give several work items per
     panel; two steps so the velocity matters."""
@@ -422,7 +411,7 @@ def test_update_layer(shape, sgd, tile_rows, dtype):
     for _ in range(2):
         dW, db = reference.gradients(delta, A_prev)
         reference.sgd_update(ref[0], ref[1], dW, db, ref[2], ref[3], sgd)
-        update_layer(delta, A_prev, *comp, sgd, panels, tile_rows or None)
+        update_layer(delta, A_prev, *comp, sgd, panels, tile_rows)
     for c, r in zip(comp, ref):
         assert_close(c, r, dtype)
 

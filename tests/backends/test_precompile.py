@@ -60,8 +60,7 @@ def test_spec_is_what_the_compiled_code_depends_on():
     momentum = epoch_spec((784, 30, 10), SGD(0.1, 0.9), 10, "float64")
     assert momentum.optimiser == "momentum" != a.optimiser
     assert epoch_spec((784, 30, 10), SGD(0.1, 0.9, True), 10, "float64") == momentum  # Nesterov: an argument
-    assert epoch_spec((784, 256, 10), SGD(0.1), 64, "float32").panels == (panel_tile_rows("float32"),
-                                                                              panel_tile_rows("float32"))
+    assert epoch_spec((784, 256, 10), SGD(0.1), 64, "float32").panels == (panel_tile_rows(),) * 2
     assert spec_from_json(a.to_json()) == a
     p = predict_spec((784, 30, 10), "float32")
     assert spec_from_json(p.to_json()) == p

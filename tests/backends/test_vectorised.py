@@ -1,9 +1,13 @@
 """The panel kernels must compile to vector code of the host's ISA, not to gathers.
 
-Whether LLVM vectorises the column loop of ``_grad_update_columns``,
-``_hid_panel`` and ``_fwd_panel`` depends on the tile shape (``fastmlp.backends.numba.tile``):
-with the wrong shape, or a future Numba/LLVM, it can silently pick another loop
-and emit ``vgather`` instructions that run 20-50x slower.  This test compiles
+The narrow tiles of ``_grad_update_columns``, ``_hid_panel`` and
+``_fwd_panel`` are written out as vector instructions
+(``fastmlp.backends.numba.tile``), but their packing copies and their
+epilogues (the update, ``f'``, the bias and ``f``) are loops left to LLVM's
+vectoriser, and with another loop shape or a future Numba/LLVM it can pick
+the wrong loop and emit ``vgather`` instructions that run 20-50x slower (it
+did for register tiles of 32 columns or fewer, docs/performance.md); the
+tiles' own width follows ``isa.Isa.panel_bits``.  This test compiles
 the three kernels afresh (cached code cannot be inspected) for the ISA Numba
 targets in this process (``isa.HOST``) and reads their assembly: vector FMAs
 of the registers' full width, which the panel kernels ask for (zmm on AVX-512,
@@ -25,7 +29,6 @@ import pytest
 
 from fastmlp import config
 from fastmlp.backends.numba import deltas, forward, isa, jit, update
-from fastmlp.backends.numba.shapes import panel_tile_rows
 from fastmlp.backends.numba.tile import NARROW_ROWS, NARROW_VECTORS, PANEL
 
 HOST = isa.HOST
@@ -49,13 +52,13 @@ def _own_specialisations():
         jit._specialised.update(saved)
 
 
-def _fresh(kernel, rows=1):
+def _fresh(kernel):
     """A dispatcher of ``kernel`` compiled afresh, without the on-disk cache
     (only uncached code can be inspected): through ``jit.specialise`` for a
     kernel template, or Numba's own decorator for a cached dispatcher."""
     if hasattr(jit, "specialise") and not hasattr(kernel, "py_func"):
         with _own_specialisations():
-            return jit.specialise(kernel, False, PANELS=rows, FWD_PANELS=rows, OPT=jit.SGD_PLAIN)
+            return jit.specialise(kernel, False, PANELS=NARROW_ROWS, FWD_PANELS=NARROW_ROWS, OPT=jit.SGD_PLAIN)
     from numba import njit
 
     return njit(fastmath=config.FASTMATH, error_model="numpy", boundscheck=False)(kernel.py_func)
@@ -80,20 +83,16 @@ def test_panel_kernels_use_vector_fmas_and_no_gathers(dtype):
     A_prev = rng.random((m, n_in)).astype(dtype)
     delta = rng.standard_normal((m, n_out)).astype(dtype)
     W = rng.standard_normal((n_out, n_in)).astype(dtype)
-    # the host's tile; where a row does not fit the epochs run no panels, but
-    # the kernel still has to vectorise
-    rows = panel_tile_rows(dtype) or 1
     hyper = np.array([0.1, 0.0, 0.0, 0.0])  # lr, momentum, l2, nesterov
-    grad_asm = _asm(_fresh(update._grad_update_columns, rows), delta, A_prev, m, W, np.zeros_like(W), hyper,
+    grad_asm = _asm(_fresh(update._grad_update_columns), delta, A_prev, m, W, np.zeros_like(W), hyper,
                     0, 0, n_out)
-    hid_asm = _asm(_fresh(deltas._hid_panel, rows), delta, W, A_prev, 0, m, 0, np.zeros_like(A_prev), 0)
+    hid_asm = _asm(_fresh(deltas._hid_panel), delta, W, A_prev, 0, m, 0, np.zeros_like(A_prev), 0)
     W_out = rng.standard_normal((PANEL, n_in)).astype(dtype)
     Z = np.zeros((m, PANEL), dtype)
-    fwd_asm = _asm(_fresh(forward._fwd_panel, rows), A_prev, 0, m, W_out, np.zeros(PANEL, dtype), 0, Z,
+    fwd_asm = _asm(_fresh(forward._fwd_panel), A_prev, 0, m, W_out, np.zeros(PANEL, dtype), 0, Z,
                    np.zeros_like(Z), 0, True)
-    # one step of a tile updates rows x PANEL sums, that many elements / lanes
-    # FMAs; a narrow tile's step, one column tile of NARROW_VECTORS vectors
-    per_tile = rows * (NARROW_VECTORS if rows == NARROW_ROWS else PANEL // HOST.panel_lanes(np.dtype(dtype).itemsize))
+    # one step of a narrow tile: NARROW_ROWS rows of NARROW_VECTORS vector FMAs
+    per_tile = NARROW_ROWS * NARROW_VECTORS
     for name, asm in (("_grad_update_columns", grad_asm), ("_hid_panel", hid_asm), ("_fwd_panel", fwd_asm)):
         assert "vgather" not in asm, f"{name} gathers ({HOST.describe()})"
         assert len(_fma_lines(asm, dtype)) >= per_tile, f"{name}: too few {REGISTER} FMAs ({HOST.describe()})"
@@ -133,7 +132,7 @@ def test_the_parallel_layer_update_keeps_the_panel_width_and_only_there():
     tuned = {512: "zmm", 256: "ymm"}[HOST.vector_bits]
     for panels, register in ((n_in // PANEL, REGISTER), (0, tuned)):
         with _own_specialisations():
-            layer = jit.specialise(update._update_layer, True, PANELS=panel_tile_rows(dtype) if panels else 0,
+            layer = jit.specialise(update._update_layer, True, PANELS=NARROW_ROWS if panels else 0,
                                    OPT=jit.SGD_PLAIN)
         fresh = numba.njit(parallel=True, **jit.OPTIONS)(layer.py_func)  # uncached, so it can be read
         W = rng.standard_normal((n_out, n_in)).astype(dtype)

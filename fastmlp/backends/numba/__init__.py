@@ -14,7 +14,7 @@ refer to ``docs/math.md``):
 ``predict``      ``predict_proba``
 ``mirrors``      the per-layer namesakes of the reference's functions
 ``shapes``       which kernel shape each layer takes, decided from its sizes
-``tile``         the register tile of the panel kernels
+``tile``         the narrow tile and packed panels of the panel kernels
 ``jit``          kernel templates and their specialisation, compile settings
 ``specs``        what one compiled configuration is
 ``cache``, ``precompile``, ``runtime``  where compiled code is kept, compiling
@@ -33,9 +33,9 @@ after layer (``fastmlp.network``).
 
 Two kernel shapes: row blocks (4 rows of W, dot products vectorised along the
 inputs) for every layer, and for wide layers with big enough mini-batches
-outer-product panels (a register tile, ``tile``) for the hidden delta and the
-fused gradient + update; ``docs/performance.md`` has the measurements behind
-the choice (``shapes._panels``).
+outer-product panels (narrow tiles, ``tile``) for the hidden delta, the
+fused gradient + update and wide forward passes; ``docs/performance.md`` has
+the measurements behind the choice (``shapes._panels``).
 
 Determinism: every parallel loop (``prange``) gives each output element to
 exactly one iteration, and the split into iterations and the summation order

@@ -13,9 +13,8 @@ from numba import carray, prange
 
 from fastmlp.backends.numba.elementwise import _derivative
 from fastmlp.backends.numba.jit import CROSS_ENTROPY, NLL, PANELS, QUADRATIC, SIGMOID, kernel
-from fastmlp.backends.numba.tile import (NARROW_ROWS, NONNEG, PACK_ROWS, PACK_STRIDE, PANEL, TILE_SIZE,
-                                        full_width_vectors, narrow_tile, pack_buffer, strided_pack_buffer,
-                                        tile_buffer)
+from fastmlp.backends.numba.tile import (NARROW_ROWS, NONNEG, PACK_ROWS, PACK_STRIDE, PANEL, full_width_vectors,
+                                        narrow_tile, strided_pack_buffer)
 from fastmlp.functions import LEAKY_SLOPE
 
 
@@ -138,25 +137,22 @@ def _hid_panel(delta_next, W_next, A, i_lo, i_hi, code, delta, k0):
     """Columns ``k0:k0+PANEL`` of ``(delta_next W_next) * f'(A)`` for rows
     ``i_lo:i_hi``.
 
-    Outer-product form: a tile of ``PANELS`` samples x PANEL columns (the
-    compile-time rows of this layer, ``shapes.panel_tile_rows``) is summed in
-    registers (``tile_buffer``) over the rows j of ``W_next``; per row, the
-    vector loads of ``W_next[j, k0:k0+PANEL]`` and ``PANELS`` broadcasts of
-    ``delta_next[i, j]`` feed ``PANELS`` times as many vector FMAs.  The rows j
-    come in blocks of ``PACK_ROWS``, each first copied into a contiguous
-    ``pack_buffer`` that stays in L1 while all tiles pass over it (``tile``;
-    a layer with only one block reads it in place); between blocks a tile's
-    partial sums wait in ``delta``, and the last block applies ``f'``.  No
-    horizontal sums.  Samples past ``i_hi`` are clamped copies, not stored.
-
-    With ``PANELS`` = ``NARROW_ROWS`` the tiles are the narrow ones
-    (``tile.narrow_tile``: 6 samples x two or four vectors at a time, summing
-    straight into ``delta``), over blocks always packed with rows ``PACK_STRIDE`` apart;
-    ``f'`` is applied to each tile's rows after the last block.  Measured on an
-    AMD EPYC Zen 4, 2026-12-04, 256 x 1024 x 1024, two threads, old and new
-    code in one process: with AVX2 code 1.50x the 1 x 64 tile in float32 and
-    1.41x the row blocks in float64; with AVX-512 code float64 1.13x the
-    2 x 64 tile (docs/performance.md).
+    Outer-product form, in narrow tiles (``tile.narrow_tile``): for each tile
+    of ``NARROW_ROWS`` samples, the sums over the rows j of ``W_next`` of
+    ``delta_next[i, j] W_next[j, k0:k0+PANEL]``, two or four vectors of
+    columns at a time in registers, each loaded vector of ``W_next`` feeding
+    one FMA per sample; no horizontal sums.  The rows j come in blocks of
+    ``PACK_ROWS``, each first copied into a contiguous stack buffer, rows
+    ``PACK_STRIDE`` apart, that stays in L1 while all tiles pass over it
+    (``tile``); the tiles sum straight into ``delta``, where the partial sums
+    wait between blocks, and ``f'`` is applied to each tile's rows after the
+    last block.  Samples past ``i_hi`` are neither read nor written.
+    Measured on an AMD EPYC Zen 4, 2026-12-04, 256 x 1024 x 1024, two
+    threads, old and new code in one process: with AVX2 code 1.50x the speed
+    of the 1 x 64 register tile in float32 and 1.41x the row blocks in
+    float64; with AVX-512 code float64 1.13x the 2 x 64 register tile and
+    float32 1.10x the 4 x 64 one (two vectors a row; four were within 2 % of
+    two, 2026-12-05; docs/performance.md).
     """
     full_width_vectors()
     dt = W_next.dtype.type
@@ -164,9 +160,6 @@ def _hid_panel(delta_next, W_next, A, i_lo, i_hi, code, delta, k0):
     one = dt(1.0)
     n_next = W_next.shape[0]
     k0 = k0 & NONNEG
-    rows = PANELS
-    acc = carray(tile_buffer(W_next.dtype), (TILE_SIZE,))
-    packed = carray(pack_buffer(W_next.dtype), (PACK_ROWS, PANEL))
     n_d, n_cols = delta_next.shape[1], delta.shape[1]
     d_flat = delta_next.reshape(delta_next.size)
     out_flat = delta.reshape(delta.size)
@@ -174,72 +167,29 @@ def _hid_panel(delta_next, W_next, A, i_lo, i_hi, code, delta, k0):
     for j0 in range(0, n_next, PACK_ROWS):
         kc = min(PACK_ROWS, n_next - j0)
         last = j0 + kc == n_next
-        # the rows j0:j0+kc of the panel: packed, or read in place when they
-        # are all there is (one block fits L1 as it is); for the narrow tiles
-        # always packed, rows PACK_STRIDE apart (tile.PACK_STRIDE)
-        src, s0, c0 = W_next, j0, k0
-        if PANELS == NARROW_ROWS:
-            for j in range(kc):
-                w = W_next[j0 + j]
-                p = w_pack[j * PACK_STRIDE:]
-                for c in range(PANEL):
-                    p[c] = w[k0 + c]
-        elif n_next > PACK_ROWS:
-            for j in range(kc):
-                w = W_next[j0 + j]
-                p = packed[j]
-                for c in range(PANEL):
-                    p[c] = w[k0 + c]
-            src, s0, c0 = packed, 0, 0
-        if PANELS == NARROW_ROWS:  # the narrow tiles sum straight into ``delta``
-            for i in range(i_lo, i_hi, rows):
-                ni = min(rows, i_hi - i)
-                narrow_tile(out_flat, i * n_cols + k0, n_cols, j0 == 0, d_flat, i * n_d + j0, 1, n_d, ni,
-                            w_pack, 0, PACK_STRIDE, kc)
-                if last:
-                    for r in range(ni):
-                        out = delta[i + r]
-                        a = A[i + r]
-                        for c in range(PANEL):
-                            out[k0 + c] *= _derivative(a[k0 + c], code, slope, one)
-            continue
-        # views from the block's first row j0, so the loops below index from 0.
-        # The packing is written out here and in update._grad_update_columns:
-        # as a helper returning the view, LLVM no longer vectorised the tile
-        # loops (no vector FMAs at all, tests/backends/test_vectorised.py)
-        w_block = src[s0:s0 + kc]
-        d_block = delta_next[:, j0:j0 + kc]
-        for i in range(i_lo, i_hi, rows):
-            if j0 == 0:
-                for t in range(rows * PANEL):
-                    acc[t] = dt(0.0)
-            else:
-                for r in range(rows):
-                    out = delta[min(i + r, i_hi - 1)]
-                    for c in range(PANEL):
-                        acc[r * PANEL + c] = out[k0 + c]
-            for j in range(kc):
-                w = w_block[j]
-                for r in range(rows):
-                    e = d_block[min(i + r, i_hi - 1), j]
-                    for c in range(PANEL):
-                        acc[r * PANEL + c] += e * w[c0 + c]
-            for r in range(min(rows, i_hi - i)):
-                out = delta[i + r]
-                if last:
+        for j in range(kc):
+            w = W_next[j0 + j]
+            p = w_pack[j * PACK_STRIDE:]
+            for c in range(PANEL):
+                p[c] = w[k0 + c]
+        for i in range(i_lo, i_hi, NARROW_ROWS):
+            ni = min(NARROW_ROWS, i_hi - i)
+            narrow_tile(out_flat, i * n_cols + k0, n_cols, j0 == 0, d_flat, i * n_d + j0, 1, n_d, ni,
+                        w_pack, 0, PACK_STRIDE, kc)
+            if last:
+                for r in range(ni):
+                    out = delta[i + r]
                     a = A[i + r]
                     for c in range(PANEL):
-                        out[k0 + c] = acc[r * PANEL + c] * _derivative(a[k0 + c], code, slope, one)
-                else:
-                    for c in range(PANEL):
-                        out[k0 + c] = acc[r * PANEL + c]
+                        out[k0 + c] *= _derivative(a[k0 + c], code, slope, one)
 
 
 #: Columns per hidden-delta block: a block of W_next (n_next x HID_COLS) should
 #: stay in L2 while all sample tiles pass over it.
 HID_COLS = 256
-#: Samples per hidden-delta panel work item (a multiple of 4), so that layers
-#: with one or two panels still split over the threads.
+#: Samples per hidden-delta panel work item, so that layers with one or two
+#: panels still split over the threads (the narrow tiles' 6 rows leave a last
+#: tile of 4).
 HID_PANEL_ROWS = 64
 
 

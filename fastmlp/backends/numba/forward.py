@@ -15,9 +15,8 @@ from numba import carray, prange
 from fastmlp.backends.numba import isa
 from fastmlp.backends.numba.elementwise import _activate, _softmax_rows
 from fastmlp.backends.numba.jit import FWD_PANELS, kernel
-from fastmlp.backends.numba.tile import (NARROW_ROWS, NONNEG, PACK_ROWS, PACK_STRIDE, PANEL, TILE_SIZE, TRANSPOSE,
-                                        block_buffer, full_width_vectors, narrow_tile, strided_pack_buffer,
-                                        tile_buffer, transpose_block)
+from fastmlp.backends.numba.tile import (NARROW_ROWS, NONNEG, PACK_ROWS, PACK_STRIDE, PANEL, TRANSPOSE, block_buffer,
+                                        full_width_vectors, narrow_tile, strided_pack_buffer, transpose_block)
 from fastmlp.functions import LEAKY_SLOPE
 
 
@@ -206,26 +205,23 @@ _fwd_block = _fwd_block_5x4 if FWD_TILE_ROWS == 4 else _fwd_block_pairs
 def _fwd_panel(A_prev, i_lo, i_hi, W, b, code, Z, A, j0, keep_z):
     """(F) for the outputs ``j0:j0+PANEL`` and the samples ``i_lo:i_hi``.
 
-    Outer-product form, as ``deltas._hid_panel``: a tile of ``FWD_PANELS``
-    samples x PANEL outputs (``shapes.panel_tile_rows``) is summed in registers
-    (``tile_buffer``) over the inputs k; per input, the vector loads of a row
-    of ``W^T`` and ``FWD_PANELS`` broadcasts of ``A_prev[i, k]`` feed
-    ``FWD_PANELS`` times as many vector FMAs, with no horizontal sums (a row
+    Outer-product form, as ``deltas._hid_panel``, in narrow tiles
+    (``tile.narrow_tile``): for each tile of ``NARROW_ROWS`` samples, the sums
+    over the inputs k of ``A_prev[i, k] W[j0:j0+PANEL, k]``, two or four
+    vectors of outputs at a time in registers, with no horizontal sums (a row
     block needs one per output).  ``W^T`` is not stored, so the inputs come in
     blocks of ``PACK_ROWS``, each block's ``W[j0:j0+PANEL, k0:k0+PACK_ROWS]``
-    first copied transposed into a contiguous ``pack_buffer`` that stays in L1
-    while all tiles pass over it.  Between blocks a tile's partial sums wait in
-    ``A``; the last block adds the bias, keeps ``Z`` when ``keep_z`` and stores
-    ``f(z)``.  Samples past ``i_hi`` are clamped copies, not stored.
-
-    With ``FWD_PANELS`` = ``NARROW_ROWS`` the tiles are the narrow ones
-    (``tile.narrow_tile``: 6 samples x two or four vectors at a time, summing
-    straight into ``A``; the last block then adds the bias and stores ``Z`` and
-    ``f(z)`` row by row), over a packed block whose rows are ``PACK_STRIDE``
-    apart.  Measured on an AMD EPYC Zen 4, 2026-12-04, 256 x 1024 x 1024, two
-    threads, old and new code in one process: with AVX2 code 1.44x the 1 x 64
-    tile in float32 and 1.49x the row blocks in float64; with AVX-512 code
-    float64 1.24x the row blocks (docs/performance.md).
+    first copied transposed into a contiguous stack buffer, rows
+    ``PACK_STRIDE`` apart, that stays in L1 while all tiles pass over it.  The
+    tiles sum straight into ``A``, where the partial sums wait between blocks;
+    the last block then adds the bias, keeps ``Z`` when ``keep_z`` and stores
+    ``f(z)`` row by row.  Samples past ``i_hi`` are neither read nor written.
+    Measured on an AMD EPYC Zen 4, 256 x 1024 x 1024, two threads, old and new
+    code in one process (docs/performance.md): 2026-12-04, with AVX2 code 1.44x
+    the speed of the 1 x 64 register tile in float32 and 1.49x the row blocks
+    in float64; with AVX-512 code float64 1.24x the row blocks and float32
+    1.07x the 4 x 64 zmm register tile (two vectors a row; four were within
+    2 % of two, 2026-12-05).
 
     equivalent reference: ``A[i_lo:i_hi, j0:j0+PANEL] = f(A_prev[i_lo:i_hi] @ W[j0:j0+PANEL].T + b[j0:j0+PANEL])``.
     """
@@ -235,13 +231,7 @@ def _fwd_panel(A_prev, i_lo, i_hi, W, b, code, Z, A, j0, keep_z):
     one = dt(1.0)
     n_in = W.shape[1]
     j0 = j0 & NONNEG
-    rows = FWD_PANELS
-    acc = carray(tile_buffer(W.dtype), (TILE_SIZE,))
-    # the narrow tiles read the packed rows PACK_STRIDE apart, the register tiles PANEL apart
-    pstride = PACK_STRIDE if FWD_PANELS == NARROW_ROWS else PANEL
-    buffer = strided_pack_buffer(W.dtype)
-    packed = carray(buffer, (PACK_ROWS, PANEL))
-    p_flat = carray(buffer, (PACK_ROWS * PACK_STRIDE,))
+    p_flat = carray(strided_pack_buffer(W.dtype), (PACK_ROWS * PACK_STRIDE,))
     tail = carray(block_buffer(W.dtype), (TRANSPOSE, TRANSPOSE))
     for r in range(TRANSPOSE):
         for k in range(TRANSPOSE):
@@ -253,75 +243,38 @@ def _fwd_panel(A_prev, i_lo, i_hi, W, b, code, Z, A, j0, keep_z):
     for k0 in range(0, n_in, PACK_ROWS):
         kc = min(PACK_ROWS, n_in - k0)
         last = k0 + kc == n_in
-        # W[j0:j0+PANEL, k0:k0+kc] transposed into packed[:kc], in 8 x 8 blocks
+        # W[j0:j0+PANEL, k0:k0+kc] transposed into the pack, in 8 x 8 blocks
         # (``transpose_block``); the last kc % 8 inputs (only in the last block)
         # through the zero-padded ``tail``, whose rows past kc are never read
         kc8 = kc - kc % TRANSPOSE
         for cb in range(0, PANEL, TRANSPOSE):
             for kb in range(0, kc8, TRANSPOSE):
-                transpose_block(W, (j0 + cb) * n_in + k0 + kb, n_in, p_flat, kb * pstride + cb, pstride)
+                transpose_block(W, (j0 + cb) * n_in + k0 + kb, n_in, p_flat, kb * PACK_STRIDE + cb, PACK_STRIDE)
             if kc8 < kc:
                 k8 = (k0 + kc8) & NONNEG
                 for r in range(TRANSPOSE):
                     for k in range(kc - kc8):
                         tail[r, k] = W[j0 + cb + r, k8 + k]
-                transpose_block(tail, 0, TRANSPOSE, p_flat, kc8 * pstride + cb, pstride)
-        if FWD_PANELS == NARROW_ROWS:  # the narrow tiles sum straight into ``A``
-            for i in range(i_lo, i_hi, rows):
-                ni = min(rows, i_hi - i)
-                narrow_tile(out_flat, i * n_out + j0, n_out, k0 == 0, a_flat, i * n_a + k0, 1, n_a, ni,
-                            p_flat, 0, PACK_STRIDE, kc)
-                if last:
-                    for r in range(ni):
-                        out = A[i + r]
-                        for c in range(PANEL):
-                            out[j0 + c] += b_panel[c]
-                        if keep_z:
-                            z = Z[i + r]
-                            for c in range(PANEL):
-                                z[j0 + c] = out[j0 + c]
-                        for c in range(PANEL):
-                            out[j0 + c] = _activate(out[j0 + c], code, slope, one)
-            continue
-        # a view from the block's first input, so the loops below index from 0.
-        # The tile loops are written out here as in deltas._hid_panel: in a
-        # call LLVM does not inline, the stack tile is not kept in registers
-        # (update._grad_update_columns)
-        a_block = A_prev[:, k0:k0 + kc]
-        for i in range(i_lo, i_hi, rows):
-            if k0 == 0:
-                for t in range(rows * PANEL):
-                    acc[t] = dt(0.0)
-            else:
-                for r in range(rows):
-                    out = A[min(i + r, i_hi - 1)]
+                transpose_block(tail, 0, TRANSPOSE, p_flat, kc8 * PACK_STRIDE + cb, PACK_STRIDE)
+        for i in range(i_lo, i_hi, NARROW_ROWS):
+            ni = min(NARROW_ROWS, i_hi - i)
+            narrow_tile(out_flat, i * n_out + j0, n_out, k0 == 0, a_flat, i * n_a + k0, 1, n_a, ni,
+                        p_flat, 0, PACK_STRIDE, kc)
+            if last:
+                for r in range(ni):
+                    out = A[i + r]
                     for c in range(PANEL):
-                        acc[r * PANEL + c] = out[j0 + c]
-            for k in range(kc):
-                p = packed[k]
-                for r in range(rows):
-                    x = a_block[min(i + r, i_hi - 1), k]
-                    for c in range(PANEL):
-                        acc[r * PANEL + c] += x * p[c]
-            for r in range(min(rows, i_hi - i)):
-                out = A[i + r]
-                if last:
-                    for c in range(PANEL):
-                        acc[r * PANEL + c] += b_panel[c]
+                        out[j0 + c] += b_panel[c]
                     if keep_z:
                         z = Z[i + r]
                         for c in range(PANEL):
-                            z[j0 + c] = acc[r * PANEL + c]
+                            z[j0 + c] = out[j0 + c]
                     for c in range(PANEL):
-                        out[j0 + c] = _activate(acc[r * PANEL + c], code, slope, one)
-                else:
-                    for c in range(PANEL):
-                        out[j0 + c] = acc[r * PANEL + c]
+                        out[j0 + c] = _activate(out[j0 + c], code, slope, one)
 
 
-#: Samples per forward panel work item (a multiple of every register tile
-#: height; the narrow tiles' 6 leave a last tile of 4), so that layers with
-#: few panels still split over the threads.
+#: Samples per forward panel work item, so that layers with few panels still
+#: split over the threads (the narrow tiles' 6 rows leave a last tile of 4).
 FWD_PANEL_ROWS = 256
 
 

@@ -55,9 +55,9 @@ NLL = COST_CODES["nll"]
 SGD_PLAIN, MOMENTUM = 0, 1
 #: The names a template may read as compile-time constants: ``PANELS`` (int,
 #: the rows of the outer-product panel tiles of this layer's hidden delta and
-#: update, whose panels run over its inputs; 0 when it has none, and
-#: ``tile.NARROW_ROWS`` for the narrow tiles: ``shapes.panel_tile_rows``), ``FWD_PANELS`` (the same for its forward pass,
-#: whose panels run over its outputs) and ``OPT``.
+#: update, whose panels run over its inputs: ``tile.NARROW_ROWS``, or 0 when it
+#: has none; ``shapes.panel_tile_rows``), ``FWD_PANELS`` (the same for its
+#: forward pass, whose panels run over its outputs) and ``OPT``.
 CONSTANTS = ("PANELS", "FWD_PANELS", "OPT")
 #: Placeholders, so the templates can import the names; ``specialise`` replaces
 #: them in each compiled copy (an unspecialised template is never compiled).

@@ -40,15 +40,16 @@ def _opt_code(sgd):
 
 def dense_forward(A_prev, W, b, activation, tile_rows=None):
     """(F) One layer's forward pass: ``Z = A_prev W^T + b``, ``A = f(Z)``; returns
-    ``(Z, A)``, both ``(m, n_out)``.  ``tile_rows``: the rows of the panel tiles
-    (default: the epoch's choice, ``shapes.panel_tile_rows``).
+    ``(Z, A)``, both ``(m, n_out)``.  ``tile_rows``: ``tile.NARROW_ROWS`` for the
+    panel kernels, 0 for the row blocks alone (default: the epoch's choice,
+    ``shapes.panel_tile_rows``).
     Mirror: ``fastmlp.backends.reference.dense_forward``."""
     A_prev = np.ascontiguousarray(A_prev, dtype=W.dtype)
     W, b = np.ascontiguousarray(W), np.ascontiguousarray(b)
     m, n_out = A_prev.shape[0], W.shape[0]
     Z = np.empty((m, n_out), W.dtype)
     A = np.empty((m, n_out), W.dtype)
-    rows = panel_tile_rows(W.dtype) if tile_rows is None else tile_rows
+    rows = panel_tile_rows() if tile_rows is None else tile_rows
     panels = _forward_panels(n_out, m, W.dtype, rows)
     forward = specialise(_forward_layer, _parallel(m * W.shape[1] * n_out), FWD_PANELS=rows if panels else 0)
     forward(A_prev, m, W, b, ACTIVATION_CODES[activation], Z, A, True)
@@ -73,14 +74,15 @@ def output_delta(A_L, Y, activation, cost):
 
 
 def hidden_delta(delta_next, W_next, A, activation, tile_rows=None):
-    """(D_l) ``(delta_next W_next) * f'(A)``.  ``tile_rows``: the rows of the
-    panel tiles (default: the epoch's choice, ``shapes.panel_tile_rows``).
+    """(D_l) ``(delta_next W_next) * f'(A)``.  ``tile_rows``: ``tile.NARROW_ROWS``
+    for the panel kernels, 0 for the row blocks alone (default: the epoch's
+    choice, ``shapes.panel_tile_rows``).
     Mirror: ``fastmlp.backends.reference.hidden_delta``."""
     delta_next = np.ascontiguousarray(delta_next)
     W_next, A = np.ascontiguousarray(W_next), np.ascontiguousarray(A)
     m = A.shape[0]
     delta = np.empty_like(A)
-    rows = panel_tile_rows(A.dtype) if tile_rows is None else tile_rows
+    rows = panel_tile_rows() if tile_rows is None else tile_rows
     panels = _panels(A.shape[1], m, A.dtype, rows)
     hidden = specialise(_hidden_layer, _parallel(m * W_next.size), PANELS=rows if panels else 0)
     hidden(delta_next, W_next, A, m, ACTIVATION_CODES[activation], delta,
@@ -92,11 +94,12 @@ def update_layer(delta, A_prev, W, b, vW, vb, sgd, panels=None, tile_rows=None):
     """(G) + (U) fused, as the epoch runs it for every layer but the first: the
     gradient of ``delta`` and ``A_prev`` applied to ``W``, ``b`` (and the
     velocities) in place.  ``panels``: how many input-column panels use the
-    panel kernels, ``tile_rows`` the rows of their tiles (defaults: the epoch's
-    choices, ``shapes._panels`` and ``shapes.panel_tile_rows``).
+    panel kernels, ``tile_rows`` the rows of their tiles, ``tile.NARROW_ROWS``
+    or 0 (defaults: the epoch's choices, ``shapes._panels`` and
+    ``shapes.panel_tile_rows``).
     Equivalent reference: ``gradients`` then ``sgd_update``."""
     m, n_in = A_prev.shape
-    rows = panel_tile_rows(W.dtype) if tile_rows is None else tile_rows
+    rows = panel_tile_rows() if tile_rows is None else tile_rows
     if panels is None:
         panels = _panels(n_in, m, W.dtype, rows)
     update = specialise(_update_layer, _parallel(m * n_in * W.shape[0]), PANELS=rows if panels else 0,

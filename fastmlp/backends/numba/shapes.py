@@ -8,7 +8,7 @@ import numba
 import numpy as np
 
 from fastmlp.backends.numba import isa
-from fastmlp.backends.numba.tile import MAX_TILE_ROWS, NARROW_ROWS, PANEL
+from fastmlp.backends.numba.tile import NARROW_ROWS, PANEL
 from fastmlp.functions import ACTIVATION_CODES
 
 #: A layer product with at least this many multiply-adds (m * n_in * n_out) runs
@@ -20,75 +20,46 @@ PARALLEL_MIN_MACS = 120_000
 #: ``_grad_update_columns``) for its first ``PANEL * (n_in // PANEL)`` input
 #: columns when the mini-batch has at least this many samples (float32,
 #: float64); smaller batches and the leftover columns use the row-block kernels.
-#: From measurements (docs/performance.md: float64 tiles have half the rows and
-#: lose to the row blocks at batch 64, win from 128); depends only on the shapes.
+#: Measured with the register tiles the narrow ones replaced (docs/performance.md:
+#: float64 tiles had half the rows and lost to the row blocks at batch 64, won
+#: from 128); depends only on the shapes.
 PANEL_MIN_BATCH = {"float32": 16, "float64": 128}
 #: A layer's forward pass uses its output panels (``forward._fwd_panel``) from
-#: this many outputs (and ``PANEL_MIN_BATCH`` samples), per dtype; None: never.
-#: Measured on the Intel Xeon (AVX-512), 2026-12-03, whole epochs, interleaved
-#: A/B against the row blocks alone, float32, median ratios: 784-1024-1024-10
-#: batch 256 0.79 (AVX2 code 0.93), 784-512-512-10 batch 128 0.91 (AVX2 0.96),
-#: 784-256-10 batch 64 0.99 (AVX2 0.87, pairs 0.81-1.43), 784-128-64-10 batch
-#: 64 1.0 (AVX2 1.17: one or two work items per layer leave a core idle).
-#: float64 784-1024-1024-10: 1.0 (six pairs, 0.80-1.11), a tie that cost about
-#: 10 s more compiling, so float64 keeps the row blocks.  Depends only on the
-#: shapes.
-FWD_PANEL_MIN_OUTPUTS = {"float32": 512, "float64": None}
-#: ``FWD_PANEL_MIN_OUTPUTS`` for a layer whose tiles are the narrow ones
-#: (``tile.narrow_tile``), both dtypes.  Measured on an AMD EPYC Zen 4,
-#: 2026-12-04, float64 256 x 1024 x 1024, the kernel alone, old and new code in
-#: one process, calls interleaved: 1.23x the row blocks' speed with one thread
-#: and 1.27x with two in AVX2 code, 1.23x with two in AVX-512 code;
-#: docs/performance.md.
-NARROW_FWD_PANEL_MIN_OUTPUTS = 512
+#: this many outputs (and ``PANEL_MIN_BATCH`` samples).  Measured on an AMD
+#: EPYC Zen 4, 2026-12-04, float64 256 x 1024 x 1024, the kernel alone, old
+#: and new code in one process, calls interleaved: 1.23x the row blocks' speed
+#: with one thread and 1.27x with two in AVX2 code, 1.23x with two in AVX-512
+#: code; earlier, on an Intel Xeon (AVX-512), 2026-12-03, with the register
+#: tiles of that day, float32 784-128-64-10 at batch 64 (one or two work items
+#: per layer) was 1.17x slower with panels in AVX2 code; docs/performance.md.
+FWD_PANEL_MIN_OUTPUTS = 512
 
-#: The narrow tiles (``tile.narrow_tile``: 6 rows of 2 vectors, 4 on 32
-#: registers) replace a register tile of at most ``NARROW_MAX_ROWS`` rows, from
-#: ``NARROW_MIN_BITS`` vector bits on.  Narrower vectors (SSE, NEON) keep their
-#: register tiles or the row blocks: unmeasured with narrow tiles.  Four rows
-#: is the 4 x 64 zmm float32 tile of AVX-512: against it the 6 x 4 zmm narrow
-#: tile ran the gradient + update at 1.09x and 1.12x the speed, the hidden
-#: delta and the forward within 2 %, 784-1024-1024-10 float32 batch 256 at
-#: 0.93x and 0.95x the epoch time (AMD EPYC Zen 4, 2026-12-05,
-#: docs/performance.md "Narrow tiles").
-NARROW_MAX_ROWS = 4
-NARROW_MIN_BITS = 256
+#: The panel kernels run from this vector width on (AVX2 and AVX-512); with
+#: narrower vectors (SSE, NEON) every layer uses the row blocks alone: there a
+#: register tile row that took all 16 registers lost to them (SSE2 code,
+#: float32 1 x 64 xmm, Intel Xeon, 2026-12-03: 0.84x the speed), and the narrow
+#: tiles are unmeasured.
+PANEL_MIN_BITS = 256
 
 
-def panel_tile_rows(dtype, host=None):
-    """Rows of a layer's panel tiles: as many as keep the ``rows x PANEL`` sums
-    in half the vector registers of ``host`` (default ``isa.HOST``), at most
-    ``MAX_TILE_ROWS`` (half in float64), or 0 when one row does not fit: then
-    the layers use the row blocks alone (``_panels``).  Where that leaves at
-    most ``NARROW_MAX_ROWS`` rows on 256-bit vectors or wider, the narrow
-    tiles instead (``NARROW_ROWS``, ``tile.narrow_tile``).  The panel kernels
-    use the registers' full width (``tile.full_width_vectors``), so AVX-512
-    (zmm, 32 registers, Intel's parts too) and AVX2 (16 ymm): narrow for both
-    dtypes; 128-bit vectors, 16 registers: none (a row that takes every
-    register lost to the row blocks, SSE2 code float32 1 x 64 xmm, Intel Xeon,
-    2026-12-03: 0.84x the speed).
+def panel_tile_rows(host=None):
+    """Rows of the panel tiles on ``host`` (default ``isa.HOST``), both dtypes:
+    ``NARROW_ROWS`` (``tile.narrow_tile``) from ``PANEL_MIN_BITS`` vector bits
+    of the panel kernels (``tile.full_width_vectors``: AVX-512's zmm, Intel's
+    parts too, and AVX2's ymm), or 0: the layers use the row blocks alone
+    (``_panels``).
 
-    Measured on an AMD EPYC Zen 4, 2026-12-04, whole epochs, old and new code
-    in one process, epochs interleaved, medians (docs/performance.md): with
-    AVX2 code the narrow tiles took 784-1024-1024-10 batch 256 to 0.85x the
-    epoch time in float32 (against 1 x 64 tiles) and 0.86x in float64
-    (against the row blocks), 784-512-512-10 batch 128 to 0.88x and 0.72x;
-    with AVX-512 code float64 0.90x (against 2 x 64 zmm), float32 0.93x and
-    0.95x (2026-12-05, against 4 x 64 zmm, with four vectors a row:
-    ``tile.narrow_vectors``; with two, the update ran at 0.85x the speed).
-
-    Measured 2026-12-02 on an Intel Xeon (AVX-512) with 256-bit code and with
-    AVX2 code, seconds per epoch, medians of interleaved runs
-    (docs/benchmarks.md): with packed panels (``tile``) the fitting tile beat
-    the tall one on every network, 784-1024-1024-10 batch 256 included
-    (float32 4.7 s against 5.2 with 4 rows; AVX2 code 6.2 against 7.2; float64
-    11.5 against 15.1 with 2 rows, AVX2 13.5 against 19.1)."""
+    The narrow tiles replaced register tiles of ``rows x PANEL`` sums in half
+    the registers.  Measured on an AMD EPYC Zen 4, whole epochs, old and new
+    code in one process, epochs interleaved, medians (docs/performance.md):
+    2026-12-04, with AVX2 code, 784-1024-1024-10 batch 256 took 0.85x the
+    epoch time in float32 (against 1 x 64 ymm tiles) and 0.86x in float64
+    (against the row blocks), 784-512-512-10 batch 128 0.88x and 0.72x; with
+    AVX-512 code float64 0.90x (against 2 x 64 zmm); 2026-12-05, AVX-512
+    code, float32 0.93x (against 4 x 64 zmm in all three kernels, with four
+    vectors a row: ``tile.narrow_vectors``)."""
     host = isa.HOST if host is None else host
-    itemsize = np.dtype(dtype).itemsize
-    most = MAX_TILE_ROWS if itemsize == 4 else MAX_TILE_ROWS // 2
-    vectors_per_row = max(1, PANEL // host.panel_lanes(itemsize))
-    rows = min(most, (host.registers // 2) // vectors_per_row)
-    return NARROW_ROWS if rows <= NARROW_MAX_ROWS and host.panel_bits >= NARROW_MIN_BITS else rows
+    return NARROW_ROWS if host.panel_bits >= PANEL_MIN_BITS else 0
 
 
 def _thread_buffers(n, dtype):
@@ -110,18 +81,15 @@ def _panels(n_in, batch_size, dtype, tile_rows=None):
     """How many whole ``PANEL``-column panels of a layer's ``n_in`` inputs go to
     the panel kernels: none for small mini-batches (``PANEL_MIN_BATCH``) or
     when the tile has no rows (``tile_rows``, default ``panel_tile_rows``)."""
-    rows = panel_tile_rows(dtype) if tile_rows is None else tile_rows
+    rows = panel_tile_rows() if tile_rows is None else tile_rows
     return n_in // PANEL if rows and batch_size >= PANEL_MIN_BATCH[np.dtype(dtype).name] else 0
 
 
 def _forward_panels(n_out, batch_size, dtype, tile_rows=None):
     """How many whole ``PANEL``-output panels of a layer's ``n_out`` outputs its
     forward pass computes with ``forward._fwd_panel``: as ``_panels``, and only
-    from ``FWD_PANEL_MIN_OUTPUTS`` outputs (``NARROW_FWD_PANEL_MIN_OUTPUTS``
-    with narrow tiles)."""
-    rows = panel_tile_rows(dtype) if tile_rows is None else tile_rows
-    least = NARROW_FWD_PANEL_MIN_OUTPUTS if rows == NARROW_ROWS else FWD_PANEL_MIN_OUTPUTS[np.dtype(dtype).name]
-    return _panels(n_out, batch_size, dtype, rows) if least is not None and n_out >= least else 0
+    from ``FWD_PANEL_MIN_OUTPUTS`` outputs."""
+    return _panels(n_out, batch_size, dtype, tile_rows) if n_out >= FWD_PANEL_MIN_OUTPUTS else 0
 
 
 def _panel_counts(sizes, batch_size, dtype):
@@ -133,14 +101,14 @@ def _panel_tiles(sizes, batch_size, dtype):
     """Per layer, the rows of the panel tiles of its hidden delta and update,
     whose panels run over its inputs (``panel_tile_rows``), or 0 for a layer
     without them: the compile-time constant ``PANELS`` of its kernels."""
-    return tuple(panel_tile_rows(dtype) if _panels(n_in, batch_size, dtype) else 0 for n_in in sizes[:-1])
+    return tuple(panel_tile_rows() if _panels(n_in, batch_size, dtype) else 0 for n_in in sizes[:-1])
 
 
 def _forward_panel_tiles(sizes, batch_size, dtype):
     """Per layer, the rows of the panel tiles of its forward pass, whose panels
     run over its outputs (``forward._fwd_panel``), or 0: the compile-time
     constant ``FWD_PANELS`` of its forward kernels."""
-    return tuple(panel_tile_rows(dtype) if _forward_panels(n_out, batch_size, dtype) else 0 for n_out in sizes[1:])
+    return tuple(panel_tile_rows() if _forward_panels(n_out, batch_size, dtype) else 0 for n_out in sizes[1:])
 
 
 def _check_input(X, dtype):

@@ -1,33 +1,28 @@
-"""A register tile, a packed panel, a block transpose, the vector width and
-the narrow tile for the outer-product ("panel") kernels
-(``deltas._hid_panel``, ``update._grad_update_columns``, ``forward._fwd_panel``).
+"""The narrow tile of the outer-product ("panel") kernels
+(``deltas._hid_panel``, ``update._grad_update_columns``, ``forward._fwd_panel``),
+the packed panels it streams over, a block transpose and the vector width.
 
-The panel kernels keep a tile of ``rows x PANEL`` running sums while they
-stream over the summed index (``rows``, at most ``MAX_TILE_ROWS``, is chosen
-from the ISA's registers: ``shapes.panel_tile_rows``), or, where that tile
-would have four rows or fewer, sum each panel in narrow tiles of
-``NARROW_ROWS`` rows of two or four vectors (``narrow_tile``).
-Numba allocates every ``np.empty`` on the heap, and LLVM cannot keep heap
-memory in registers; a fixed-size stack buffer
-(``alloca``) that never escapes the function can be.  After LLVM's scalar
-replacement 4 x 64 float32 sums become 16 zmm registers that live for the
-whole loop: checked with ``inspect_asm`` (no loads or stores of the tile in
-the inner loop, no ``vgather``), see docs/performance.md.
+A panel kernel sums ``PANEL`` columns at a time in narrow tiles
+(``narrow_tile``): ``NARROW_ROWS`` rows of two vectors, or four where the ISA
+has 32 registers (``narrow_vectors``), written out as LLVM vector
+instructions so every accumulator is a register for the whole loop (the
+vectoriser makes gathers of a tile this narrow; docs/performance.md, "Narrow
+tiles").
 
 The operand a tile streams over (rows of ``W_next`` for the hidden delta, rows
-of ``A_prev`` for the gradient) is first copied, ``PACK_ROWS`` rows of
-``PANEL`` columns at a time, into a contiguous ``pack_buffer`` that stays in L1
-while every tile of the work item passes over it (the BLIS scheme of packed
-panels).  Unpacked, a tile read rows ``n_in`` elements apart: with
-``n_in = 1024`` float32 that is a 4 KiB stride, so the rows compete for the
-same few L1 sets.  Measured on an Intel Xeon (AVX-512, 256-bit code), one
-thread, 240 x 1024 x 1024 float32, 2026-12-02: 36 GFLOP/s unpacked against 92
-packed (2-row tile); with AVX2 code 9.6 against 63 (1-row tile);
+of ``A_prev`` for the gradient, the transposed ``W`` for the forward) is first
+copied, ``PACK_ROWS`` rows of ``PANEL`` columns at a time, into a contiguous
+stack buffer that stays in L1 while every tile of the work item passes over it
+(the BLIS scheme of packed panels).  Unpacked, a tile read rows ``n_in``
+elements apart: with ``n_in = 1024`` float32 that is a 4 KiB stride, so the
+rows compete for the same few L1 sets.  Measured on an Intel Xeon (AVX-512,
+256-bit code), one thread, 240 x 1024 x 1024 float32, 2026-12-02: 36 GFLOP/s
+unpacked against 92 packed (with the register tiles of that day);
 docs/performance.md.
 
-Numba has no stack arrays, so ``tile_buffer``, ``pack_buffer`` and the other
-buffers are small ``@intrinsic`` functions that emit the ``alloca`` in the
-function's entry block.  The buffers are uninitialised and must not outlive the function that
+Numba has no stack arrays, so ``pack_buffer`` and the other buffers are small
+``@intrinsic`` functions that emit an ``alloca`` in the function's entry
+block.  The buffers are uninitialised and must not outlive the function that
 made them.
 """
 
@@ -38,15 +33,10 @@ from numba.extending import intrinsic
 
 from fastmlp.backends.numba import isa
 
-#: Columns of a panel: 4 AVX-512 vectors of float32 (8 of float64).  Measured
-#: (docs/performance.md): 32 columns or fewer let LLVM unroll the column loop
-#: completely and then vectorise the wrong loop (gathers, 2-8 GFLOP/s); 64 keeps
-#: the column loop as the vectorised one for both dtypes.
+#: Columns of a panel: a whole number of narrow column tiles on every ISA (one
+#: of 4 zmm float32, two of 4 zmm float64, four of 2 ymm float32), and a
+#: multiple of ``TRANSPOSE`` for the forward's transposed packs.
 PANEL = 64
-#: Most rows of a tile (samples for the hidden delta, output neurons for the
-#: gradient); the buffer is sized for them.
-MAX_TILE_ROWS = 4
-TILE_SIZE = MAX_TILE_ROWS * PANEL
 #: Rows of a packed panel: 64 x PANEL is 16 KiB of float32 and 32 KiB of
 #: float64, within the smallest L1 data cache of current x86 and ARM cores
 #: (32 KiB).  Measured as above: float64 ran at 29 GFLOP/s with 64 rows, 20
@@ -73,9 +63,8 @@ def _stack_buffer(name, size):
     return intrinsic(buffer)
 
 
-#: ``TILE_SIZE`` elements of ``dtype`` on the stack, for a register tile.
-tile_buffer = _stack_buffer("tile_buffer", TILE_SIZE)
-#: ``PACK_SIZE`` elements of ``dtype`` on the stack, for a packed panel.
+#: ``PACK_SIZE`` elements of ``dtype`` on the stack: the partial sums of a
+#: gradient work item (``update._grad_update_columns``).
 pack_buffer = _stack_buffer("pack_buffer", PACK_SIZE)
 #: Row stride of a packed panel for the narrow tiles: ``PANEL`` and 8 more,
 #: so that the rows a column tile reads fall into different L1 sets (at
@@ -188,12 +177,10 @@ def transpose_block(typingctx, src, src_at, src_stride, dst, dst_at, dst_stride)
     return types.none(src, src_at, src_stride, dst, dst_at, dst_stride), codegen
 
 
-#: The tile of the panel kernels where a register tile would have four rows
-#: or fewer (``shapes.panel_tile_rows``: both dtypes on AVX2 and on AVX-512):
-#: ``NARROW_ROWS`` rows of ``narrow_vectors`` vectors, so each loaded vector
-#: feeds six FMAs.  The vectoriser makes gathers of a tile this narrow
-#: (docs/performance.md), so ``narrow_tile`` writes it out.  Its row count is
-#: the value of ``PANELS`` that selects it, above every register tile's.
+#: Rows of the panel kernels' tile (``narrow_tile``): ``NARROW_ROWS`` rows of
+#: ``narrow_vectors`` vectors, so each loaded vector feeds six FMAs.  It is
+#: also the value of the compile-time ``PANELS``/``FWD_PANELS`` of a layer
+#: with panels (``shapes.panel_tile_rows``).
 NARROW_ROWS = 6
 
 
@@ -203,14 +190,14 @@ def narrow_vectors(host):
     where there are 32 registers (24 accumulators, each broadcast feeding four
     FMAs: 6 x 64 zmm float32).  On an AMD EPYC Zen 4, 2026-12-05, AVX-512
     code, 256 x 1024 x 1024, two threads, four vectors against two: float32
-    hidden delta and forward within 2 %, gradient + update 1.09x and 1.12x the
-    speed of the 4 x 64 register tile it kept until then; float64 forward
-    1.05x, hidden delta 1.07x, gradient 1.00x (docs/performance.md)."""
+    hidden delta and forward within 2 %, float64 forward 1.05x the speed,
+    hidden delta 1.07x, gradient 1.00x; the float32 gradient + update 1.09x
+    and 1.12x the speed of the 4 x 64 zmm register tile it had until then
+    (docs/performance.md)."""
     return 4 if host.registers >= 32 else 2
 
 
 NARROW_VECTORS = narrow_vectors(isa.HOST)
-assert NARROW_ROWS > MAX_TILE_ROWS
 
 
 @intrinsic

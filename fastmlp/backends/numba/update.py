@@ -12,9 +12,8 @@ from fastmlp.backends.numba.forward import _fwd_block, _gather_row
 from fastmlp.backends.numba.elementwise import _softmax_rows
 from fastmlp.backends.numba.deltas import _thread_rows
 from fastmlp.backends.numba.jit import OPT, PANELS, SGD_PLAIN, kernel
-from fastmlp.backends.numba.tile import (NARROW_ROWS, NONNEG, PACK_ROWS, PACK_SIZE, PACK_STRIDE, PANEL, TILE_SIZE,
-                                        full_width_vectors, narrow_tile, pack_buffer, strided_pack_buffer,
-                                        tile_buffer)
+from fastmlp.backends.numba.tile import (NARROW_ROWS, NONNEG, PACK_ROWS, PACK_SIZE, PACK_STRIDE, PANEL,
+                                        full_width_vectors, narrow_tile, pack_buffer, strided_pack_buffer)
 
 
 @kernel
@@ -175,39 +174,31 @@ def _grad_update_block(delta, A_prev, m, W, b, vW, vb, hyper, j0, G, panels):
 @kernel
 def _grad_update_columns(delta, A_prev, m, W, vW, hyper, k0, j_lo, j_hi):
     """(G)+(U) of columns ``k0:k0+PANEL`` for rows ``j_lo:j_hi`` of W (at most
-    ``PANEL_ITEM_ROWS``), in tiles of ``PANELS`` rows (the compile-time tile
-    rows of this layer, ``shapes.panel_tile_rows``).
+    ``PANEL_ITEM_ROWS``), in narrow tiles of ``NARROW_ROWS`` rows
+    (``tile.narrow_tile``).
 
-    Outer-product form: a PANELS x PANEL gradient tile
-    ``sum_i delta[i, j] A_prev[i, k]`` is summed in registers (``tile_buffer``;
-    per sample, the vector loads of a row of inputs and PANELS broadcasts of
-    ``delta[i, j]`` feed PANELS times as many vector FMAs).  The samples come
-    in blocks of ``PACK_ROWS``: a block's inputs ``A_prev[i0:i0+PACK_ROWS,
-    k0:k0+PANEL]`` are packed once (``tile``) and stay in L1 while the tiles of
-    all the rows pass over them (a mini-batch of one block is read in place, as
-    in ``deltas._hid_panel``); between blocks the tiles' partial sums wait in
-    ``sums``.  After the last block (U) is applied straight from the registers,
-    so the finished gradient is never stored.  Rows past ``j_hi`` in the last
-    tile are clamped copies, not stored.  The tile's code stays in this
-    function: passed to a call that LLVM does not inline, the stack tile could
-    not be kept in registers.
-    ``c1``/``c2`` select momentum or Nesterov as in ``_grad_update_block``.
+    Outer-product form: for each tile of rows j, the sums over the samples i
+    of ``delta[i, j] A_prev[i, k0:k0+PANEL]``, two or four vectors of columns
+    at a time in registers, each loaded vector of inputs feeding six FMAs.
+    The samples come in blocks of ``PACK_ROWS``: a block's inputs
+    ``A_prev[i0:i0+PACK_ROWS, k0:k0+PANEL]`` are packed once into a contiguous
+    stack buffer, rows ``PACK_STRIDE`` apart, that stays in L1 while the tiles
+    of all the rows pass over it (``tile``); in float64 the block's
+    coefficients ``delta[i0:i0+kc, j_lo:j_hi]`` too: the tiles read the same
+    few rows once per column tile, and unpacked they are ``n_out`` elements
+    apart, one L1 set for all of them at 1024 float64 outputs.  The tiles sum
+    into ``sums`` (a per-call stack buffer of the item's gradient), where the
+    partial sums wait between blocks; after the last block (U) is applied
+    from there, so no gradient array is ever allocated.  ``c1``/``c2`` select momentum or Nesterov as in
+    ``_grad_update_block``.
 
-    With ``PANELS`` = ``NARROW_ROWS`` (the narrow tiles: both dtypes on AVX2
-    and AVX-512) the panel is summed instead in tiles of six rows of two
-    vectors, four on 32 registers (``tile.narrow_tile``, written out as vectors because
-    the vectoriser makes gathers of so narrow a tile), straight into ``sums``,
-    and (U) is applied from there: each loaded vector of inputs feeds six FMAs.
-    Their blocks of inputs are always packed, rows ``PACK_STRIDE`` apart, and
-    in float64 the block's coefficients ``delta[i0:i0+kc, j_lo:j_hi]`` too:
-    the tiles read the same few rows once per column tile, and unpacked they
-    are ``n_out`` elements apart, one L1 set for all of them at 1024 float64
-    outputs.  Measured on an AMD EPYC Zen 4, 2026-12-04, 256 x 1024 x 1024,
-    two threads, old and new code in one process: the float32 narrow tile
-    1.47-1.50x the 1 x 64 one with AVX2 code; the float64 one with both packs
-    1.79x the row blocks with AVX2 code and 1.15x the 2 x 64 tile with AVX-512
-    code; packing the coefficients gained 1.09x in float64 and lost 0.93-0.96x
-    in float32 (docs/performance.md).
+    Measured on an AMD EPYC Zen 4, 256 x 1024 x 1024, two threads, old and
+    new code in one process (docs/performance.md): 2026-12-04, with AVX2 code
+    float32 1.47-1.50x the speed of the 1 x 64 register tile, float64 1.79x
+    the row blocks; with AVX-512 code float64 1.15x the 2 x 64 register tile;
+    packing the coefficients gained 1.09x in float64 and lost 0.93-0.96x in
+    float32; 2026-12-05, AVX-512 code, float32 1.09x and 1.12x the 4 x 64 zmm
+    register tile.
     """
     full_width_vectors()
     dt = W.dtype.type
@@ -216,71 +207,34 @@ def _grad_update_columns(delta, A_prev, m, W, vW, hyper, k0, j_lo, j_hi):
     nesterov = hyper[3] != 0.0
     c1 = mu if nesterov else dt(1.0)
     c2 = -lr if nesterov else dt(0.0)
-    rows = PANELS
     k0 = k0 & NONNEG
-    acc = carray(tile_buffer(W.dtype), (TILE_SIZE,))
-    packed = carray(pack_buffer(W.dtype), (PACK_ROWS, PANEL))
     sums = carray(pack_buffer(W.dtype), (PACK_SIZE,))
     a_pack = carray(strided_pack_buffer(W.dtype), (PACK_ROWS * PACK_STRIDE,))
     d_pack = carray(strided_pack_buffer(W.dtype), (PACK_ROWS * PACK_STRIDE,))
-    pack_delta = W.itemsize == 8  # the narrow tiles' coefficients (see above)
+    pack_delta = W.itemsize == 8  # the coefficients (see above)
     n_out = delta.shape[1]
     d_flat = delta.reshape(delta.size)
     for i0 in range(0, m, PACK_ROWS):
         kc = min(PACK_ROWS, m - i0)
         first, last = i0 == 0, i0 + kc == m
-        src, s0, c0 = A_prev, i0, k0
-        if PANELS == NARROW_ROWS:
-            for i in range(kc):
-                a = A_prev[i0 + i]
-                p = a_pack[i * PACK_STRIDE:]
-                for c in range(PANEL):
-                    p[c] = a[k0 + c]
-                if pack_delta:
-                    d = delta[i0 + i, j_lo & NONNEG:j_hi]
-                    q = d_pack[i * PACK_STRIDE:]
-                    for r in range(j_hi - j_lo):
-                        q[r] = d[r]
-        elif m > PACK_ROWS:
-            for i in range(kc):
-                a = A_prev[i0 + i]
-                p = packed[i]
-                for c in range(PANEL):
-                    p[c] = a[k0 + c]
-            src, s0, c0 = packed, 0, 0
-        c0 = c0 & NONNEG
-        # views from the block's first row, so the loops below index from 0
-        # (an offset row index cost an imul per sample: 3-5 %)
-        d_block = delta[i0:i0 + kc]
-        a_block = src[s0:s0 + kc]
-        for j0 in range(j_lo, j_hi, rows):
-            nj = min(rows, j_hi - j0)
-            part = sums[((j0 - j_lo) * PANEL) & NONNEG:]
-            if PANELS == NARROW_ROWS:  # the narrow tiles sum straight into ``part``
-                if pack_delta:
-                    coefs, c_at, c_step = d_pack, j0 - j_lo, PACK_STRIDE
-                else:
-                    coefs, c_at, c_step = d_flat, i0 * n_out + j0, n_out
-                narrow_tile(part, 0, PANEL, first, coefs, c_at, c_step, 1, nj, a_pack, 0, PACK_STRIDE, kc)
-                tile = part
+        for i in range(kc):
+            a = A_prev[i0 + i]
+            p = a_pack[i * PACK_STRIDE:]
+            for c in range(PANEL):
+                p[c] = a[k0 + c]
+            if pack_delta:
+                d = delta[i0 + i, j_lo & NONNEG:j_hi]
+                q = d_pack[i * PACK_STRIDE:]
+                for r in range(j_hi - j_lo):
+                    q[r] = d[r]
+        for j0 in range(j_lo, j_hi, NARROW_ROWS):
+            nj = min(NARROW_ROWS, j_hi - j0)
+            tile = sums[((j0 - j_lo) * PANEL) & NONNEG:]
+            if pack_delta:
+                coefs, c_at, c_step = d_pack, j0 - j_lo, PACK_STRIDE
             else:
-                if first:
-                    for t in range(rows * PANEL):
-                        acc[t] = dt(0.0)
-                else:
-                    for t in range(rows * PANEL):
-                        acc[t] = part[t]
-                for i in range(kc):
-                    d = d_block[i]
-                    a = a_block[i]
-                    for r in range(rows):
-                        e = d[j0 + min(r, nj - 1)]
-                        for c in range(PANEL):
-                            acc[r * PANEL + c] += e * a[c0 + c]
-                if not last:
-                    for t in range(rows * PANEL):
-                        part[t] = acc[t]
-                tile = acc
+                coefs, c_at, c_step = d_flat, i0 * n_out + j0, n_out
+            narrow_tile(tile, 0, PANEL, first, coefs, c_at, c_step, 1, nj, a_pack, 0, PACK_STRIDE, kc)
             if not last:
                 continue
             for r in range(nj):
