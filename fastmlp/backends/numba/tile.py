@@ -50,6 +50,12 @@ PACK_SIZE = PACK_ROWS * PANEL
 NONNEG = 0x3FFF_FFFF_FFFF_FFFF
 
 
+#: Alignment of the stack buffers, in bytes: a cache line, so no vector load of
+#: a packed row splits across two lines (LLVM gives an element array the
+#: element's alignment, 4 bytes for float32).
+STACK_ALIGN = 64
+
+
 def _stack_buffer(name, size):
     """An intrinsic ``name(dtype)`` returning a pointer to ``size``
     uninitialised elements of ``dtype`` on the stack (wrap it with
@@ -57,7 +63,9 @@ def _stack_buffer(name, size):
     def buffer(typingctx, dtype):
         def codegen(context, builder, signature, args):
             elem = context.get_value_type(dtype.dtype)
-            return cgutils.alloca_once(builder, elem, size=ir.Constant(ir.IntType(64), size))
+            buf = cgutils.alloca_once(builder, elem, size=ir.Constant(ir.IntType(64), size))
+            buf.align = STACK_ALIGN
+            return buf
         return types.CPointer(dtype.dtype)(dtype), codegen
     buffer.__name__ = buffer.__qualname__ = name
     return intrinsic(buffer)
