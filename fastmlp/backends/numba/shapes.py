@@ -26,13 +26,13 @@ PARALLEL_MIN_MACS = 120_000
 PANEL_MIN_BATCH = {"float32": 16, "float64": 128}
 #: A layer's forward pass uses its output panels (``forward._fwd_panel``) from
 #: this many outputs (and ``PANEL_MIN_BATCH`` samples).  Measured on an AMD
-#: EPYC Zen 4, 2026-12-04, float64 256 x 1024 x 1024, the kernel alone, old
-#: and new code in one process, calls interleaved: 1.23x the row blocks' speed
-#: with one thread and 1.27x with two in AVX2 code, 1.23x with two in AVX-512
-#: code; earlier, on an Intel Xeon (AVX-512), 2026-12-03, with the register
-#: tiles of that day, float32 784-128-64-10 at batch 64 (one or two work items
-#: per layer) was 1.17x slower with panels in AVX2 code; docs/performance.md.
-FWD_PANEL_MIN_OUTPUTS = 512
+#: EPYC Zen 3 (AVX2), 2026-12-07, whole epochs float32 in one process,
+#: alternating, against 512 (the threshold of the register tiles before the
+#: narrow ones): 784-128-64-10 batch 64 0.78x the time (14 rounds; 0.74x
+#: from 64 outputs), batch 16 0.95x, float64 batch 128 0.90x (from 64);
+#: 784-256-10 batch 64 0.82-0.90x; but 784-100-10 batch 32, one panel and 36
+#: outputs left to the row blocks, 1.02x from 64 outputs.  docs/performance.md.
+FWD_PANEL_MIN_OUTPUTS = 128
 
 #: The panel kernels run from this vector width on (AVX2 and AVX-512); with
 #: narrower vectors (SSE, NEON) every layer uses the row blocks alone: there a
