@@ -20,9 +20,13 @@ PARALLEL_MIN_MACS = 120_000
 #: ``_grad_update_columns``) for its first ``PANEL * (n_in // PANEL)`` input
 #: columns when the mini-batch has at least this many samples (float32,
 #: float64); smaller batches and the leftover columns use the row-block kernels.
-#: Measured with the register tiles the narrow ones replaced (docs/performance.md:
-#: float64 tiles had half the rows and lost to the row blocks at batch 64, won
-#: from 128); depends only on the shapes.
+#: Set with the register tiles the narrow ones replaced (float64 tiles had
+#: half the rows and lost to the row blocks at batch 64, won from 128).  With
+#: the narrow tiles, on an AMD EPYC Zen 3 (AVX2), 2026-12-07, whole epochs
+#: alternating in one process, panels against row blocks at batch 64:
+#: 784-128-64-10 float64 1.16x the time (7 rounds), 784-1024-1024-10 float64
+#: 0.96x (3 rounds), 784-128-64-10 float32 0.97x (9 rounds); docs/performance.md.
+#: Depends only on the shapes.
 PANEL_MIN_BATCH = {"float32": 16, "float64": 128}
 #: A layer's forward pass uses its output panels (``forward._fwd_panel``) from
 #: this many outputs (and ``PANEL_MIN_BATCH`` samples).  Measured on an AMD

@@ -189,8 +189,8 @@ def _grad_update_columns(delta, A_prev, m, W, vW, hyper, k0, j_lo, j_hi):
     apart, one L1 set for all of them at 1024 float64 outputs.  The tiles sum
     into ``sums`` (a per-call stack buffer of the item's gradient), where the
     partial sums wait between blocks; after the last block (U) is applied
-    from there, so no gradient array is ever allocated.  ``c1``/``c2`` select momentum or Nesterov as in
-    ``_grad_update_block``.
+    from there, so no gradient array is ever allocated.  ``c1``/``c2``
+    select momentum or Nesterov as in ``_grad_update_block``.
 
     Measured on an AMD EPYC Zen 4, 256 x 1024 x 1024, two threads, old and
     new code in one process (docs/performance.md): 2026-12-04, with AVX2 code
