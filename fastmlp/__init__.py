@@ -15,8 +15,9 @@ def compile_ahead(model, *, batch_size=10, momentum=0.0, nesterov=False, inputs=
     """Compile the numba kernels ``model.fit(X, y, batch_size=..., momentum=...,
     nesterov=...)`` and ``model.predict_proba`` will run, so that the first fit
     starts at once (e.g. while building a container image, or right after
-    install).  The kernels serve inputs of every dtype (uint8 pixels, floats).
-    Compiled code is cached on disk per configuration, so this is done once per
+    install).  The kernels serve inputs of every dtype (uint8 pixels, floats)
+    and every network whose layers take the same loop shapes; compiled code
+    is cached on disk per kernel variant, so each is compiled once per
     machine.  Returns the seconds spent compiling (0.0 if it was all cached, or
     for the numpy backend).  The CLI equivalent is ``fastmlp compile [train
     options]``.
@@ -33,9 +34,9 @@ def compile_ahead(model, *, batch_size=10, momentum=0.0, nesterov=False, inputs=
     from fastmlp.backends import numba as numba_backend
     from fastmlp.network import SGD
 
-    specs = numba_backend.specs_for(model.net_, model.dtype_, batch_size=batch_size,
-                                    optimizer=SGD(0.1, momentum, bool(nesterov)))
-    return numba_backend.compile_specs(specs)
+    variants = numba_backend.variants_for(model.net_, model.dtype_, batch_size=batch_size,
+                                          optimizer=SGD(0.1, momentum, bool(nesterov)))
+    return numba_backend.compile_variants(variants)
 
 
 def __getattr__(name):

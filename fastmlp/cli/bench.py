@@ -129,7 +129,7 @@ def epoch_time(backend, sizes, batch_size, dtype, repeats=3, X=None, y=None):
     return statistics.median(times), epoch.compile_seconds
 
 
-# --- numba compile time: a fresh process with an empty cache ------------------------
+# --- numba compile time: fresh processes, one cache that starts empty ------------------
 
 _COMPILE_SNIPPET = """
 import sys, time, numpy as np
@@ -142,49 +142,44 @@ sizes = {sizes!r}
 net = Net(sizes, ("sigmoid",) * (len(sizes) - 1), "quadratic")
 X = np.zeros((2 * {batch}, sizes[0]), np.uint8); y = np.zeros(2 * {batch}, np.uint8)
 p = init_params(net.sizes, ["normal"] * (len(sizes) - 1), np.random.default_rng(0), np.dtype("{dtype}"))
+new = len(kernels.missing(kernels.variants_for(net, np.dtype("{dtype}"), batch_size={batch})))
 t = time.perf_counter()
 kernels.prepare(net, np.dtype("{dtype}"), batch_size={batch}, optimizer=SGD(0.1))  # as a run: side by side
 kernels.train_batches(p, np.zeros_like(p), net, SGD(0.1), X, y, np.arange(len(X)), {batch})
 kernels.predict_proba(p, net, X)
-print(t_import, time.perf_counter() - t)
+print(t_import, time.perf_counter() - t, new)
 """
 
 
-def compile_time(dtype="float64", sizes=(784, 30, 10), batch=10):
-    """First-call time of ``train_batches`` + ``predict_proba`` for one network
-    in a fresh process with an empty ``NUMBA_CACHE_DIR`` (compiling, as a run
-    does, the epoch and the prediction side by side: ``prepare``), then again
-    with that cache filled.  The children inherit this process's environment,
-    so its ``NUMBA_CPU_*`` settings.  Returns ``{"first_run": s, "cached": s,
-    "import": s}``."""
+def _first_call(cache, dtype, sizes, batch):
+    """``(import s, first-call s of prepare + train_batches + predict_proba,
+    variants it compiled)`` in a fresh process with ``NUMBA_CACHE_DIR=cache``.
+    The child inherits this process's environment, so its ``NUMBA_CPU_*``
+    settings."""
     code = _COMPILE_SNIPPET.format(root=_IMPORT_ROOT, sizes=tuple(sizes), batch=int(batch), dtype=dtype)
+    res = subprocess.run([sys.executable, "-c", code], env=dict(os.environ, NUMBA_CACHE_DIR=cache),
+                         capture_output=True, text=True)
+    if res.returncode != 0:
+        last = (res.stderr.strip().splitlines() or [f"exit status {res.returncode}"])[-1]
+        raise RuntimeError(f"the compile-time child for {'-'.join(map(str, sizes))} failed: {last}")
+    t_import, t_call, new = res.stdout.split()
+    return float(t_import), float(t_call), int(new)
+
+
+def compile_times(rows):
+    """For each row, in order, in a fresh process each and one cache that
+    starts empty: how long the row's first call took and how many kernel
+    variants it compiled (the first row compiles its variants; a later row
+    only the loop shapes no earlier row took, often none), then the same call
+    once more from the filled cache.  ``{row: {"first_run": s, "variants": n,
+    "cached": s, "import": s}}``."""
     out = {}
     with tempfile.TemporaryDirectory() as cache:
-        env = dict(os.environ, NUMBA_CACHE_DIR=cache)
-        for key in ("first_run", "cached"):
-            res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
-                                 text=True, check=True)
-            t_import, t_call = map(float, res.stdout.split())
-            out[key] = t_call
-            out["import"] = t_import
-    return out
-
-
-def _compile_times(rows):
-    """``compile_time`` once per set of rows that compile the same code: the
-    key is the configurations the backend compiles for the row
-    (``fastmlp.backends.numba.specs_for``: layer count, loop shapes, dtypes),
-    so rows that share them share one measurement."""
-    from fastmlp.backends.numba import specs_for
-    from fastmlp.network import Net
-
-    measured, out = {}, {}
-    for sizes, batch, dtype in rows:
-        net = Net(tuple(sizes), ("sigmoid",) * (len(sizes) - 1), "quadratic")
-        key = tuple(specs_for(net, dtype, batch_size=batch))
-        if key not in measured:
-            measured[key] = compile_time(dtype, sizes, batch)
-        out[(sizes, batch, dtype)] = measured[key]
+        for sizes, batch, dtype in rows:
+            t_import, first, new = _first_call(cache, dtype, sizes, batch)
+            out[(sizes, batch, dtype)] = {"first_run": first, "variants": new, "import": t_import}
+        for sizes, batch, dtype in rows:
+            out[(sizes, batch, dtype)]["cached"] = _first_call(cache, dtype, sizes, batch)[1]
     return out
 
 
@@ -270,7 +265,7 @@ def _time_rows(rows, backends, repeats):
 def _numba_rows(rows, repeats, compile):
     """The numba rows of this process: ``[(row, seconds, compile_time dict or None)]``."""
     times = _time_rows(rows, ("numba",), repeats)
-    compiled = _compile_times(rows) if compile else {}
+    compiled = compile_times(rows) if compile else {}
     return [(row, times[row + ("numba",)][0], compiled.get(row)) for row in rows]
 
 
@@ -298,8 +293,11 @@ def run_bench(rows=None, backends=None, repeats=3, isas=("host",), compile=True)
     """Time every row with every backend; returns a list of dicts with keys
     ``sizes, batch, dtype, backend, isa, seconds, gflops, speedup`` (over numpy
     in this run; None when numpy was not measured) and ``compile_s`` (numba:
-    first run in a fresh process with an empty cache, None with ``compile=False``;
-    jax: its epoch's compile; else None), numba rows also ``compile_cached_s``.
+    the row's first run in a fresh process, None with ``compile=False``;
+    jax: its epoch's compile; else None), numba rows also ``compile_variants``
+    and ``compile_cached_s`` (``compile_times``: the rows in order share one
+    cache that starts empty, so a row compiles only the kernel variants no
+    earlier row compiled).
 
     ``isas`` lists the vector ISAs the numba rows run for: ``"host"`` in this
     process, ``"avx2"`` in a child with ``isa.avx2_environment`` (which the
@@ -338,16 +336,19 @@ def run_bench(rows=None, backends=None, repeats=3, isas=("host",), compile=True)
             if backend == "numba":
                 for label, measured in numba.items():
                     t, c = next((t, c) for r, t, c in measured if r == row)
-                    entries.append(("numba", label, t, c["first_run"] if c else None, c["cached"] if c else None))
+                    entries.append(("numba", label, t, c))
             else:
                 t, c = others[row + (backend,)]
-                entries.append((backend, None, t, c, None))
-        for backend, label, t, c, cached in entries:
+                entries.append((backend, None, t, c))
+        for backend, label, t, c in entries:
             entry = {"sizes": "-".join(map(str, sizes)), "batch": batch, "dtype": dtype, "backend": backend,
                      "isa": label, "seconds": t, "gflops": flops_per_epoch(sizes) / t / 1e9,
-                     "speedup": base / t if base else None, "compile_s": c}
+                     "speedup": base / t if base else None}
             if backend == "numba":
-                entry["compile_cached_s"] = cached
+                entry.update(compile_s=c and c["first_run"], compile_variants=c and c["variants"],
+                             compile_cached_s=c and c["cached"])
+            else:
+                entry["compile_s"] = c
             results.append(entry)
     return results
 
@@ -363,7 +364,16 @@ def _cells(r):
         return "-" if value is None else format(value, fmt)
     return [r["sizes"], str(r["batch"]), r["dtype"], r["backend"], r.get("isa") or "-",
             f"{r['seconds']:.3f}", f"{r['gflops']:.1f}",
-            "-" if r["speedup"] is None else f"{r['speedup']:.2f}x", num(r.get("compile_s"), ".1f")]
+            "-" if r["speedup"] is None else f"{r['speedup']:.2f}x", _compile_cell(r)]
+
+
+def _compile_cell(r):
+    """``compile s``: seconds, and for numba the kernel variants compiled in brackets."""
+    if r.get("compile_s") is None:
+        return "-"
+    if r.get("compile_variants") is None:
+        return f"{r['compile_s']:.1f}"
+    return f"{r['compile_s']:.1f} ({r['compile_variants']})"
 
 
 def format_table(rows):
@@ -385,8 +395,9 @@ def format_text(rows, info):
     lines = ["  ".join(cell.ljust(w) if i < 5 else cell.rjust(w) for i, (cell, w) in enumerate(zip(line, widths)))
              for line in body]
     lines.insert(1, "  ".join("-" * w for w in widths))
-    notes = ["compile s: numba, first run in a fresh process with an empty cache (train_batches + "
-             "predict_proba); jax, the jit of the whole epoch"]
+    notes = ["compile s: numba, the row's first run (prepare + train_batches + predict_proba) in a fresh "
+             "process, the rows in order sharing one cache that starts empty, with the kernel variants it "
+             "compiled in brackets (0: every variant came from the cache); jax, the jit of the whole epoch"]
     return "\n".join([caption(info), ""] + [line.rstrip() for line in lines] + [""] + notes)
 
 

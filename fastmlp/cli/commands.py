@@ -166,17 +166,17 @@ def cmd_train(args):
     return 0
 
 
-def numba_specs(model, args):
-    """The numba configurations ``fastmlp train`` with ``args`` runs, or None
-    for another backend."""
+def numba_variants(model, args):
+    """The compiled numba variants ``fastmlp train`` with ``args`` runs, or
+    None for another backend."""
     if model.backend != "numba":
         return None
     from fastmlp.backends import numba as numba_backend
     from fastmlp.network import SGD
 
     optimizer = SGD(args.lr, args.momentum, bool(args.nesterov), args.l2)
-    return numba_backend.specs_for(model.net_, model.dtype_, batch_size=args.batch_size,
-                                   optimizer=optimizer)
+    return numba_backend.variants_for(model.net_, model.dtype_, batch_size=args.batch_size,
+                                      optimizer=optimizer)
 
 
 def _network_name(model):
@@ -189,21 +189,29 @@ def _network_name(model):
 def compile_kernels(model, args, stream=None):
     """Before a numba run: if its kernels are not compiled yet, say so in one
     line with the expected time, show on a terminal that it is working, compile
-    (``fastmlp.backends.numba.compile_specs``), then say how long it took.
+    (``fastmlp.backends.numba.compile_variants``), then say how long it took.
     Returns the seconds (0.0 when everything was cached or for another backend)."""
-    specs = numba_specs(model, args)
-    if not specs:
+    variants = numba_variants(model, args)
+    if not variants:
         return 0.0
+    return announce_compile(variants, f"for {_network_name(model)}", stream)
+
+
+def announce_compile(variants, what, stream=None):
+    """Compile what ``variants`` lack, saying so first with the expected time
+    (one line), counting on a terminal, then saying how long it took; only
+    load them when nothing is missing.  Returns the seconds spent compiling."""
     from fastmlp.backends import numba as numba_backend
 
-    if not numba_backend.missing(specs):
-        return numba_backend.compile_specs(specs)  # loads the cached code
+    todo = numba_backend.missing(variants)
+    if not todo:
+        return numba_backend.compile_variants(variants)  # loads the cached code
     stream = stream or sys.stdout
-    about = numba_backend.estimate_seconds(specs)
-    print(f"compiling the numba kernels for {_network_name(model)} (first run on this machine only, "
-          f"about {about:.0f} s)", file=stream, flush=True)
+    about = numba_backend.estimate_seconds(variants)
+    print(f"compiling {len(todo)} numba kernel variant{'s' if len(todo) > 1 else ''} {what} (once on this "
+          f"machine; every network reuses them), about {about:.0f} s", file=stream, flush=True)
     with _working(stream):
-        seconds = numba_backend.compile_specs(specs)
+        seconds = numba_backend.compile_variants(variants)
     print(f"compiled in {seconds:.1f} s; later runs load them from the cache", file=stream, flush=True)
     return seconds
 
@@ -243,8 +251,19 @@ class _working:
 
 def cmd_compile(args):
     """``fastmlp compile [train options]``: compile the numba kernels the same
-    ``fastmlp train`` would run, without data and
-    without training, e.g. while building a container image."""
+    ``fastmlp train`` would run, without data and without training, e.g.
+    while building a container image; ``fastmlp compile --all``: every kernel
+    variant this machine can run, both dtypes, SGD and Adam."""
+    if getattr(args, "all", False):
+        if args.backend not in (None, "numba"):
+            raise UsageError(f"--backend {args.backend} compiles nothing; fastmlp compile is for the numba backend")
+        from fastmlp.backends import numba as numba_backend
+
+        variants = numba_backend.all_variants()
+        seconds = announce_compile(variants, "for every network, both dtypes")
+        if not seconds:
+            print(f"all {len(variants)} numba kernel variants are already compiled (in the cache)", flush=True)
+        return 0
     explicit = getattr(args, "explicit", None)
     if explicit is None:
         explicit = set(vars(args))

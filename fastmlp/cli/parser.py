@@ -185,8 +185,13 @@ def add_compile_parser(sub):
     p = sub.add_parser("compile", help="compile the numba kernels a train command would use, without training",
                        description="Compile (or find in the cache) the numba kernels that `fastmlp train` with the "
                                    "same options would compile on its first run, e.g. while building a container "
-                                   "image or right after install. Takes every option of `fastmlp train`; only the "
-                                   "network, --dtype, --batch-size and the optimiser options change what is compiled.")
+                                   "image or right after install. Takes every option of `fastmlp train`; only "
+                                   "--dtype, the loop shapes that --layers and --batch-size give, and Adam against "
+                                   "SGD change what is compiled, and each kernel variant compiles once per machine. "
+                                   "--all compiles every variant this machine can run (for a container image or a CI "
+                                   "cache).")
+    p.add_argument("--all", action="store_true",
+                   help="compile every kernel variant of this CPU, both dtypes, SGD and Adam")
     add_train_options(p)
     p.set_defaults(func=cmd_compile)
 

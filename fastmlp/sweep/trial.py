@@ -42,17 +42,17 @@ def probe(keys, numba_trials):
     trials of ``numba_trials`` (their settings) will run, side by side, so the
     trials that start together do not each compile them.  The configurations
     are worked out here, on the worker: they depend on its CPU."""
-    from fastmlp.cli.commands import new_model, numba_specs
+    from fastmlp.cli.commands import new_model, numba_variants
 
     sizes = {key: len(dataset(key)[0]) for key in keys}
-    specs = []
+    variants = []
     for settings in numba_trials:
         args = argparse.Namespace(**settings)
-        specs += numba_specs(new_model(args), args)
-    if specs:
+        variants += numba_variants(new_model(args), args)
+    if variants:
         from fastmlp.backends import numba as kernels
 
-        kernels.compile_specs(list(dict.fromkeys(specs)))
+        kernels.compile_variants(variants)
     return sizes
 
 

@@ -44,15 +44,15 @@ So the results are bitwise identical for any ``NUMBA_NUM_THREADS``.  There are
 no atomics and no shared accumulators.
 """
 
-from fastmlp.backends.numba.epoch import train_batches
 from fastmlp.backends.numba.mirrors import dense_forward, gradients, hidden_delta, output_delta, sgd_update
-from fastmlp.backends.numba.predict import PREDICT_CHUNK, predict_proba
-from fastmlp.backends.numba.runtime import (call_guard, check_network, compile_ahead,
-                                            compile_specs, estimate_seconds, missing, prepare, specs_for, threads)
+from fastmlp.backends.numba.plan import all_variants, predict_proba, train_batches
+from fastmlp.backends.numba.predict import PREDICT_CHUNK
+from fastmlp.backends.numba.runtime import (call_guard, check_network, compile_ahead, compile_variants,
+                                            estimate_seconds, missing, prepare, threads, variants_for)
 
-__all__ = ["PREDICT_CHUNK", "call_guard", "check_network", "compile_ahead", "compile_specs",
+__all__ = ["PREDICT_CHUNK", "all_variants", "call_guard", "check_network", "compile_ahead", "compile_variants",
            "dense_forward", "estimate_seconds", "gradients", "hidden_delta", "missing", "output_delta",
-           "predict_proba", "prepare", "sgd_update", "specs_for", "threads", "train_batches"]
+           "predict_proba", "prepare", "sgd_update", "threads", "train_batches", "variants_for"]
 
 
 #: What this backend implements (``MLP`` refuses what a backend lacks).

@@ -18,7 +18,7 @@ from fastmlp.backends.numba.tile import (NARROW_ROWS, NONNEG, PACK_ROWS, PACK_ST
 from fastmlp.functions import LEAKY_SLOPE
 
 
-@kernel(args="A A u n i i i i A")
+@kernel(args="A A u n i i i i A", returns="fi")
 def _output_rows(Z, A, y, order, start, m, code, cost, delta):
     """(D_L) the output delta of ``m`` samples, and (C1-C3) the summed cost and
     the number of correct argmax predictions (measured before the update).

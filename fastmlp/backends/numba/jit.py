@@ -2,26 +2,26 @@
 Python, and compiled only through ``specialise`` for the choices a run makes.
 
 A template is a function marked with ``@kernel``.  ``specialise(f, parallel,
-PANELS=..., OPT=...)`` returns a Numba dispatcher of ``f`` in which
+PANELS=...)`` returns a Numba dispatcher of ``f`` in which
 
 - the names of ``CONSTANTS`` that ``f`` (or a template it calls) reads are
   compile-time constants: Numba freezes global values, and it drops a branch
-  ``if PANELS:`` before typing when ``PANELS`` is False, so code a run does not
-  need (the panel kernels of a layer without panels) is never compiled;
-- ``prange`` loops run in parallel when ``parallel`` is True and as plain loops
-  otherwise: each parallel kernel has one body, and a configuration compiles
-  only the variant it uses;
+  ``if PANELS:`` before typing when ``PANELS`` is False, so code a variant
+  does not need (the panel kernels of a variant without panels) is never
+  compiled;
+- ``prange`` loops run in parallel when ``parallel`` is True and as plain
+  loops otherwise (the backend's kernels are all specialised parallel, with a
+  serial branch beside each parallel loop, chosen at run time; the per-layer
+  namesakes of ``mirrors`` use the same);
 - every template it calls is itself specialised with the same choices.
 
 Specialisations are shared (memoised) by everything that makes the same
-choices.  The *entry kernels*, the templates the generated epoch and
-prediction call directly (``@kernel(args=...)``, with their argument types), are
-cached on disk one by one, per specialisation and dtype, so that a
-configuration's entry kernels compile side by side in child processes
-(``precompile``) and the epoch links them from the cache; and configurations
-that share an entry kernel compile it once.  The small helpers and the
-templates called below an entry kernel are not cached: they are compiled into
-their caller.
+choices.  The *entry kernels*, the templates the drivers are handed
+(``@kernel(args=...)``, with their argument types), and the drivers
+themselves (``@kernel(args=DRIVER)``) are cached on disk one by one, per
+specialisation and dtype (``plan``).  The small helpers and the templates
+called below an entry kernel are not cached: they are compiled into their
+caller.
 
 Settings come from ``fastmlp.config`` (no kernel hard-codes a flag).  The
 integer codes stand for names (Numba cannot take strings cheaply).
@@ -48,20 +48,15 @@ QUADRATIC = COST_CODES["quadratic"]
 CROSS_ENTROPY = COST_CODES["cross_entropy"]
 NLL = COST_CODES["nll"]
 
-#: Values of the compile-time constant ``OPT``: plain SGD (U1)-(U2), or with a
-#: velocity (U3)-(U4), momentum or Nesterov as ``hyper[3]`` says at run time
-#: (they differ by two coefficients, ``update._grad_update_block``).  Plain SGD
-#: stays apart because it never reads or writes a velocity.
-SGD_PLAIN, MOMENTUM = 0, 1
 #: The names a template may read as compile-time constants: ``PANELS`` (int,
 #: the rows of the outer-product panel tiles of this layer's hidden delta and
 #: update, whose panels run over its inputs: ``tile.NARROW_ROWS``, or 0 when it
 #: has none; ``shapes.panel_tile_rows``), ``FWD_PANELS`` (the same for its
-#: forward pass, whose panels run over its outputs) and ``OPT``.
-CONSTANTS = ("PANELS", "FWD_PANELS", "OPT")
+#: forward pass, whose panels run over its outputs).
+CONSTANTS = ("PANELS", "FWD_PANELS")
 #: Placeholders, so the templates can import the names; ``specialise`` replaces
 #: them in each compiled copy (an unspecialised template is never compiled).
-PANELS = FWD_PANELS = OPT = None
+PANELS = FWD_PANELS = None
 
 
 #: The argument types an entry kernel declares, one letter each, for a
@@ -80,12 +75,24 @@ ARG_TYPES = {
 }
 
 
-def kernel(func=None, *, args=None):
+#: ``kernel(args=DRIVER)`` marks a driver: an entry kernel whose signature
+#: holds the function types of the kernels it is handed (``plan``), so it is
+#: given at compile time instead of by letters.
+DRIVER = "driver"
+
+
+def kernel(func=None, *, args=None, returns=""):
     """Mark ``func`` as a kernel template (compiled only through ``specialise``).
-    With ``args`` (a letter of ``ARG_TYPES`` per argument, spaces ignored) it is
-    an entry kernel, cached on disk on its own (see the module docstring)."""
+    With ``args`` (a letter of ``ARG_TYPES`` per argument, spaces ignored, or
+    ``DRIVER``) it is an entry kernel, cached on disk on its own (see the
+    module docstring); ``returns`` gives the letters of the tuple it returns
+    ("" for nothing), so the drivers' signatures are known before any kernel
+    is compiled (``entry_function_type``)."""
     def mark(f):
-        if args is not None:
+        f._fastmlp_returns = returns
+        if args == DRIVER:
+            f._fastmlp_args = DRIVER
+        elif args is not None:
             letters = args.replace(" ", "")
             if len(letters) != f.__code__.co_argcount or set(letters) - ARG_TYPES.keys():
                 raise TypeError(f"{f.__qualname__}: args={args!r} must give one of {''.join(ARG_TYPES)} "
@@ -104,23 +111,38 @@ def entry_signature(dispatcher, dtype):
 
     t = numba.types
     dt = getattr(t, str(dtype))
+    if dispatcher.py_func._fastmlp_args == DRIVER:
+        raise TypeError(f"{dispatcher.py_func.__qualname__} is a driver: its signature comes from its plan")
     kinds = {"A": t.Array(dt, 2, "C"), "v": t.Array(dt, 1, "C"), "G": t.Array(dt, 3, "C"),
              "h": t.Array(t.float64, 1, "C"), "n": t.Array(t.int64, 1, "C"), "u": t.Array(t.uint8, 1, "C"),
              "i": t.int64, "f": t.float64, "b": t.boolean, "X": input_pair_type(str(dtype))}
     return tuple(kinds[letter] for letter in dispatcher.py_func._fastmlp_args)
 
 
-def code_size(dispatcher):
-    """How many templates ``dispatcher`` (from ``specialise``) compiles, itself
-    and everything it calls, twice that for a parallel one: a rough measure of
-    its compile time, to share compiles out evenly (``precompile``)."""
-    seen, todo = set(), [dispatcher.py_func._fastmlp_template]
+def entry_function_type(dispatcher, dtype):
+    """The first-class function type (``numba.types.FunctionType``) of the
+    entry kernel ``dispatcher`` for parameters of ``dtype``: its argument
+    types and its declared return type."""
+    t = numba.types
+    returns = dispatcher.py_func._fastmlp_returns
+    args = entry_signature(dispatcher, dtype)
+    kinds = dict(zip("fi", (t.float64, t.int64)))
+    result = t.Tuple(tuple(kinds[letter] for letter in returns)) if returns else t.none
+    return t.FunctionType(result(*args))
+
+
+def compiled_with(dispatcher):
+    """The specialisations (from ``specialise``) that compiling ``dispatcher``
+    compiles in a fresh process: itself and every template below it.  Two
+    variants that share some compile them once when one process compiles
+    both (``precompile`` groups them so)."""
+    seen, todo = set(), [dispatcher]
     while todo:
-        func = todo.pop()
-        if func not in seen:
-            seen.add(func)
-            todo += _callees(func)
-    return len(seen) * (2 if dispatcher.targetoptions.get("parallel") else 1)
+        d = todo.pop()
+        if d not in seen:
+            seen.add(d)
+            todo += d.py_func._fastmlp_callees
+    return frozenset(seen)
 
 
 def is_entry(dispatcher):
@@ -194,8 +216,9 @@ def specialise(func, parallel=False, **constants):
             code = code.replace(co_filename=str(cache.kernel_source(code.co_filename)))
         copy = types.FunctionType(code, scope, func.__name__, func.__defaults__, func.__closure__)
         copy._fastmlp_template = func
+        copy._fastmlp_callees = tuple(scope[name] for name in code.co_names if _is_kernel(func.__globals__.get(name)))
         if entry:
-            copy._fastmlp_args = func._fastmlp_args
+            copy._fastmlp_args, copy._fastmlp_returns = func._fastmlp_args, func._fastmlp_returns
         # A name of its own per specialisation: Numba's symbol for a function is
         # built from its qualified name and signature, and cached machine code
         # loaded from another process linked against a same-named symbol of a

@@ -6,11 +6,12 @@ Each is a thin call into the kernel the compiled epoch runs for that stage,
 specialised the way the epoch specialises it (``jit.specialise``), so the
 tests of these functions test the epoch's own code.  The kernels the epoch
 calls directly (``_forward_layer``, ``_output_rows``, ``_hidden_layer``,
-``_update_layer``) are the epoch's cached entry kernels, compiled by the first
-process that needs them and loaded from the disk cache after that, so a first
-call may differ from later processes' in the last bits (docs/performance.md,
-"Determinism"; training compiles in a child process to avoid exactly that,
-``precompile``); ``_update_row`` is compiled on first use in each process.
+``_update_layer``) are the very dispatchers the drivers are handed
+(``plan``), compiled by the first process that needs them and loaded from the
+disk cache after that, so a first call in the compiling process may differ
+from later processes' in the last bits (``precompile`` says why; training
+compiles in a child process to avoid exactly that); ``_update_row`` is
+compiled on first use in each process.
 
 Mirror: the functions of the same names in ``fastmlp.backends.reference``.
 """
@@ -22,7 +23,6 @@ from fastmlp.backends.numba.forward import _forward_layer
 from fastmlp.backends.numba.jit import specialise
 from fastmlp.backends.numba.shapes import (PARALLEL_MIN_MACS, _forward_panels, _panels, _thread_buffers,
                                            panel_tile_rows)
-from fastmlp.backends.numba.specs import OPTIMISERS, optimiser_name
 from fastmlp.backends.numba.update import _update_layer, _update_row
 from fastmlp.functions import ACTIVATION_CODES, COST_CODES
 from fastmlp.network import SGD
@@ -32,10 +32,6 @@ def _parallel(macs):
     """The epoch's rule for running a layer's loops in parallel (``shapes``)."""
     return bool(macs >= PARALLEL_MIN_MACS)
 
-
-def _opt_code(sgd):
-    """The ``OPT`` code of an ``SGD``."""
-    return OPTIMISERS[optimiser_name(sgd)]
 
 
 def dense_forward(A_prev, W, b, activation, tile_rows=None):
@@ -102,8 +98,7 @@ def update_layer(delta, A_prev, W, b, vW, vb, sgd, panels=None, tile_rows=None):
     rows = panel_tile_rows() if tile_rows is None else tile_rows
     if panels is None:
         panels = _panels(n_in, m, W.dtype, rows)
-    update = specialise(_update_layer, _parallel(m * n_in * W.shape[0]), PANELS=rows if panels else 0,
-                        OPT=_opt_code(sgd))
+    update = specialise(_update_layer, _parallel(m * n_in * W.shape[0]), PANELS=rows if panels else 0)
     update(np.ascontiguousarray(delta), np.ascontiguousarray(A_prev), m, W, b, vW, vb,
            np.array([sgd.lr, sgd.momentum, sgd.l2, float(bool(sgd.nesterov))], dtype=np.float64),
            _thread_buffers(n_in, W.dtype), panels)
@@ -125,7 +120,7 @@ def sgd_update(W, b, dW, db, vW, vb, sgd):
     """(U1)-(U4) update one layer in place with a given gradient (L2 on the
     weights only), through the epoch's row update ``_update_row``.
     Mirror: ``fastmlp.backends.reference.sgd_update``."""
-    row = specialise(_update_row, OPT=_opt_code(sgd))
+    row = specialise(_update_row)
     dt = W.dtype.type
     lr, mu, l2, one = dt(sgd.lr), dt(sgd.momentum), dt(sgd.l2), dt(1.0)
     c1, c2 = (mu, -lr) if sgd.nesterov else (one, dt(0.0))

@@ -101,18 +101,23 @@ def _panel_counts(sizes, batch_size, dtype):
     return np.array([_panels(n_in, batch_size, dtype) for n_in in sizes[:-1]], dtype=np.int64)
 
 
-def _panel_tiles(sizes, batch_size, dtype):
-    """Per layer, the rows of the panel tiles of its hidden delta and update,
-    whose panels run over its inputs (``panel_tile_rows``), or 0 for a layer
-    without them: the compile-time constant ``PANELS`` of its kernels."""
-    return tuple(panel_tile_rows() if _panels(n_in, batch_size, dtype) else 0 for n_in in sizes[:-1])
+#: Columns of the per-layer table ``layer_kinds``: run the layer's loops in
+#: parallel, use panels in its hidden delta and update (over its inputs), use
+#: panels in its forward pass (over its outputs); each 0 or 1.
+PAR, PNL, FWD = 0, 1, 2
 
 
-def _forward_panel_tiles(sizes, batch_size, dtype):
-    """Per layer, the rows of the panel tiles of its forward pass, whose panels
-    run over its outputs (``forward._fwd_panel``), or 0: the compile-time
-    constant ``FWD_PANELS`` of its forward kernels."""
-    return tuple(panel_tile_rows() if _forward_panels(n_out, batch_size, dtype) else 0 for n_out in sizes[1:])
+def layer_kinds(sizes, batch_size, dtype):
+    """The loop shape of every layer, ``(n_layers, 3)`` int64 (``PAR``, ``PNL``,
+    ``FWD``): the one place these decisions are made.  They depend only on the
+    shapes, the dtype and the ISA, never on the thread count, so the numbers
+    do not either.  The drivers pick each layer's kernel variant from it
+    (``plan.slot``)."""
+    kinds = np.zeros((len(sizes) - 1, 3), dtype=np.int64)
+    kinds[:, PAR] = _parallel_flags(sizes, batch_size)
+    kinds[:, PNL] = _panel_counts(sizes, batch_size, dtype) > 0
+    kinds[:, FWD] = [_forward_panels(n_out, batch_size, dtype) > 0 for n_out in sizes[1:]]
+    return kinds
 
 
 def _check_input(X, dtype):

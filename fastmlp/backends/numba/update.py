@@ -11,7 +11,7 @@ from numba import carray, prange
 from fastmlp.backends.numba.forward import _fwd_block, _gather_row
 from fastmlp.backends.numba.elementwise import _softmax_rows
 from fastmlp.backends.numba.deltas import _thread_rows
-from fastmlp.backends.numba.jit import OPT, PANELS, SGD_PLAIN, kernel
+from fastmlp.backends.numba.jit import PANELS, kernel
 from fastmlp.backends.numba.tile import (NARROW_ROWS, NONNEG, PACK_ROWS, PACK_SIZE, PACK_STRIDE, PANEL,
                                         full_width_vectors, narrow_tile, pack_buffer, strided_pack_buffer)
 
@@ -20,9 +20,11 @@ from fastmlp.backends.numba.tile import (NARROW_ROWS, NONNEG, PACK_ROWS, PACK_SI
 def _update_row(w, v, g, inv, lr, mu, l2, c1, c2):
     """(U1-U4) for one row: ``g`` holds the *summed* gradient, ``inv`` = 1/m is
     applied here (so ``g`` need not be scaled in a separate pass).  The rule is
-    the compile-time constant ``OPT``; ``c1``, ``c2`` as in ``_grad_update_block``."""
+    plain SGD when ``mu`` is 0, else with a velocity (the same numbers for
+    ``mu`` 0, without reading or writing it); ``c1``, ``c2`` as in
+    ``_grad_update_block``."""
     n = w.shape[0]
-    if OPT == SGD_PLAIN:
+    if mu == 0:
         if l2 == 0:
             for k in range(n):
                 w[k] -= lr * (g[k] * inv)
@@ -44,7 +46,7 @@ def _bias_update(delta, m, b, vb, lr, mu, j, c1, c2):
     for i in range(m):
         s += delta[i, j]
     gb = s / delta.dtype.type(m)
-    if OPT == SGD_PLAIN:
+    if mu == 0:
         b[j] -= lr * gb
     else:
         vk = vb[j] * mu - lr * gb
@@ -126,7 +128,7 @@ def _grad_update_block(delta, A_prev, m, W, b, vW, vb, hyper, j0, G, panels):
                 g1[k] += e10 * x0 + e11 * x1 + e12 * x2 + e13 * x3 + e14 * x4
                 g2[k] += e20 * x0 + e21 * x1 + e22 * x2 + e23 * x3 + e24 * x4
                 g3[k] += e30 * x0 + e31 * x1 + e32 * x2 + e33 * x3 + e34 * x4
-        elif OPT == SGD_PLAIN:  # last pass fused with (U1)-(U2): w -= lr (g / m + l2 w)
+        elif mu == 0:  # last pass fused with (U1)-(U2): w -= lr (g / m + l2 w)
             for k in range(nk):
                 x0 = a0[k]
                 x1 = a1[k]
@@ -240,7 +242,7 @@ def _grad_update_columns(delta, A_prev, m, W, vW, hyper, k0, j_lo, j_hi):
             for r in range(nj):
                 w = W[j0 + r]
                 v = vW[j0 + r]
-                if OPT == SGD_PLAIN:  # (U1)-(U2)
+                if mu == 0:  # (U1)-(U2)
                     for c in range(PANEL):
                         w[k0 + c] -= lr * (tile[r * PANEL + c] * inv + l2 * w[k0 + c])
                 else:  # (U2)-(U4)

@@ -1,0 +1,517 @@
+"""The compile plan: the compiled functions a run needs, decided and loaded
+once (``prepare``), and the calls that run them (``train_batches``,
+``predict_proba``).
+
+What is compiled is a *variant* (``Variant``): a kernel template (``jit``)
+for one parameter dtype on this CPU, in one loop shape: serial or parallel,
+and with or without its outer-product panels (the forward pass, the hidden
+delta and the update have them).  The drivers (``epoch._train_epoch``,
+``adam._train_epoch_adam``, ``predict._predict``) have one variant per
+dtype.  Everything else is run-time data: the layer count and widths, the
+activations and the cost, plain SGD, momentum or Nesterov (the
+hyperparameters), the batch size and the input's dtype.  So a machine
+compiles each variant once, ever (cached on disk, ``cache``), and a new
+network reuses them; it compiles only the loop shapes no earlier network on
+this machine took.  ``all_variants`` lists them all (19 kernels and 3
+drivers per dtype on a CPU with panels).
+
+``prepare`` decides each layer's loop shape (``shapes.layer_kinds``: the one
+place it is decided), compiles what the cache lacks (in child processes,
+``precompile``, which says why) and loads the rest, and returns a ``Plan``
+holding the compiled drivers and the kernel tuples they are handed: a tuple
+per stage with one slot per loop shape (``slot``).  A slot that no layer of
+the network takes holds another compiled variant of the same stage (the
+signature must be filled) and is never called: ``kinds`` selects only the
+slots the plan compiled.
+"""
+
+import contextlib
+import json
+import sys
+import time
+import warnings
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+
+from fastmlp._files import atomic_write
+from fastmlp.backends.numba import cache, jit, precompile
+from fastmlp.backends.numba.adam import _adam_apply, _train_epoch_adam
+from fastmlp.backends.numba.deltas import _hidden_layer, _output_rows
+from fastmlp.backends.numba.epoch import _train_epoch
+from fastmlp.backends.numba.forward import _forward_layer, _gather_input
+from fastmlp.backends.numba.predict import PREDICT_CHUNK, _predict
+from fastmlp.backends.numba.shapes import (FWD, PAR, PNL, _check_input, _codes, _panel_counts, input_pair_type,
+                                           layer_kinds, panel_tile_rows)
+from fastmlp.backends.numba.update import _update_forward_first, _update_layer
+from fastmlp.functions import COST_CODES
+from fastmlp.network import Adam, weight_offsets
+
+#: The kernel templates by stage.  ``first`` is the first layer's update fused
+#: with its next forward pass (``update._update_forward_first``).
+KERNELS = {"forward": _forward_layer, "hidden": _hidden_layer, "update": _update_layer,
+           "first": _update_forward_first, "gather": _gather_input, "output": _output_rows,
+           "adam_apply": _adam_apply}
+DRIVERS = {"epoch": _train_epoch, "adam_epoch": _train_epoch_adam, "predict": _predict}
+#: Stages with panel variants, and the column of ``shapes.layer_kinds`` that
+#: picks them; their tuples have four slots (``slot``).
+PANEL_STAGES = {"forward": FWD, "hidden": PNL, "update": PNL}
+#: Stages with serial and parallel variants only; their tuples have two.
+PARALLEL_STAGES = ("first", "gather")
+#: The kernels each driver is handed, in its argument order.
+CALLS = {"epoch": ("forward", "hidden", "update", "first", "gather", "output"),
+         "adam_epoch": ("forward", "hidden", "update", "gather", "output", "adam_apply"),
+         "predict": ("forward", "gather")}
+
+
+def update_rule(optimizer):
+    """``"adam"`` for ``network.Adam``, else ``"sgd"`` (plain, momentum and
+    Nesterov share their compiled code)."""
+    return "adam" if isinstance(optimizer, Adam) else "sgd"
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One compiled function: ``stage`` (a key of ``KERNELS`` or ``DRIVERS``)
+    for parameters of ``dtype``, serial or ``parallel``, without or with
+    ``panels``."""
+    stage: str
+    dtype: str
+    parallel: bool = False
+    panels: bool = False
+
+    def describe(self):
+        shape = []
+        if self.stage in PANEL_STAGES or self.stage in PARALLEL_STAGES:
+            shape.append("parallel" if self.parallel else "serial")
+        if self.panels:
+            shape.append("panels")
+        return " ".join([self.stage, *shape, self.dtype])
+
+    def dispatcher(self):
+        """The Numba dispatcher of this variant (``jit.specialise``)."""
+        if self.stage in DRIVERS:
+            return jit.specialise(DRIVERS[self.stage], True)
+        rows = panel_tile_rows() if self.panels else 0
+        parallel = self.parallel or self.stage == "adam_apply"
+        return jit.specialise(KERNELS[self.stage], parallel, PANELS=rows, FWD_PANELS=rows)
+
+
+def slot(parallel, panels=False):
+    """The index of a loop shape in its stage's tuple: ``2 * parallel +
+    panels`` for ``PANEL_STAGES``, ``parallel`` for ``PARALLEL_STAGES``, as
+    the drivers index them."""
+    return 2 * int(bool(parallel)) + int(bool(panels))
+
+
+def stage_variants(stage, dtype):
+    """The variants of ``stage`` in the order of its tuple's slots."""
+    if stage in PANEL_STAGES:
+        return [Variant(stage, dtype, p, q) for p in (False, True) for q in (False, True)]
+    if stage in PARALLEL_STAGES:
+        return [Variant(stage, dtype, p) for p in (False, True)]
+    return [Variant(stage, dtype)]
+
+
+# --- compiling and loading -----------------------------------------------------
+
+_compiled = {}
+#: Seconds a compile of each stage took when none was measured on this
+#: machine yet: AMD EPYC Zen 4 (AVX-512), 2 cores, 2026-12-07, float64, in
+#: one process, from an empty cache.
+DEFAULT_SECONDS = {"forward": 2.5, "hidden": 2.5, "update": 3.0, "first": 3.0, "gather": 0.5,
+                   "output": 0.5, "adam_apply": 1.0, "epoch": 1.5, "adam_epoch": 1.5, "predict": 2.5}
+_TIMES_FILE = "compile-seconds.json"
+
+
+def _marker(variant, dispatcher):
+    return cache.kernel_folder() / f"{dispatcher.py_func.__qualname__}-{variant.dtype}.compiled"
+
+
+def is_compiled(variant):
+    """Is ``variant`` loaded in this process, or recorded as in the cache?"""
+    if variant in _compiled:
+        return True
+    return cache.persistent() and _marker(variant, variant.dispatcher()).exists()
+
+
+def _signature(variant, dispatcher):
+    """The one signature ``variant`` compiles for; a driver's holds the
+    function types of the kernels it is handed (``_driver_kernels``), known
+    from their declarations, so a driver compiles without them."""
+    if variant.stage not in DRIVERS:
+        return jit.entry_signature(dispatcher, variant.dtype)
+    t = numba.types
+    dt = getattr(t, variant.dtype)
+    vec, mat, ints = t.Array(dt, 1, "C"), t.Array(dt, 2, "C"), t.Array(t.int64, 1, "C")
+    fn = []
+    for stage in CALLS[variant.stage]:
+        variants = stage_variants(stage, variant.dtype)
+        ft = jit.entry_function_type(variants[0].dispatcher(), variant.dtype)
+        fn.append(ft if variant.stage == "predict" or len(variants) == 1 else t.UniTuple(ft, len(variants)))
+    X = input_pair_type(variant.dtype)
+    if variant.stage == "predict":
+        return (vec, ints, ints, ints, X, ints, t.float64, mat, t.Array(dt, 3, "C"), *fn)
+    head = (vec, vec, ints, ints, ints, ints, t.int64, t.Array(t.float64, 1, "C"), X, t.Array(t.uint8, 1, "C"),
+            ints, t.int64, t.float64, ints, t.Array(t.int64, 2, "C"), t.Array(dt, 3, "C"), vec, vec, mat, mat)
+    if variant.stage == "adam_epoch":
+        head += (vec, t.Array(t.float64, 1, "C"))
+    return head + tuple(fn)
+
+
+_noted_damage = False
+
+
+def _compile(variant):
+    """The dispatcher of ``variant``, compiled for its one signature (or loaded
+    from the cache); returns ``(dispatcher, seconds spent compiling)``.  A
+    damaged cache entry (a truncated index or data file) is dropped, for this
+    variant only, and compiled again."""
+    global _noted_damage
+    if variant in _compiled:
+        return _compiled[variant], 0.0
+    dispatcher = variant.dispatcher()
+    signature = _signature(variant, dispatcher)
+    start = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "First-class function type feature is experimental")
+        # the SGD drivers have no parallel loop of their own
+        warnings.filterwarnings("ignore", r"\s*The keyword argument 'parallel=True'", numba.NumbaPerformanceWarning)
+        try:
+            dispatcher.compile(signature)
+        except Exception as exc:
+            if not _damaged(dispatcher, signature):
+                raise
+            dispatcher._cache.flush()  # an empty index for this function only
+            if not _noted_damage:
+                _noted_damage = True
+                print(f"fastmlp: ignored a damaged Numba cache entry of {variant.describe()} "
+                      f"({type(exc).__name__}); compiling it again.", file=sys.stderr)
+            dispatcher.compile(signature)
+    if variant.stage not in DRIVERS:
+        declared = jit.entry_function_type(dispatcher, variant.dtype).signature.return_type
+        actual = dispatcher.overloads[tuple(signature)].signature.return_type
+        if declared != actual:
+            raise TypeError(f"{variant.describe()} returns {actual}, its @kernel declares {declared}")
+    seconds = time.perf_counter() - start
+    if cache.compiled_here(dispatcher):
+        if cache.persistent():
+            _write_marker(_marker(variant, dispatcher))
+    else:
+        seconds = 0.0
+    _compiled[variant] = dispatcher
+    return dispatcher, seconds
+
+
+def _entry_point(driver):
+    """The compiled ``driver`` (a ``Variant`` of ``DRIVERS``) as a Python
+    callable of its one signature: it converts the tuples of dispatchers it
+    is handed to the compiled function types instead of typing a new
+    signature (the driver's dispatcher serves both dtypes)."""
+    dispatcher = _compile(driver)[0]
+    return dispatcher.overloads[tuple(_signature(driver, dispatcher))].entry_point
+
+
+def _damaged(dispatcher, signature):
+    """Did ``dispatcher``'s compile fail because its cache entry for
+    ``signature`` cannot be read (a truncated or garbage file)?"""
+    if dispatcher._cache is None or not cache.persistent():
+        return False
+    try:
+        dispatcher._cache.load_overload(signature, dispatcher.targetctx)
+    except Exception:  # noqa: BLE001  (unpickling a damaged entry raises anything)
+        return True
+    return False
+
+
+def _write_marker(path):
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("compiled into this cache folder (fastmlp.backends.numba.plan)\n")
+    except OSError:
+        pass  # no marker: the next run announces a compile that turns out to be a load
+
+
+def _record_stage(stage, seconds):
+    """Keep ``seconds`` as the last compile time of one variant of ``stage``."""
+    times = _read_times()
+    times[stage] = seconds
+    try:
+        with atomic_write(cache.root() / _TIMES_FILE, "w") as f:
+            json.dump(times, f)
+    except OSError:
+        pass
+
+
+def _read_times():
+    try:
+        times = json.loads((cache.root() / _TIMES_FILE).read_text())
+        return {k: float(v) for k, v in times.items() if k in DEFAULT_SECONDS}
+    except (OSError, ValueError, AttributeError, TypeError):
+        return {}
+
+
+def _parts_of(variant):
+    """What compiling ``variant`` compiles (``jit.compiled_with``), each with
+    the length of its bytecode (a rough measure of its compile time)."""
+    return {d: len(d.py_func.__code__.co_code) for d in jit.compiled_with(variant.dispatcher())}
+
+
+def _seconds_of(variant):
+    """The last compile of ``variant``'s stage measured on this machine, else
+    ``DEFAULT_SECONDS``."""
+    return {**DEFAULT_SECONDS, **_read_times()}[variant.stage]
+
+
+#: Seconds a compiling child takes to start Python, Numba and fastmlp
+#: (AMD EPYC Zen 4, 2026-12-07).
+CHILD_START_SECONDS = 1.0
+
+
+def estimate_seconds(variants):
+    """About how long compiling what ``variants`` lacks takes, as
+    ``compile_missing`` shares it out over the cores."""
+    todo = [v for v in dict.fromkeys(variants) if not is_compiled(v)]
+    if not todo:
+        return 0.0
+    times = {**DEFAULT_SECONDS, **_read_times()}
+    _, wall = precompile.share_out(todo, precompile.available_cores(), lambda v: times[v.stage], _parts_of)
+    return wall + (CHILD_START_SECONDS if cache.persistent() else 0.0)
+
+
+# --- the plan --------------------------------------------------------------------
+
+def needed_variants(sizes, dtype, *, batch_size=None, rule="sgd"):
+    """The variants a run needs: training ``sizes`` in mini-batches of
+    ``batch_size`` (None: prediction only) with update ``rule``
+    (``update_rule``), and predicting.  A stage of the driver's that no layer
+    takes (the hidden delta of a network without hidden layers) is filled by
+    its serial row-block variant."""
+    dtype = np.dtype(dtype).name
+    found = [Variant("forward", dtype), Variant("gather", dtype)]
+    if batch_size is not None:
+        kinds = layer_kinds(sizes, batch_size, dtype)
+        driver = "adam_epoch" if rule == "adam" else "epoch"
+        split = bool(kinds[0, PNL] or kinds[0, FWD])  # see epoch._train_epoch
+        used = {stage: [] for stage in CALLS[driver]}
+        for l, (par, pnl, fwd) in enumerate(kinds):
+            used["forward"].append(Variant("forward", dtype, bool(par), bool(fwd)))
+            if l > 0:
+                used["hidden"].append(Variant("hidden", dtype, bool(par), bool(pnl)))
+            if l > 0 or split or driver == "adam_epoch":
+                used["update"].append(Variant("update", dtype, bool(par), bool(pnl)))
+        if driver == "epoch":
+            if split:
+                used["gather"].append(Variant("gather", dtype, bool(kinds[0, PAR])))
+            else:
+                used["first"].append(Variant("first", dtype, bool(kinds[0, PAR])))
+        for stage in CALLS[driver]:
+            found += used[stage] or [Variant(stage, dtype)]
+        found.append(Variant(driver, dtype))
+    found.append(Variant("predict", dtype))
+    return list(dict.fromkeys(found))
+
+
+def all_variants(dtypes=("float64", "float32")):
+    """Every variant this CPU runs (the panel variants where it has panels,
+    ``shapes.panel_tile_rows``), for each of ``dtypes``."""
+    found = []
+    for dtype in dtypes:
+        for stage in KERNELS:
+            found += [v for v in stage_variants(stage, dtype) if not v.panels or panel_tile_rows()]
+        found += [Variant(stage, dtype) for stage in DRIVERS]
+    return found
+
+
+def _driver_kernels(driver, compiled):
+    """The kernels ``driver`` (a ``Variant`` of ``DRIVERS``) is handed, in its
+    argument order: each stage's tuple, a slot per loop shape, or for the
+    prediction and the stages of one variant the compiled function itself.
+    ``compiled``: ``{Variant: dispatcher}`` with at least one variant of each
+    stage; a slot without its own holds the stage's first compiled variant."""
+    found = {}
+    for stage in CALLS[driver.stage]:
+        variants = stage_variants(stage, driver.dtype)
+        if driver.stage == "predict" or len(variants) == 1:
+            found[stage] = compiled[variants[0]]
+        else:
+            filler = next(compiled[v] for v in variants if v in compiled)
+            found[stage] = tuple(compiled.get(v, filler) for v in variants)
+    return found
+
+
+def compile_all(variants, *, record=True):
+    """Compile (or load) each of ``variants`` in this process.  Returns
+    ``{stage: longest compile of a variant}``; ``record`` keeps them for
+    ``estimate_seconds``."""
+    seconds = {}
+    for v in dict.fromkeys(variants):
+        spent = _compile(v)[1]
+        if spent:
+            seconds[v.stage] = max(seconds.get(v.stage, 0.0), spent)
+            if record:
+                _record_stage(v.stage, spent)
+    return seconds
+
+
+def compile_missing(variants):
+    """Make sure each of ``variants`` is in the cache, compiling what it lacks
+    in child processes side by side (``precompile``), or in this process when
+    there is no lasting cache or a child failed; then load them all here.
+    Returns the wall seconds spent compiling (0.0 when nothing was missing)."""
+    todo = [v for v in dict.fromkeys(variants) if not is_compiled(v)]
+    if not todo:
+        return 0.0
+    start = time.perf_counter()
+    if cache.persistent():
+        seconds, failure = precompile.compile_in_children(todo, _seconds_of, _parts_of)
+        for stage, s in seconds.items():
+            _record_stage(stage, s)
+        if failure:
+            print(f"fastmlp: compiling the kernels in a child process failed ({failure}); "
+                  "compiling in this process instead.", file=sys.stderr)
+    compile_all(variants)
+    return time.perf_counter() - start
+
+
+def serve_child(argv):
+    """The entry point of a compiling child process (``precompile``)."""
+    precompile.serve(argv, lambda variants: compile_all(variants, record=False), Variant)
+
+
+@contextlib.contextmanager
+def _first_class_functions():
+    """Around a call that hands compiled functions to a driver: Numba warns at
+    each such call that first-class function types are experimental."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "First-class function type feature is experimental")
+        yield
+
+
+class Workspace:
+    """The work buffers of one epoch call for ``sizes`` and ``m`` samples per
+    batch: activations and deltas of every layer (flat, at ``a_off``), three
+    gathered input batches, the output's pre-activations, and per-thread
+    scratch rows.  Allocated per call, so concurrent calls share nothing."""
+
+    def __init__(self, sizes, m, dtype):
+        self.a_off = np.concatenate([[0], np.cumsum(m * np.asarray(sizes, dtype=np.int64))]).astype(np.int64)
+        self.A = np.zeros(self.a_off[-1], dtype)
+        self.D = np.zeros(self.a_off[-1], dtype)
+        self.XB = np.zeros((3, m * sizes[0]), dtype)
+        self.Z_L = np.zeros((m, sizes[-1]), dtype)
+        self.G = np.zeros((numba.config.NUMBA_NUM_THREADS, 4, max(sizes)), dtype)
+
+
+class Plan:
+    """What a run needs, decided once: per layer its loop shape (``kinds``,
+    ``shapes.layer_kinds``) and its panel count, the compiled drivers and the
+    kernels they are handed.  ``compile_seconds``: the wall seconds making it
+    spent compiling (0.0 when everything came from the cache)."""
+
+    def __init__(self, sizes, dtype, batch_size, rule):
+        self.sizes = tuple(int(s) for s in sizes)
+        self.dtype = np.dtype(dtype).name
+        self.batch_size = batch_size
+        self.rule = rule
+        self.variants = needed_variants(self.sizes, self.dtype, batch_size=batch_size, rule=rule)
+        self.compile_seconds = compile_missing(self.variants)
+        compiled = {v: _compile(v)[0] for v in self.variants if v.stage not in DRIVERS}
+        self.offsets = weight_offsets(self.sizes)
+        self.sizes_array = np.asarray(self.sizes, dtype=np.int64)
+        predict = Variant("predict", self.dtype)
+        self.predict_kernels = _driver_kernels(predict, compiled)
+        self.predict = _entry_point(predict)
+        self.epoch = None
+        if batch_size is not None:
+            self.kinds = layer_kinds(self.sizes, batch_size, self.dtype)
+            self.panels = _panel_counts(self.sizes, batch_size, self.dtype)
+            driver = Variant("adam_epoch" if rule == "adam" else "epoch", self.dtype)
+            self.kernels = _driver_kernels(driver, compiled)
+            self.epoch = _entry_point(driver)
+
+    def train(self, params, velocity, net, sgd, X, y, order):
+        """``train_batches`` with this plan (see there)."""
+        X, scale = _check_input(X, params.dtype)
+        y = np.ascontiguousarray(y, dtype=np.uint8)
+        order = np.ascontiguousarray(order, dtype=np.int64)
+        if not y.flags.writeable:  # the one compiled signature takes writable y and order
+            y = y.copy()
+        if not order.flags.writeable:
+            order = order.copy()
+        m = min(self.batch_size, len(order))
+        work = Workspace(self.sizes, m, params.dtype)
+        with _first_class_functions():
+            return self._train(params, velocity, net, sgd, X, y, order, m, scale, work)
+
+    def _train(self, params, velocity, net, sgd, X, y, order, m, scale, work):
+        k = self.kernels
+        args = (params, velocity, self.offsets, work.a_off, self.sizes_array, _codes(net), COST_CODES[net.cost])
+        if self.rule == "adam":  # (U6), see fastmlp.backends.numba.adam
+            hyper = np.array([sgd.lr, sgd.beta_1, sgd.beta_2, sgd.epsilon, sgd.l2, sgd.t], dtype=np.float64)
+            grads = np.zeros(params.shape[0], params.dtype)
+            ghyper = np.array([-1.0, 0.0, 0.0, 0.0])  # (U1) with rate -1 on a zero buffer: the gradient
+            loss, correct = self.epoch(*args, hyper, X, y, order, m, float(scale), self.panels, self.kinds,
+                                       work.G, work.A, work.D, work.XB, work.Z_L, grads, ghyper, *k.values())
+        else:
+            hyper = np.array([sgd.lr, sgd.momentum, sgd.l2, float(bool(sgd.nesterov))], dtype=np.float64)
+            loss, correct = self.epoch(*args, hyper, X, y, order, m, float(scale), self.panels, self.kinds,
+                                       work.G, work.A, work.D, work.XB, work.Z_L, *k.values())
+        return float(loss), int(correct)
+
+    def predict_proba(self, params, net, X):
+        """``predict_proba`` with this plan (see there)."""
+        X, scale = _check_input(X, params.dtype)
+        n = len(X[0]) + len(X[1])  # the rows of whichever of the pair is not empty
+        out = np.empty((n, net.sizes[-1]), dtype=params.dtype)
+        if n:
+            work = np.empty((numba.config.NUMBA_NUM_THREADS, 2, PREDICT_CHUNK * max(self.sizes)), params.dtype)
+            with _first_class_functions():
+                self.predict(params, self.offsets, self.sizes_array, _codes(net), X, np.arange(n, dtype=np.int64),
+                             float(scale), out, work, *self.predict_kernels.values())
+        return out
+
+
+_plans = {}
+
+
+def prepare(net, dtype, *, batch_size=None, optimizer=None):
+    """The ``Plan`` for training ``net`` (a ``network.Net``) with parameters of
+    ``dtype`` in mini-batches of ``batch_size`` with ``optimizer`` (plain SGD
+    when None), or for prediction alone when ``batch_size`` is None.  Made
+    once per process for each (layer sizes, batch size, update rule, dtype):
+    it compiles the variants the cache lacks, or loads them."""
+    rule = update_rule(optimizer)
+    key = (tuple(net.sizes), batch_size, rule if batch_size is not None else "", np.dtype(dtype).name)
+    if key not in _plans:
+        _plans[key] = Plan(net.sizes, dtype, None if batch_size is None else int(batch_size), key[2])
+    return _plans[key]
+
+
+def train_batches(params, velocity, net, sgd, X, y, order, batch_size, plan=None):
+    """Train on ``X[order]`` in consecutive mini-batches, updating ``params`` and
+    ``velocity`` in place; returns ``(loss_sum, n_correct)`` measured on each batch
+    before its update.  All batches run inside one compiled call.  ``plan``:
+    what ``prepare`` returned for this network, batch size and optimiser (else
+    it is looked up, and made on first use).
+
+    Implements (X), (F), (C), (D_L), (D_l), (G), (U1)-(U4), (U6) of docs/math.md.
+    Mirror: ``fastmlp.backends.reference.train_batches``.
+    """
+    if len(order) == 0:
+        return 0.0, 0
+    # the loop shapes follow the requested batch size, so a short last chunk of
+    # an epoch runs the same compiled code; buffers need no more than n rows
+    batch_size = int(max(batch_size, 1))
+    if plan is None:
+        plan = prepare(net, params.dtype, batch_size=batch_size, optimizer=sgd)
+    return plan.train(params, velocity, net, sgd, X, y, order)
+
+
+def predict_proba(params, net, X, plan=None):
+    """Output activations ``A_L`` for every row of ``X``, ``(n, n_L)``.
+    Implements (X), (F).  Mirror: ``fastmlp.backends.reference.predict_proba``."""
+    if plan is None:
+        plan = prepare(net, params.dtype)
+    return plan.predict_proba(params, net, X)
