@@ -295,7 +295,6 @@ def test_missing_sklearn_names_the_extra():
     assert out.startswith("MissingDependencyError") and "pip install fastmlp[sklearn]" in out
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("solver", ["sgd", "adam"])
 def test_side_by_side_accuracy_on_digits(solver):
     """Same settings, same data (digits, scaled, one hidden layer of 64, 200

@@ -15,7 +15,7 @@ import pytest
 
 from fastmlp.cli import main
 
-pytestmark = [pytest.mark.mnist, pytest.mark.slow]  # full 60,000-image epochs
+pytestmark = pytest.mark.mnist
 
 #: Test accuracy after the epochs run below, over seeds 0-9, measured 2026-12-01
 #: on an AMD EPYC Zen 4:

@@ -25,7 +25,6 @@ def test_sklearn_estimator_checks_reference(estimator, check):
     check(estimator)
 
 
-@pytest.mark.slow
 @parametrize_with_checks([MLPClassifier()])
 def test_sklearn_estimator_checks_default(estimator, check):
     check(estimator)

@@ -241,7 +241,6 @@ def test_numba_single_logistic_output_and_identity(dtype, net):
     assert comp[1] == ref[1]
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("dtype, batch_size", [("float32", 64), ("float64", 128)])
 def test_numba_adam_epoch_wide(dtype, batch_size):
     """Layers wide enough for the parallel loops and the outer-product panels

@@ -90,7 +90,6 @@ def rounding_sensitivity(model_args, fit_args, seed, X, y):
 # derandomize: the same 40 combinations in every run, so CI does not pass or fail
 # by the luck of the draw on chaotic trajectories; change the examples on purpose
 # (e.g. max_examples) to explore further.
-@pytest.mark.slow  # 40 pairs of trainings: 35 s on a shared 2-core AMD EPYC Zen 4, 2026-12-01
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True)
 @given(configurations(), st.integers(0, 2**16))
 def test_numba_model_equals_reference_model(configuration, seed):

@@ -27,27 +27,27 @@ def _fastmlp(args, cache_dir):
                           text=True, timeout=900)
 
 
-@pytest.mark.slow
 def test_cli_compile_says_what_and_then_finds_it_cached(tmp_path):
     first = _fastmlp(["compile", "--layers", "784,30,10"], tmp_path)
     assert first.returncode == 0, first.stderr[-2000:]
     lines = first.stdout.splitlines()
-    assert lines[0].startswith("compiling the numba kernels for 784-30-10 sigmoid/quadratic float64 "
-                               "(first run on this machine only, about "), lines
+    assert lines[0].startswith("compiling 9 numba kernel variants for 784-30-10 sigmoid/quadratic float64 "
+                               "(once on this machine; every network reuses them), about "), lines
     assert lines[-1].startswith("compiled in ") and "cache" in lines[-1], lines
     assert "\r" not in first.stdout  # not a terminal: no counting line
-    # the same network trained with other sizes, activations, learning rate: same configuration
-    again = _fastmlp(["compile", "--layers", "784,40,10", "--activation", "tanh", "--lr", "0.5"], tmp_path)
+    # another network with the same loop shapes, other activations, cost, momentum: nothing new
+    again = _fastmlp(["compile", "--layers", "784,40,20,10", "--activation", "tanh", "--output-activation",
+                      "sigmoid", "--cost", "cross_entropy", "--momentum", "0.9", "--lr", "0.5"], tmp_path)
     assert again.returncode == 0, again.stderr[-2000:]
-    assert again.stdout.splitlines() == ["the numba kernels for 784-40-10 tanh/quadratic float64 are already "
-                                         "compiled (in the cache)"]
-    code = ("import numpy as np, fastmlp; from fastmlp.backends.numba import cache; "
+    assert again.stdout.splitlines() == ["the numba kernels for 784-40-20-10 tanh/sigmoid/cross_entropy float64 are "
+                                         "already compiled (in the cache)"]
+    code = ("import numpy as np, fastmlp; from fastmlp.backends.numba import plan; "
             "m = fastmlp.MLP([784, 30, 10], seed=0); "
             "assert fastmlp.compile_ahead(m) == 0.0; "
             "X = np.random.default_rng(0).integers(0, 256, (50, 784), dtype=np.uint8); "
             "m.fit(X, np.arange(50) % 10, epochs=1, progress=False); "
             "m.fit(X / 255.0, np.arange(50) % 10, epochs=1, progress=False); "  # floats: the same kernels
-            "print(cache.compiled_in_process())")
+            "print(plan.compiled_in_process())")
     loaded = subprocess.run([sys.executable, "-c", code], env=_env(tmp_path), capture_output=True, text=True,
                             timeout=900)
     assert loaded.returncode == 0, loaded.stderr[-2000:]
@@ -84,7 +84,6 @@ np.save(sys.argv[1], params)
 """
 
 
-@pytest.mark.slow
 def test_two_processes_compiling_at_once_both_succeed(tmp_path):
     """Both start with the same empty cache, compile the same configuration and
     write it at the same time; both finish, with the same weights, and a third
@@ -102,7 +101,6 @@ def test_two_processes_compiling_at_once_both_succeed(tmp_path):
     assert a.tobytes() == b.tobytes() == c.tobytes()
 
 
-@pytest.mark.slow
 def test_other_numba_libraries_cache_where_they_always_do(tmp_path):
     """After fastmlp is imported and has compiled, a cached function of another
     library still caches next to its own source (Numba's default)."""
@@ -120,3 +118,40 @@ def test_other_numba_libraries_cache_where_they_always_do(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     assert list((tmp_path / "__pycache__").glob("otherlib.twice-*.nbi"))
     assert not list((tmp_path / "xdg").rglob("otherlib*"))
+
+
+DAMAGED = r"""
+import sys
+import numpy as np
+from fastmlp.backends import numba as kernels
+from fastmlp.backends.numba import plan
+from fastmlp.network import Net, SGD, init_params
+
+net = Net((20, 6, 3), ("sigmoid", "sigmoid"), "quadratic")
+X = np.random.default_rng(0).integers(0, 256, (40, 20), dtype=np.uint8)
+params = init_params(net.sizes, ["normal"] * 2, np.random.default_rng(1), np.dtype("float64"))
+kernels.train_batches(params, np.zeros_like(params), net, SGD(0.1), X, np.arange(40) % 3, np.arange(40), 4)
+np.save(sys.argv[1], np.concatenate([params, kernels.predict_proba(params, net, X).ravel()]))
+print(plan.compiled_in_process())
+"""
+
+
+def test_a_damaged_entry_is_compiled_again_alone(tmp_path):
+    """One variant's cache files overwritten with garbage: the next run says so
+    in one line, has that variant alone compiled again in a child (the others
+    load), and trains the same weights."""
+    cache_dir = tmp_path / "cache"
+    run = lambda name: subprocess.run([sys.executable, "-c", DAMAGED, str(tmp_path / name)],  # noqa: E731
+                                      env=_env(cache_dir), capture_output=True, text=True, timeout=900)
+    first = run("first.npy")
+    assert first.returncode == 0 and first.stdout.split() == ["0"], first.stderr[-2000:]
+    damaged = sorted(cache_dir.rglob("*._output_rows*.nb[ic]"))
+    assert damaged
+    for path in damaged:
+        path.write_bytes(b"\x80\x04garbage")
+    second = run("second.npy")
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert second.stdout.split() == ["0"]  # a child compiled the output kernel again, and nothing else
+    note = second.stderr.strip().splitlines()
+    assert len(note) == 1 and "ignored a damaged Numba cache entry of output float64" in note[0]
+    assert np.load(tmp_path / "first.npy").tobytes() == np.load(tmp_path / "second.npy").tobytes()

@@ -134,7 +134,6 @@ def test_vector_width_matches_numba_code():
     _check_probes(cases)
 
 
-@pytest.mark.slow
 @pytest.mark.skipif(not IS_X86, reason="x86 CPU names can only be targeted on x86-64")
 def test_vector_width_table_matches_numba_code():
     """Every x86 name of the tables, and the SSE baseline."""

@@ -25,10 +25,7 @@ from pathlib import Path
 import pytest
 from helpers import REPO
 
-pytestmark = [
-    pytest.mark.skipif(sys.platform == "win32", reason="POSIX permissions"),
-    pytest.mark.slow,
-]
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX permissions")
 
 SCRIPT = r"""
 import sys

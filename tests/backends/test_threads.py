@@ -82,11 +82,10 @@ print("OK")
 """
 
 
-@pytest.mark.slow  # a fresh NUMBA_CACHE_DIR: the child compiles every kernel it runs (20-40 s per signature)
 def test_concurrent_predictions_on_the_workqueue_layer_do_not_abort(tmp_path):
     import os
 
-    env = subprocess_env(NUMBA_THREADING_LAYER="workqueue", NUMBA_CACHE_DIR=str(tmp_path / "cache"))
+    env = subprocess_env(NUMBA_THREADING_LAYER="workqueue")
     result = subprocess.run([sys.executable, "-c", WORKQUEUE_SCRIPT, os.path.dirname(__file__)],
                             capture_output=True, text=True, env=env, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]

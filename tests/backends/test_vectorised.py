@@ -58,7 +58,7 @@ def _fresh(kernel):
     kernel template, or Numba's own decorator for a cached dispatcher."""
     if hasattr(jit, "specialise") and not hasattr(kernel, "py_func"):
         with _own_specialisations():
-            return jit.specialise(kernel, False, PANELS=NARROW_ROWS, FWD_PANELS=NARROW_ROWS, OPT=jit.SGD_PLAIN)
+            return jit.specialise(kernel, False, PANELS=NARROW_ROWS, FWD_PANELS=NARROW_ROWS)
     from numba import njit
 
     return njit(fastmath=config.FASTMATH, error_model="numpy", boundscheck=False)(kernel.py_func)
@@ -100,7 +100,6 @@ def test_panel_kernels_use_vector_fmas_and_no_gathers(dtype):
             assert "zmm" not in asm, f"{name} uses zmm registers on a {HOST.panel_bits}-bit target"
 
 
-@pytest.mark.slow  # a child process compiling both kernels: 20 s on the shared 2-core machine
 @pytest.mark.skipif(HOST.label != isa.AVX512, reason=f"the host is not AVX-512 ({HOST.describe()}): "
                                                      "the host test above already checks its path")
 def test_avx2_path_on_this_avx512_host():
@@ -132,8 +131,7 @@ def test_the_parallel_layer_update_keeps_the_panel_width_and_only_there():
     tuned = {512: "zmm", 256: "ymm"}[HOST.vector_bits]
     for panels, register in ((n_in // PANEL, REGISTER), (0, tuned)):
         with _own_specialisations():
-            layer = jit.specialise(update._update_layer, True, PANELS=NARROW_ROWS if panels else 0,
-                                   OPT=jit.SGD_PLAIN)
+            layer = jit.specialise(update._update_layer, True, PANELS=NARROW_ROWS if panels else 0)
         fresh = numba.njit(parallel=True, **jit.OPTIONS)(layer.py_func)  # uncached, so it can be read
         W = rng.standard_normal((n_out, n_in)).astype(dtype)
         asm = _asm(fresh, delta, A_prev, m, W, np.zeros(n_out, dtype), np.zeros_like(W), np.zeros(n_out, dtype),

@@ -75,38 +75,34 @@ def test_bench_markdown(small, capsys):
     assert f"| 784-30-10 | 10 | float32 | numba | {isa.HOST.label} |" in "\n".join(rows)
 
 
-def test_compile_time_once_per_specialisation(monkeypatch):
-    """Rows that compile the same configurations (``specs_for``) share one
-    measurement, taken with the first such row's network and batch; rows that
-    differ get their own."""
-    from fastmlp.backends.numba import specs_for
-
+def test_compile_times_share_one_cache_in_row_order(monkeypatch):
+    """Every row's first call runs in a fresh process, the rows in order and
+    sharing one cache that starts empty (so a row compiles only what no
+    earlier row did), then each row once more from the filled cache."""
     calls = []
-    monkeypatch.setattr(bench, "compile_time",
-                        lambda dtype, sizes, batch: calls.append((dtype, sizes, batch)) or {"first_run": len(calls)})
-    rows = bench.BENCH_ROWS + [((784, 40, 10), 10, "float32"), ((784, 30, 10), 20, "float64")]
-    got = bench._compile_times(rows)
 
-    def key(row):
-        sizes, batch, dtype = row
-        return tuple(specs_for(bench._net(sizes), dtype, batch_size=batch))
+    def first_call(cache, dtype, sizes, batch):
+        calls.append((cache, dtype, sizes, batch))
+        return 0.1, float(len(calls)), 9 if len(calls) == 1 else 0
 
-    first = {}
-    for row in rows:
-        first.setdefault(key(row), row)
-    assert calls == [(d, s, b) for s, b, d in first.values()]
-    assert len(calls) < len(rows)  # 784-40-10 f32 compiles what 784-30-10 f32 does
-    for row in rows:
-        assert got[row]["first_run"] == list(first).index(key(row)) + 1
+    monkeypatch.setattr(bench, "_first_call", first_call)
+    rows = bench.BENCH_ROWS[:3]
+    got = bench.compile_times(rows)
+    assert len({c[0] for c in calls}) == 1 and len(calls) == 2 * len(rows)
+    assert [c[1:] for c in calls[:len(rows)]] == [(d, s, b) for s, b, d in rows]
+    assert got[rows[0]] == {"first_run": 1.0, "variants": 9, "import": 0.1, "cached": len(rows) + 1.0}
+    assert got[rows[1]]["variants"] == 0 and got[rows[2]]["cached"] == 2 * len(rows)
 
 
-@pytest.mark.slow
 def test_compile_time_is_a_real_first_run():
-    """A fresh process with an empty cache compiles (tens of seconds here); the
-    second, with that cache, loads.  The bound: loading was 20-100x faster than
-    compiling on the machines measured, so half is far from either."""
-    t = bench.compile_time("float32", (784, 30, 10), 10)
-    assert t["cached"] < 0.5 * t["first_run"]
+    """A fresh process with an empty cache compiles; the next row with the
+    same loop shapes compiles nothing; the same call from the filled cache
+    loads.  The bound: loading was 20-100x faster than compiling on the
+    machines measured, so half is far from either."""
+    rows = [((7, 5, 3), 4, "float64"), ((7, 6, 4, 3), 4, "float64")]
+    t = bench.compile_times(rows)
+    assert t[rows[0]]["variants"] > 0 and t[rows[1]]["variants"] == 0
+    assert t[rows[0]]["cached"] < 0.5 * t[rows[0]]["first_run"]
 
 
 def test_bench_torch_missing_is_a_usage_error(monkeypatch, capsys):
@@ -137,7 +133,6 @@ def test_isa_refused_where_it_makes_no_sense(monkeypatch, capsys):
     assert "only the numba rows" in capsys.readouterr().err
 
 
-@pytest.mark.slow
 @pytest.mark.skipif(isa.avx2_environment()[0] is None, reason="the host has no AVX2 path (not x86-64 with AVX2)")
 def test_bench_isa_avx2_runs_a_child(small, capsys):
     """The numba rows run for this process's ISA and, in a child that compiles

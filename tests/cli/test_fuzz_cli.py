@@ -178,7 +178,6 @@ class InProcessRunner:
         pass
 
 
-@pytest.mark.slow  # about a minute: 500 real invocations
 def test_fuzz_cli_exits_cleanly(warm, monkeypatch):
     monkeypatch.chdir(warm["root"])  # relative paths land in the tmp folder
     # `fastmlp bench` times full 60,000-image epochs by design; here only its
@@ -186,7 +185,7 @@ def test_fuzz_cli_exits_cleanly(warm, monkeypatch):
     from fastmlp.cli import bench
 
     monkeypatch.setattr(bench, "run_bench", lambda rows, backends=None, repeats=3, **options: [])
-    monkeypatch.setattr(bench, "compile_time", lambda *args, **kwargs: {"first_run": 0.0, "cached": 0.0})
+    monkeypatch.setattr(bench, "compile_times", lambda rows: {})
     from fastmlp.cli import sweep_command
 
     monkeypatch.setattr(sweep_command, "_runner", lambda args, settings: InProcessRunner())
@@ -241,7 +240,6 @@ def apply_mutation(original, plan):
     return bytes(data)
 
 
-@pytest.mark.slow  # 400 loads, 7 s on the machine above
 def test_fuzz_model_file_reader(model_bytes, tmp_path):
     count = {"n": 0, "loaded": 0}
     path = tmp_path / "m.npz"

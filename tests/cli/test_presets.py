@@ -51,7 +51,6 @@ FAST_PRESET_MIN_ACCURACY = 95.0
 
 
 @pytest.mark.mnist
-@pytest.mark.slow
 def test_fast_preset_learns_on_real_mnist(mnist_dir, capsys):
     code = main(["train", "--preset", "fast", "--epochs", "1", "--quiet", "--data-dir", str(mnist_dir),
                  "--no-download"])

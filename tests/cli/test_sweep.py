@@ -130,11 +130,11 @@ def test_numba_trials_with_jobs_equal_single_train_runs(synthetic_mnist_dir, tmp
 
 
 def test_the_probe_compiles_what_the_numba_trials_run_each_once(synthetic_mnist_dir, monkeypatch):
-    """Before trials start side by side, one worker compiles every configuration
-    the numba trials will run (those ``fastmlp train`` would compile), each
-    once, in one call (so side by side)."""
+    """Before trials start side by side, one worker compiles every kernel
+    variant the numba trials will run (those ``fastmlp train`` would compile)
+    in one call (so side by side, each once)."""
     from fastmlp.backends import numba as kernels
-    from fastmlp.cli.commands import new_model, numba_specs
+    from fastmlp.cli.commands import new_model, numba_variants
     from fastmlp.cli.parser import ArgumentParser, add_train_options
     from fastmlp.sweep.grid import data_key
     from fastmlp.sweep.trial import probe
@@ -144,12 +144,12 @@ def test_the_probe_compiles_what_the_numba_trials_run_each_once(synthetic_mnist_
     trials = [vars(parser.parse_args([*common(synthetic_mnist_dir, "numba"), *options]))
               for options in (["--seed", "0"], ["--seed", "1"], ["--dtype", "float32", "--batch-size", "64"])]
     asked = []
-    monkeypatch.setattr(kernels, "compile_specs", lambda specs: asked.append(specs) or 0.0)
+    monkeypatch.setattr(kernels, "compile_variants", lambda variants: asked.append(variants) or 0.0)
     sizes = probe([data_key(trials[0])], trials)
     assert sizes == {data_key(trials[0]): 1000}
-    f64, f32 = (numba_specs(new_model(parser.parse_args(a)), parser.parse_args(a))
+    f64, f32 = (numba_variants(new_model(parser.parse_args(a)), parser.parse_args(a))
                 for a in ([], ["--dtype", "float32", "--batch-size", "64"]))
-    assert asked == [[*f64, *f32]] and len(set(f64 + f32)) == 4
+    assert asked == [[*f64, *f64, *f32]] and not set(f64) & set(f32)
 
 
 def test_jobs_share_the_cores_and_never_exceed_the_trials(synthetic_mnist_dir, tmp_path, capsys, monkeypatch):

@@ -119,7 +119,6 @@ def sweep_options(data_dir, backend):
     return ["sweep", "--data-dir", str(data_dir), "--no-download", "--backend", backend, "--quiet"]
 
 
-@pytest.mark.slow
 def test_a_sweep_on_the_cluster_equals_the_same_sweep_run_locally(cluster, synthetic_mnist_dir, tmp_path, capsys):
     """numba backend: the workers load the same cached kernels as the local
     run's processes, so every figure and the best weights are bitwise equal."""
@@ -142,7 +141,6 @@ def test_a_sweep_on_the_cluster_equals_the_same_sweep_run_locally(cluster, synth
     assert np.array_equal(load(dask_best).params_, load(local_best).params_)
 
 
-@pytest.mark.slow
 def test_a_worker_killed_mid_trial_costs_a_retry_and_no_trial_is_lost(cluster, synthetic_mnist_dir, tmp_path, capsys):
     # numpy backend, about a second per trial on the development machine, so
     # the kill lands inside a trial.
@@ -182,7 +180,6 @@ def test_a_worker_killed_mid_trial_costs_a_retry_and_no_trial_is_lost(cluster, s
     assert "6 trials in" in out
 
 
-@pytest.mark.slow
 def test_a_scheduler_without_workers_is_one_line(tmp_path, synthetic_mnist_dir, capsys):
     cluster = Cluster(tmp_path)
     try:

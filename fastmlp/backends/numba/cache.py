@@ -44,7 +44,7 @@ _PACKAGE_DIR = Path(__file__).resolve().parent
 _FASTMLP_DIR = _PACKAGE_DIR.parents[1]
 #: The backend's files that only organise compiling and loading: none of their
 #: code is compiled, so a change to them keeps the cache.
-_PLUMBING = ("cache.py", "plan.py", "runtime.py")
+_PLUMBING = ("cache.py", "precompile.py", "runtime.py")
 #: The files (relative to the fastmlp package) whose code the compiled functions contain.
 _DEPENDENCIES = (*sorted(str(f.relative_to(_FASTMLP_DIR)) for f in _PACKAGE_DIR.glob("*.py")
                          if f.name not in _PLUMBING),

@@ -12,7 +12,7 @@ activations and the cost, plain SGD, momentum or Nesterov (the
 hyperparameters), the batch size and the input's dtype.  So a machine
 compiles each variant once, ever (cached on disk, ``cache``), and a new
 network reuses them; it compiles only the loop shapes no earlier network on
-this machine took.  ``all_variants`` lists them all (19 kernels and 3
+this machine took.  ``all_variants`` lists them all (18 kernels and 3
 drivers per dtype on a CPU with panels).
 
 ``prepare`` decides each layer's loop shape (``shapes.layer_kinds``: the one
@@ -161,6 +161,9 @@ def _signature(variant, dispatcher):
 
 
 _noted_damage = False
+#: Is this process a compiling child (``serve_child``)?  A child compiles
+#: in-process, as it is there to do.
+_in_child = False
 
 
 def _compile(variant):
@@ -188,6 +191,8 @@ def _compile(variant):
                 _noted_damage = True
                 print(f"fastmlp: ignored a damaged Numba cache entry of {variant.describe()} "
                       f"({type(exc).__name__}); compiling it again.", file=sys.stderr)
+            if not _in_child:  # compiled by a child, as every variant (precompile says why)
+                precompile.compile_in_children([variant], _seconds_of, _parts_of)
             dispatcher.compile(signature)
     if variant.stage not in DRIVERS:
         declared = jit.entry_function_type(dispatcher, variant.dtype).signature.return_type
@@ -202,6 +207,12 @@ def _compile(variant):
         seconds = 0.0
     _compiled[variant] = dispatcher
     return dispatcher, seconds
+
+
+def compiled_in_process():
+    """How many of the variants this process loaded it had to compile itself
+    (0 when a child compiled them all, ``precompile``)."""
+    return sum(cache.compiled_here(d) for d in _compiled.values())
 
 
 def _entry_point(driver):
@@ -377,6 +388,8 @@ def compile_missing(variants):
 
 def serve_child(argv):
     """The entry point of a compiling child process (``precompile``)."""
+    global _in_child
+    _in_child = True
     precompile.serve(argv, lambda variants: compile_all(variants, record=False), Variant)
 
 
