@@ -175,12 +175,12 @@ SMALL = Variant("gather", "float64")
 
 @pytest.fixture
 def fresh(tmp_path, monkeypatch):
-    """An empty cache folder for this test's children, and ``plan.compile_all``
-    recorded instead of run (this process compiles nothing: its dispatchers
-    keep the cache folder they were made with)."""
+    """An empty cache folder for this test's children, and the loading of
+    ``plan._load`` recorded instead of done (this process compiles nothing:
+    its dispatchers keep the cache folder they were made with)."""
     monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path))
     calls = []
-    monkeypatch.setattr(_plan, "compile_all", lambda variants, **kw: calls.append(list(variants)) or {})
+    monkeypatch.setattr(_plan, "_load", lambda variants: calls.append(list(variants)))
     monkeypatch.setattr(_plan, "is_compiled", lambda v: False)
     return calls
 
@@ -220,7 +220,7 @@ def test_an_existing_record_means_nothing_to_compile(tmp_path, monkeypatch):
     _plan._write_marker(_plan._marker(SMALL, SMALL.dispatcher()))
     assert _plan.is_compiled(SMALL)
     monkeypatch.setattr(_precompile.subprocess, "run", lambda *a, **k: pytest.fail("no child expected"))
-    monkeypatch.setattr(_plan, "compile_all", lambda variants, **kw: {})
+    monkeypatch.setattr(_plan, "_load", lambda variants: None)
     assert _plan.compile_missing([SMALL]) == 0.0
 
 

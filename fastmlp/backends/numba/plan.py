@@ -32,6 +32,11 @@ import time
 import warnings
 from dataclasses import dataclass
 
+try:
+    import fcntl
+except ImportError:  # Windows: compiles are not serialised between processes
+    fcntl = None
+
 import numba
 import numpy as np
 
@@ -166,11 +171,12 @@ _noted_damage = False
 _in_child = False
 
 
-def _compile(variant):
+def _compile(variant, damaged=None):
     """The dispatcher of ``variant``, compiled for its one signature (or loaded
     from the cache); returns ``(dispatcher, seconds spent compiling)``.  A
     damaged cache entry (a truncated index or data file) is dropped, for this
-    variant only, and compiled again."""
+    variant only, and compiled again; or, when a list ``damaged`` is given,
+    appended to it and left for the caller (``None, 0.0``)."""
     global _noted_damage
     if variant in _compiled:
         return _compiled[variant], 0.0
@@ -191,8 +197,10 @@ def _compile(variant):
                 _noted_damage = True
                 print(f"fastmlp: ignored a damaged Numba cache entry of {variant.describe()} "
                       f"({type(exc).__name__}); compiling it again.", file=sys.stderr)
-            if not _in_child:  # compiled by a child, as every variant (precompile says why)
-                precompile.compile_in_children([variant], _seconds_of, _parts_of)
+            if damaged is not None:
+                _drop_marker(variant, dispatcher)
+                damaged.append(variant)
+                return None, 0.0
             dispatcher.compile(signature)
     if variant.stage not in DRIVERS:
         declared = jit.entry_function_type(dispatcher, variant.dtype).signature.return_type
@@ -234,6 +242,13 @@ def _damaged(dispatcher, signature):
     except Exception:  # noqa: BLE001  (unpickling a damaged entry raises anything)
         return True
     return False
+
+
+def _drop_marker(variant, dispatcher):
+    try:
+        _marker(variant, dispatcher).unlink()
+    except OSError:
+        pass
 
 
 def _write_marker(path):
@@ -370,20 +385,61 @@ def compile_missing(variants):
     """Make sure each of ``variants`` is in the cache, compiling what it lacks
     in child processes side by side (``precompile``), or in this process when
     there is no lasting cache or a child failed; then load them all here.
-    Returns the wall seconds spent compiling (0.0 when nothing was missing)."""
-    todo = [v for v in dict.fromkeys(variants) if not is_compiled(v)]
-    if not todo:
+    Processes that share a cache compile one at a time (``_compile_lock``):
+    the second finds what the first compiled.  Returns the wall seconds spent
+    compiling (0.0 when nothing was missing)."""
+    variants = list(dict.fromkeys(variants))
+    if all(is_compiled(v) for v in variants):
+        _load(variants)
         return 0.0
     start = time.perf_counter()
-    if cache.persistent():
-        seconds, failure = precompile.compile_in_children(todo, _seconds_of, _parts_of)
-        for stage, s in seconds.items():
-            _record_stage(stage, s)
-        if failure:
-            print(f"fastmlp: compiling the kernels in a child process failed ({failure}); "
-                  "compiling in this process instead.", file=sys.stderr)
-    compile_all(variants)
+    with _compile_lock():
+        todo = [v for v in variants if not is_compiled(v)]
+        if todo and cache.persistent():
+            _compile_in_children(todo)
+    _load(variants)
     return time.perf_counter() - start
+
+
+def _compile_in_children(variants):
+    seconds, failure = precompile.compile_in_children(variants, _seconds_of, _parts_of)
+    for stage, s in seconds.items():
+        _record_stage(stage, s)
+    if failure:
+        print(f"fastmlp: compiling the kernels in a child process failed ({failure}); "
+              "compiling in this process instead.", file=sys.stderr)
+
+
+def _load(variants):
+    """Load ``variants`` into this process (compiling what is still missing
+    here).  Entries found damaged are compiled again in children, all at
+    once, and then loaded."""
+    damaged = []
+    for v in variants:
+        _compile(v, damaged)
+    if damaged and cache.persistent():
+        with _compile_lock():
+            _compile_in_children(damaged)
+    for v in damaged:
+        _compile(v)
+
+
+@contextlib.contextmanager
+def _compile_lock():
+    """An exclusive lock on the cache folder while compiling (``fcntl.flock``,
+    released by the system if the process dies); none where the system has
+    no ``flock`` or the cache lasts only for this process."""
+    if fcntl is None or not cache.persistent():
+        yield
+        return
+    folder = cache.kernel_folder()
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".compiling.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def serve_child(argv):
@@ -430,7 +486,7 @@ class Plan:
         self.rule = rule
         self.variants = needed_variants(self.sizes, self.dtype, batch_size=batch_size, rule=rule)
         self.compile_seconds = compile_missing(self.variants)
-        compiled = {v: _compile(v)[0] for v in self.variants if v.stage not in DRIVERS}
+        compiled = {v: _compiled[v] for v in self.variants if v.stage not in DRIVERS}
         self.offsets = weight_offsets(self.sizes)
         self.sizes_array = np.asarray(self.sizes, dtype=np.int64)
         predict = Variant("predict", self.dtype)
