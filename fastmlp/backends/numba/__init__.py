@@ -10,21 +10,25 @@ refer to ``docs/math.md``):
 ``forward``      (F) register-tiled forward pass, (X) input rows
 ``deltas``       (D_L) output delta, cost and accuracy; (D_l) hidden deltas
 ``update``       (G) + (U) gradients fused with the SGD update
-``epoch``        ``train_batches``: every mini-batch of an epoch in one call
-``predict``      ``predict_proba``
+``epoch``        the SGD driver: every mini-batch of an epoch in one call
+``adam``         the Adam driver and Adam's step (U6)
+``predict``      the prediction driver
 ``mirrors``      the per-layer namesakes of the reference's functions
-``shapes``       which kernel shape each layer takes, decided from its sizes
+``shapes``       which loop shape each layer takes, decided from its sizes
 ``tile``         the narrow tile and packed panels of the panel kernels
 ``jit``          kernel templates and their specialisation, compile settings
-``specs``        what one compiled configuration is
+``plan``         the compile plan: the variants a run needs, compiled or
+                 loaded once, and ``train_batches``, ``predict_proba``
 ``cache``, ``precompile``, ``runtime``  where compiled code is kept, compiling
-                 in a child process, and what runs around each kernel call
+                 in child processes, and what runs around each kernel call
                  (including ``compile_ahead``)
 
-Compile time: the kernels are templates (``jit``); a run compiles one epoch and
-one prediction function for its configuration (``specs``), each with only the
-kernel variants it calls, cached on disk per configuration (``cache``).
-docs/performance.md ("Compile time") has the measurements.
+Compile time: the kernels are templates (``jit``), compiled per variant (a
+loop shape and a dtype, ``plan.Variant``) and cached on disk one by one
+(``cache``); the drivers loop over the layers at run time and are handed the
+variants as compiled functions, so a new network compiles only loop shapes
+no earlier network on this machine took.  docs/performance.md ("Compile
+time") has the measurements.
 
 Layout (as in the reference): activations and deltas are ``(m, n)`` row-major,
 one row per sample; ``W`` is ``(n_out, n_in)`` so row ``j`` (the weights into

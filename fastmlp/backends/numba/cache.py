@@ -88,7 +88,7 @@ def _root_and_persistent():
 
 
 def root():
-    """The folder of the generated modules (see ``_root_and_persistent``)."""
+    """The folder of the compiled code (see ``_root_and_persistent``)."""
     return _root_and_persistent()[0]
 
 

@@ -105,7 +105,7 @@ def kernel(func=None, *, args=None, returns=""):
 
 
 def entry_signature(dispatcher, dtype):
-    """The Numba signature the generated code calls the entry kernel
+    """The Numba signature the drivers call the entry kernel
     ``dispatcher`` (from ``specialise``) with, for parameters of ``dtype``."""
     from fastmlp.backends.numba.shapes import input_pair_type
 
@@ -227,5 +227,10 @@ def specialise(func, parallel=False, **constants):
         tag = "".join(ch if ch.isalnum() else "_" for ch in f"{'par' if parallel else 'ser'}_{key[2]}")
         copy.__qualname__, copy.__doc__, copy.__module__ = f"{func.__qualname__}__{tag}", func.__doc__, func.__module__
         copy.__name__ = f"{func.__name__}__{tag}"
-        _specialised[key] = numba.njit(parallel=parallel and _has_prange(func), cache=entry, **OPTIONS)(copy)
+        # A driver is parallel although it has no parallel loop of its own:
+        # called from a serial function, the parallel kernels ran 1.3-20x
+        # slower (docs/performance.md, "Structure of an epoch").
+        driver = getattr(func, "_fastmlp_args", None) == DRIVER
+        _specialised[key] = numba.njit(parallel=driver or (parallel and _has_prange(func)), cache=entry,
+                                       **OPTIONS)(copy)
     return _specialised[key]
