@@ -94,10 +94,10 @@ def test_every_input_type_runs_the_one_compiled_driver(dtype):
 
 def test_kernels_are_compiled_for_the_signature_they_declare():
     """Each kernel's dispatcher holds only the signatures its ``@kernel(args=...)``
-    declares, and returns what its ``returns`` says: the drivers' signatures
-    are built from those declarations (``jit.entry_function_type``), so any
-    other signature would be a second compile and a driver that cannot call
-    it."""
+    declares, and returns what its ``returns`` says: the drivers call the
+    kernels through their addresses with exactly those types
+    (``calls.caller``), so any other signature would be a second compile and
+    a call with the wrong layout."""
     net = Net((6, 5, 3), ("sigmoid", "softmax"), "nll")
     for optimizer in (SGD(0.1, 0.9), Adam(0.01)):
         plan = _plan.prepare(net, "float64", batch_size=4, optimizer=optimizer)
@@ -109,7 +109,7 @@ def test_kernels_are_compiled_for_the_signature_they_declare():
             assert jit.entry_signature(d, "float64") in d.signatures, v.describe()
             assert set(d.signatures) <= declared, v.describe()
             cres = d.overloads[jit.entry_signature(d, "float64")]
-            assert cres.signature.return_type == jit.entry_function_type(d, "float64").signature.return_type
+            assert cres.signature.return_type == jit.declared_signature(d.py_func, "float64").return_type
 
 
 def test_folder_follows_numba_cache_dir(tmp_path, monkeypatch):

@@ -4,10 +4,10 @@ every layer the kernel variant its loop shape takes (``plan``).
 
 The layer count, the widths, the activations, the cost, every
 hyperparameter, the batch size and the loop shapes are run-time data of the
-driver: the kernels arrive as tuples of compiled functions (Numba's
-first-class function types, called through their addresses), one slot per
-loop shape (``plan.slot``), and the per-layer table ``kinds`` says which slot
-each layer calls.  Plain SGD, momentum and Nesterov are the hyperparameters'
+driver: the kernels arrive as a table of the compiled variants' addresses,
+a row per stage and a column per loop shape (``plan.slot``), called through
+``calls.caller``, and the per-layer table ``kinds`` says which column each
+layer calls.  Plain SGD, momentum and Nesterov are the hyperparameters'
 business (``hyper``).  So the driver compiles once per parameter dtype and
 serves every SGD run; a new network compiles nothing that is in the cache.
 ``plan.train_batches`` is its public wrapper.
@@ -17,8 +17,20 @@ Mirror: ``fastmlp.backends.reference.train_batches``.
 
 import numpy as np
 
+from fastmlp.backends.numba.calls import FIRST, FORWARD, GATHER, HIDDEN, OUTPUT, UPDATE, caller
+from fastmlp.backends.numba.deltas import _hidden_layer, _output_rows
+from fastmlp.backends.numba.forward import _forward_layer, _gather_input
 from fastmlp.backends.numba.jit import DRIVER, kernel
 from fastmlp.backends.numba.shapes import FWD, PAR, PNL
+from fastmlp.backends.numba.update import _update_forward_first, _update_layer
+
+#: The kernels, called through their addresses in the table ``fns``.
+call_forward = caller(_forward_layer)
+call_hidden = caller(_hidden_layer)
+call_update = caller(_update_layer)
+call_first = caller(_update_forward_first)
+call_gather = caller(_gather_input)
+call_output = caller(_output_rows)
 
 
 @kernel
@@ -36,13 +48,13 @@ def _bias(params, o, n_in, n_out):
 
 @kernel(args=DRIVER)
 def _train_epoch(params, velocity, offsets, a_off, sizes, acts, cost, hyper, X, y, order, batch_size, scale,
-                 panels, kinds, G, A_buf, D_buf, XB, Z_L, forward, hidden, update, first, gather, output):
+                 panels, kinds, G, A_buf, D_buf, XB, Z_L, fns):
     """All mini-batches of one epoch.  For each batch (F) forward through every
     layer, (C)/(D_L) at the output, then from the last layer back (D_l) with
     the old weights followed by the fused (G)+(U) update of that layer.  The
     first layer's update is followed by its forward pass for the *next*
     batch, and then the inputs (X) of the batch after that are gathered: all
-    three in one parallel region (``first``, ``update._update_forward_first``)
+    three in one parallel region (``update._update_forward_first``)
     when that layer has no panels, else one call each (panels run down all
     rows of W).  ``XB`` holds three gathered batches in turn.  The work
     buffers come from the caller (``plan.Workspace``), so the driver has no
@@ -54,25 +66,26 @@ def _train_epoch(params, velocity, offsets, a_off, sizes, acts, cost, hyper, X, 
     loss_sum = 0.0
     n_correct = zero
     m = min(batch_size, n)
-    gather[0](X, order, zero, m, scale, _rows(XB[0], zero, s0, m))
+    call_gather(fns[GATHER, 0], X, order, zero, m, scale, _rows(XB[0], zero, s0, m))
     if n > batch_size:
         m1 = min(batch_size, n - batch_size)
-        gather[0](X, order, batch_size, m1, scale, _rows(XB[1], zero, s0, m1))
+        call_gather(fns[GATHER, 0], X, order, batch_size, m1, scale, _rows(XB[1], zero, s0, m1))
     n_in, n_out = sizes[0], sizes[1]
-    forward[2 * kinds[0, PAR] + kinds[0, FWD]](_rows(XB[0], zero, s0, m), m, _rows(params, offsets[0], n_in, n_out),
-                                                _bias(params, offsets[0], n_in, n_out), acts[0], Z_L,
-                                                _rows(A_buf, a_off[1], n_out, m), L == 1)
+    call_forward(fns[FORWARD, 2 * kinds[0, PAR] + kinds[0, FWD]], _rows(XB[0], zero, s0, m), m,
+                 _rows(params, offsets[0], n_in, n_out), _bias(params, offsets[0], n_in, n_out), acts[0], Z_L,
+                 _rows(A_buf, a_off[1], n_out, m), L == 1)
     t = zero
     for start in range(0, n, batch_size):
         m = min(batch_size, n - start)
         for l in range(1, L):
             n_in, n_out = sizes[l], sizes[l + 1]
-            forward[2 * kinds[l, PAR] + kinds[l, FWD]](
+            call_forward(
+                fns[FORWARD, 2 * kinds[l, PAR] + kinds[l, FWD]],
                 _rows(A_buf, a_off[l], n_in, m), m, _rows(params, offsets[l], n_in, n_out),
                 _bias(params, offsets[l], n_in, n_out), acts[l], Z_L, _rows(A_buf, a_off[l + 1], n_out, m),
                 l == L - 1)
-        loss, correct = output(Z_L, _rows(A_buf, a_off[L], sizes[L], m), y, order, start, m, acts[L - 1], cost,
-                               _rows(D_buf, a_off[L], sizes[L], m))
+        loss, correct = call_output(fns[OUTPUT, 0], Z_L, _rows(A_buf, a_off[L], sizes[L], m), y, order, start, m,
+                                    acts[L - 1], cost, _rows(D_buf, a_off[L], sizes[L], m))
         loss_sum += loss
         n_correct += correct
         for l in range(L - 1, 0, -1):
@@ -82,9 +95,10 @@ def _train_epoch(params, velocity, offsets, a_off, sizes, acts, cost, hyper, X, 
             d_next = _rows(D_buf, a_off[l + 1], n_out, m)
             A = _rows(A_buf, a_off[l], n_in, m)
             k = 2 * kinds[l, PAR] + kinds[l, PNL]
-            hidden[k](d_next, W, A, m, acts[l - 1], _rows(D_buf, a_off[l], n_in, m), G, panels[l])
-            update[k](d_next, A, m, W, _bias(params, o, n_in, n_out), _rows(velocity, o, n_in, n_out),
-                      _bias(velocity, o, n_in, n_out), hyper, G, panels[l])
+            call_hidden(fns[HIDDEN, k], d_next, W, A, m, acts[l - 1], _rows(D_buf, a_off[l], n_in, m), G,
+                        panels[l])
+            call_update(fns[UPDATE, k], d_next, A, m, W, _bias(params, o, n_in, n_out),
+                        _rows(velocity, o, n_in, n_out), _bias(velocity, o, n_in, n_out), hyper, G, panels[l])
         # the first layer: its update for batch t, its forward for batch t + 1, the gather of batch t + 2
         n_in, n_out = sizes[0], sizes[1]
         s1, s2 = start + batch_size, start + 2 * batch_size
@@ -99,12 +113,12 @@ def _train_epoch(params, velocity, offsets, a_off, sizes, acts, cost, hyper, X, 
         a1_next = _rows(A_buf, a_off[1], n_out, m1)
         par = kinds[0, PAR]
         if kinds[0, PNL] or kinds[0, FWD]:
-            update[2 * par + kinds[0, PNL]](d1, x_t, m, W, b, vW, vb, hyper, G, panels[0])
+            call_update(fns[UPDATE, 2 * par + kinds[0, PNL]], d1, x_t, m, W, b, vW, vb, hyper, G, panels[0])
             if m1 > 0:
-                forward[2 * par + kinds[0, FWD]](x_next, m1, W, b, acts[0], Z_L, a1_next, L == 1)
-            gather[par](X, order, s2, m2, scale, x_after)
+                call_forward(fns[FORWARD, 2 * par + kinds[0, FWD]], x_next, m1, W, b, acts[0], Z_L, a1_next, L == 1)
+            call_gather(fns[GATHER, par], X, order, s2, m2, scale, x_after)
         else:
-            first[par](d1, x_t, m, W, b, vW, vb, hyper, G, panels[0],
+            call_first(fns[FIRST, par], d1, x_t, m, W, b, vW, vb, hyper, G, panels[0],
                        x_next, m1, acts[0], Z_L, a1_next, L == 1, X, order, s2, scale, x_after)
         t += 1
     return loss_sum, n_correct

@@ -10,14 +10,13 @@ PANELS=...)`` returns a Numba dispatcher of ``f`` in which
   does not need (the panel kernels of a variant without panels) is never
   compiled;
 - ``prange`` loops run in parallel when ``parallel`` is True and as plain
-  loops otherwise (the backend's kernels are all specialised parallel, with a
-  serial branch beside each parallel loop, chosen at run time; the per-layer
-  namesakes of ``mirrors`` use the same);
+  loops otherwise: each parallel kernel has one body, compiled serial or
+  parallel as a variant needs;
 - every template it calls is itself specialised with the same choices.
 
 Specialisations are shared (memoised) by everything that makes the same
-choices.  The *entry kernels*, the templates the drivers are handed
-(``@kernel(args=...)``, with their argument types), and the drivers
+choices.  The *entry kernels*, the templates the drivers call through their
+addresses (``@kernel(args=...)``, with their argument types), and the drivers
 themselves (``@kernel(args=DRIVER)``) are cached on disk one by one, per
 specialisation and dtype (``plan``).  The small helpers and the templates
 called below an entry kernel are not cached: they are compiled into their
@@ -76,8 +75,7 @@ ARG_TYPES = {
 
 
 #: ``kernel(args=DRIVER)`` marks a driver: an entry kernel whose signature
-#: holds the function types of the kernels it is handed (``plan``), so it is
-#: given at compile time instead of by letters.
+#: ``plan`` gives at compile time (it ends in a table of kernel addresses).
 DRIVER = "driver"
 
 
@@ -86,8 +84,8 @@ def kernel(func=None, *, args=None, returns=""):
     With ``args`` (a letter of ``ARG_TYPES`` per argument, spaces ignored, or
     ``DRIVER``) it is an entry kernel, cached on disk on its own (see the
     module docstring); ``returns`` gives the letters of the tuple it returns
-    ("" for nothing), so the drivers' signatures are known before any kernel
-    is compiled (``entry_function_type``)."""
+    ("" for nothing), so a driver can call it through its address with the
+    declared types (``calls.caller``, ``declared_signature``)."""
     def mark(f):
         f._fastmlp_returns = returns
         if args == DRIVER:
@@ -104,31 +102,28 @@ def kernel(func=None, *, args=None, returns=""):
     return mark if func is None else mark(func)
 
 
-def entry_signature(dispatcher, dtype):
-    """The Numba signature the drivers call the entry kernel
-    ``dispatcher`` (from ``specialise``) with, for parameters of ``dtype``."""
+def declared_signature(template, dtype):
+    """The Numba signature (argument and return types) the entry kernel
+    ``template`` declares (``@kernel(args=..., returns=...)``) for parameters
+    of ``dtype``."""
     from fastmlp.backends.numba.shapes import input_pair_type
 
+    if template._fastmlp_args == DRIVER:
+        raise TypeError(f"{template.__qualname__} is a driver: its signature comes from its plan")
     t = numba.types
     dt = getattr(t, str(dtype))
-    if dispatcher.py_func._fastmlp_args == DRIVER:
-        raise TypeError(f"{dispatcher.py_func.__qualname__} is a driver: its signature comes from its plan")
     kinds = {"A": t.Array(dt, 2, "C"), "v": t.Array(dt, 1, "C"), "G": t.Array(dt, 3, "C"),
              "h": t.Array(t.float64, 1, "C"), "n": t.Array(t.int64, 1, "C"), "u": t.Array(t.uint8, 1, "C"),
              "i": t.int64, "f": t.float64, "b": t.boolean, "X": input_pair_type(str(dtype))}
-    return tuple(kinds[letter] for letter in dispatcher.py_func._fastmlp_args)
-
-
-def entry_function_type(dispatcher, dtype):
-    """The first-class function type (``numba.types.FunctionType``) of the
-    entry kernel ``dispatcher`` for parameters of ``dtype``: its argument
-    types and its declared return type."""
-    t = numba.types
-    returns = dispatcher.py_func._fastmlp_returns
-    args = entry_signature(dispatcher, dtype)
-    kinds = dict(zip("fi", (t.float64, t.int64)))
+    returns = template._fastmlp_returns
     result = t.Tuple(tuple(kinds[letter] for letter in returns)) if returns else t.none
-    return t.FunctionType(result(*args))
+    return result(*(kinds[letter] for letter in template._fastmlp_args))
+
+
+def entry_signature(dispatcher, dtype):
+    """The argument types the drivers call the entry kernel ``dispatcher``
+    (from ``specialise``) with, for parameters of ``dtype``."""
+    return declared_signature(dispatcher.py_func, dtype).args
 
 
 def compiled_with(dispatcher):

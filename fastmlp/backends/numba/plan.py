@@ -18,11 +18,11 @@ drivers per dtype on a CPU with panels).
 ``prepare`` decides each layer's loop shape (``shapes.layer_kinds``: the one
 place it is decided), compiles what the cache lacks (in child processes,
 ``precompile``, which says why) and loads the rest, and returns a ``Plan``
-holding the compiled drivers and the kernel tuples they are handed: a tuple
-per stage with one slot per loop shape (``slot``).  A slot that no layer of
-the network takes holds another compiled variant of the same stage (the
-signature must be filled) and is never called: ``kinds`` selects only the
-slots the plan compiled.
+holding the compiled drivers and the table of kernel addresses they call
+(``_table``: a row per stage, a column per loop shape, ``slot``; the
+drivers call through ``calls.caller``).  A column that no layer of the
+network takes is 0 and never called: ``kinds`` selects only what the plan
+compiled.
 """
 
 import contextlib
@@ -41,7 +41,7 @@ import numba
 import numpy as np
 
 from fastmlp._files import atomic_write
-from fastmlp.backends.numba import cache, jit, precompile
+from fastmlp.backends.numba import cache, calls, jit, precompile
 from fastmlp.backends.numba.adam import _adam_apply, _train_epoch_adam
 from fastmlp.backends.numba.deltas import _hidden_layer, _output_rows
 from fastmlp.backends.numba.epoch import _train_epoch
@@ -142,27 +142,22 @@ def is_compiled(variant):
 
 
 def _signature(variant, dispatcher):
-    """The one signature ``variant`` compiles for; a driver's holds the
-    function types of the kernels it is handed (``_driver_kernels``), known
-    from their declarations, so a driver compiles without them."""
+    """The one signature ``variant`` compiles for: a kernel's declared one
+    (``jit.entry_signature``), a driver's ending in its kernel table
+    (``_table``)."""
     if variant.stage not in DRIVERS:
         return jit.entry_signature(dispatcher, variant.dtype)
     t = numba.types
     dt = getattr(t, variant.dtype)
     vec, mat, ints = t.Array(dt, 1, "C"), t.Array(dt, 2, "C"), t.Array(t.int64, 1, "C")
-    fn = []
-    for stage in CALLS[variant.stage]:
-        variants = stage_variants(stage, variant.dtype)
-        ft = jit.entry_function_type(variants[0].dispatcher(), variant.dtype)
-        fn.append(ft if variant.stage == "predict" or len(variants) == 1 else t.UniTuple(ft, len(variants)))
-    X = input_pair_type(variant.dtype)
+    table, X, hyper = t.Array(t.int64, 2, "C"), input_pair_type(variant.dtype), t.Array(t.float64, 1, "C")
     if variant.stage == "predict":
-        return (vec, ints, ints, ints, X, ints, t.float64, mat, t.Array(dt, 3, "C"), *fn)
-    head = (vec, vec, ints, ints, ints, ints, t.int64, t.Array(t.float64, 1, "C"), X, t.Array(t.uint8, 1, "C"),
+        return (vec, ints, ints, ints, X, ints, t.float64, mat, t.Array(dt, 3, "C"), table)
+    head = (vec, vec, ints, ints, ints, ints, t.int64, hyper, X, t.Array(t.uint8, 1, "C"),
             ints, t.int64, t.float64, ints, t.Array(t.int64, 2, "C"), t.Array(dt, 3, "C"), vec, vec, mat, mat)
     if variant.stage == "adam_epoch":
-        head += (vec, t.Array(t.float64, 1, "C"))
-    return head + tuple(fn)
+        head += (vec, hyper)
+    return head + (table,)
 
 
 _noted_damage = False
@@ -184,7 +179,6 @@ def _compile(variant, damaged=None):
     signature = _signature(variant, dispatcher)
     start = time.perf_counter()
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", "First-class function type feature is experimental")
         # the SGD drivers have no parallel loop of their own
         warnings.filterwarnings("ignore", r"\s*The keyword argument 'parallel=True'", numba.NumbaPerformanceWarning)
         try:
@@ -203,7 +197,7 @@ def _compile(variant, damaged=None):
                 return None, 0.0
             dispatcher.compile(signature)
     if variant.stage not in DRIVERS:
-        declared = jit.entry_function_type(dispatcher, variant.dtype).signature.return_type
+        declared = jit.declared_signature(dispatcher.py_func, variant.dtype).return_type
         actual = dispatcher.overloads[tuple(signature)].signature.return_type
         if declared != actual:
             raise TypeError(f"{variant.describe()} returns {actual}, its @kernel declares {declared}")
@@ -350,21 +344,19 @@ def all_variants(dtypes=("float64", "float32")):
     return found
 
 
-def _driver_kernels(driver, compiled):
-    """The kernels ``driver`` (a ``Variant`` of ``DRIVERS``) is handed, in its
-    argument order: each stage's tuple, a slot per loop shape, or for the
-    prediction and the stages of one variant the compiled function itself.
-    ``compiled``: ``{Variant: dispatcher}`` with at least one variant of each
-    stage; a slot without its own holds the stage's first compiled variant."""
-    found = {}
+def _table(driver, compiled):
+    """The kernel table ``driver`` (a ``Variant`` of ``DRIVERS``) is handed:
+    the address of each variant of ``compiled`` (``{Variant: dispatcher}``)
+    it calls, a row per stage (``calls.STAGES``) and a column per loop shape
+    (``slot``; for the prediction, the serial row-block variants in column
+    0); 0 where none is compiled."""
+    table = np.zeros((len(calls.STAGES), calls.SLOTS), dtype=np.int64)
     for stage in CALLS[driver.stage]:
         variants = stage_variants(stage, driver.dtype)
-        if driver.stage == "predict" or len(variants) == 1:
-            found[stage] = compiled[variants[0]]
-        else:
-            filler = next(compiled[v] for v in variants if v in compiled)
-            found[stage] = tuple(compiled.get(v, filler) for v in variants)
-    return found
+        for column, v in enumerate(variants[:1] if driver.stage == "predict" else variants):
+            if v in compiled:
+                table[calls.STAGES.index(stage), column] = calls.address(compiled[v], _signature(v, compiled[v]))
+    return table
 
 
 def compile_all(variants, *, record=True):
@@ -449,15 +441,6 @@ def serve_child(argv):
     precompile.serve(argv, lambda variants: compile_all(variants, record=False), Variant)
 
 
-@contextlib.contextmanager
-def _first_class_functions():
-    """Around a call that hands compiled functions to a driver: Numba warns at
-    each such call that first-class function types are experimental."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", "First-class function type feature is experimental")
-        yield
-
-
 class Workspace:
     """The work buffers of one epoch call for ``sizes`` and ``m`` samples per
     batch: activations and deltas of every layer (flat, at ``a_off``), three
@@ -476,8 +459,9 @@ class Workspace:
 class Plan:
     """What a run needs, decided once: per layer its loop shape (``kinds``,
     ``shapes.layer_kinds``) and its panel count, the compiled drivers and the
-    kernels they are handed.  ``compile_seconds``: the wall seconds making it
-    spent compiling (0.0 when everything came from the cache)."""
+    kernel tables they are handed (``_table``).  ``compile_seconds``: the
+    wall seconds making it spent compiling (0.0 when everything came from
+    the cache)."""
 
     def __init__(self, sizes, dtype, batch_size, rule):
         self.sizes = tuple(int(s) for s in sizes)
@@ -486,18 +470,19 @@ class Plan:
         self.rule = rule
         self.variants = needed_variants(self.sizes, self.dtype, batch_size=batch_size, rule=rule)
         self.compile_seconds = compile_missing(self.variants)
-        compiled = {v: _compiled[v] for v in self.variants if v.stage not in DRIVERS}
+        # the drivers call these through their addresses: the plan keeps them alive
+        self.compiled = {v: _compiled[v] for v in self.variants if v.stage not in DRIVERS}
         self.offsets = weight_offsets(self.sizes)
         self.sizes_array = np.asarray(self.sizes, dtype=np.int64)
         predict = Variant("predict", self.dtype)
-        self.predict_kernels = _driver_kernels(predict, compiled)
+        self.predict_table = _table(predict, self.compiled)
         self.predict = _entry_point(predict)
         self.epoch = None
         if batch_size is not None:
             self.kinds = layer_kinds(self.sizes, batch_size, self.dtype)
             self.panels = _panel_counts(self.sizes, batch_size, self.dtype)
             driver = Variant("adam_epoch" if rule == "adam" else "epoch", self.dtype)
-            self.kernels = _driver_kernels(driver, compiled)
+            self.table = _table(driver, self.compiled)
             self.epoch = _entry_point(driver)
 
     def train(self, params, velocity, net, sgd, X, y, order):
@@ -511,22 +496,17 @@ class Plan:
             order = order.copy()
         m = min(self.batch_size, len(order))
         work = Workspace(self.sizes, m, params.dtype)
-        with _first_class_functions():
-            return self._train(params, velocity, net, sgd, X, y, order, m, scale, work)
-
-    def _train(self, params, velocity, net, sgd, X, y, order, m, scale, work):
-        k = self.kernels
         args = (params, velocity, self.offsets, work.a_off, self.sizes_array, _codes(net), COST_CODES[net.cost])
         if self.rule == "adam":  # (U6), see fastmlp.backends.numba.adam
             hyper = np.array([sgd.lr, sgd.beta_1, sgd.beta_2, sgd.epsilon, sgd.l2, sgd.t], dtype=np.float64)
             grads = np.zeros(params.shape[0], params.dtype)
             ghyper = np.array([-1.0, 0.0, 0.0, 0.0])  # (U1) with rate -1 on a zero buffer: the gradient
             loss, correct = self.epoch(*args, hyper, X, y, order, m, float(scale), self.panels, self.kinds,
-                                       work.G, work.A, work.D, work.XB, work.Z_L, grads, ghyper, *k.values())
+                                       work.G, work.A, work.D, work.XB, work.Z_L, grads, ghyper, self.table)
         else:
             hyper = np.array([sgd.lr, sgd.momentum, sgd.l2, float(bool(sgd.nesterov))], dtype=np.float64)
             loss, correct = self.epoch(*args, hyper, X, y, order, m, float(scale), self.panels, self.kinds,
-                                       work.G, work.A, work.D, work.XB, work.Z_L, *k.values())
+                                       work.G, work.A, work.D, work.XB, work.Z_L, self.table)
         return float(loss), int(correct)
 
     def predict_proba(self, params, net, X):
@@ -536,9 +516,8 @@ class Plan:
         out = np.empty((n, net.sizes[-1]), dtype=params.dtype)
         if n:
             work = np.empty((numba.config.NUMBA_NUM_THREADS, 2, PREDICT_CHUNK * max(self.sizes)), params.dtype)
-            with _first_class_functions():
-                self.predict(params, self.offsets, self.sizes_array, _codes(net), X, np.arange(n, dtype=np.int64),
-                             float(scale), out, work, *self.predict_kernels.values())
+            self.predict(params, self.offsets, self.sizes_array, _codes(net), X, np.arange(n, dtype=np.int64),
+                         float(scale), out, work, self.predict_table)
         return out
 
 

@@ -10,7 +10,8 @@ Mirror: ``fastmlp.backends.reference.predict_proba``.
 import numba
 from numba import prange
 
-from fastmlp.backends.numba.epoch import _bias, _rows
+from fastmlp.backends.numba.calls import FORWARD, GATHER
+from fastmlp.backends.numba.epoch import _bias, _rows, call_forward, call_gather
 from fastmlp.backends.numba.jit import DRIVER, kernel
 
 #: Rows per chunk (each chunk is one parallel iteration with its own buffers).
@@ -18,7 +19,7 @@ PREDICT_CHUNK = 256
 
 
 @kernel(args=DRIVER)
-def _predict(params, offsets, sizes, acts, X, rows, scale, out, work, forward_rows, gather):
+def _predict(params, offsets, sizes, acts, X, rows, scale, out, work, fns):
     """(F) through every layer for all rows of X, in chunks of PREDICT_CHUNK
     rows; the chunks run in parallel, each on its own rows of ``out`` (the
     last layer writes there directly) and on the two buffers of the thread
@@ -26,8 +27,9 @@ def _predict(params, offsets, sizes, acts, X, rows, scale, out, work, forward_ro
     numbers do not depend on the thread count.  The buffers come from the
     caller: allocated in the parallel loop they tripled its compile time
     (3.6 s against 1.5, AMD EPYC Zen 4, 2026-12-07).
-    ``forward_rows`` is the epoch's serial forward with row blocks only (the
-    chunks are the parallel loop here), ``gather`` the serial (X)."""
+    It calls, from ``fns`` (as in ``epoch._train_epoch``), the epoch's serial
+    forward with row blocks only (the chunks are the parallel loop here) and
+    the serial (X)."""
     n = rows.shape[0]
     L = sizes.shape[0] - 1
     no = n < 0  # False as a value, as the kernels' signature has it
@@ -38,10 +40,10 @@ def _predict(params, offsets, sizes, acts, X, rows, scale, out, work, forward_ro
         cur = mine[0]
         nxt = mine[1]
         zero = m - m
-        gather(X, rows, start, m, scale, _rows(cur, zero, sizes[0], m))
+        call_gather(fns[GATHER, 0], X, rows, start, m, scale, _rows(cur, zero, sizes[0], m))
         for l in range(L):
             n_in, n_out = sizes[l], sizes[l + 1]
             A = out[start:start + m] if l == L - 1 else _rows(nxt, zero, n_out, m)
-            forward_rows(_rows(cur, zero, n_in, m), m, _rows(params, offsets[l], n_in, n_out),
+            call_forward(fns[FORWARD, 0], _rows(cur, zero, n_in, m), m, _rows(params, offsets[l], n_in, n_out),
                          _bias(params, offsets[l], n_in, n_out), acts[l], A, A, no)
             cur, nxt = nxt, cur
