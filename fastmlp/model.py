@@ -374,9 +374,10 @@ class MLP:
         """Run one mini-batch on copies of the parameters, so that compiling the
         Numba kernels (or loading them from the cache) happens before the clock
         of the first epoch starts; its time is kept in ``warm_up_seconds_``.
-        ``backend.prepare`` compiles what the cache lacks (the Numba backend
-        compiles the epoch and the prediction side by side in child processes,
-        so this run executes the same cached code as every later one)."""
+        ``backend.prepare`` makes the run's compile plan: the Numba backend
+        compiles the kernel variants the cache lacks side by side in child
+        processes, so this run executes the same cached code as every later
+        one, and ``train_batches`` and ``predict_proba`` find the plan."""
         start = time.perf_counter()
         backend.prepare(self.net_, self.dtype_, batch_size=batch_size, optimizer=optimizer)
         m = min(batch_size, len(X))

@@ -185,7 +185,7 @@ def backprop(weights, biases, net, A0, Y):
     return loss, dWs, dbs, As[-1]
 
 
-def train_batches(params, velocity, net, sgd, X, y, order, batch_size):
+def train_batches(params, velocity, net, sgd, X, y, order, batch_size, plan=None):
     """Train on the samples ``X[order]`` in consecutive mini-batches of
     ``batch_size`` (the last one may be shorter and is averaged over its own
     size), updating ``params`` (and ``velocity``, for momentum) in place.
@@ -195,7 +195,8 @@ def train_batches(params, velocity, net, sgd, X, y, order, batch_size):
 
     Returns ``(loss_sum, n_correct)``: the cost summed over the samples and the
     number classified correctly, both measured on each batch before its update.
-    Mirror: ``fastmlp.backends.numba.kernels.train_batches``, which runs all of it in one
+    ``plan`` is ignored (the Numba backend's compile plan, ``prepare``).
+    Mirror: ``fastmlp.backends.numba.train_batches``, which runs all of it in one
     compiled call.
     """
     weights, biases = unpack(params, net.sizes)  # views: updating them updates params
@@ -220,9 +221,10 @@ def train_batches(params, velocity, net, sgd, X, y, order, batch_size):
     return loss_sum, n_correct
 
 
-def predict_proba(params, net, X):
-    """Output activations ``A_L`` for every row of ``X``, ``(n, n_L)``, in chunks.
-    Mirror: ``fastmlp.backends.numba.kernels.predict_proba``."""
+def predict_proba(params, net, X, plan=None):
+    """Output activations ``A_L`` for every row of ``X``, ``(n, n_L)``, in chunks
+    (``plan`` is ignored, as in ``train_batches``).
+    Mirror: ``fastmlp.backends.numba.predict_proba``."""
     weights, biases = unpack(params, net.sizes)
     out = np.empty((len(X), net.sizes[-1]), dtype=params.dtype)
     for start in range(0, len(X), PREDICT_CHUNK):
@@ -249,5 +251,6 @@ def threads(n_threads, owner=None):
 
 
 def prepare(net, dtype, *, batch_size=None, optimizer=None):
-    """Nothing is compiled: 0.0 seconds."""
-    return 0.0
+    """Nothing to plan or compile: None (the Numba backend returns its compile
+    plan here)."""
+    return None
