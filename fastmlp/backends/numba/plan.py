@@ -60,9 +60,9 @@ KERNELS = {"forward": _forward_layer, "hidden": _hidden_layer, "update": _update
            "adam_apply": _adam_apply}
 DRIVERS = {"epoch": _train_epoch, "adam_epoch": _train_epoch_adam, "predict": _predict}
 #: Stages with panel variants, and the column of ``shapes.layer_kinds`` that
-#: picks them; their tuples have four slots (``slot``).
+#: picks them; they take four columns of a kernel table (``slot``).
 PANEL_STAGES = {"forward": FWD, "hidden": PNL, "update": PNL}
-#: Stages with serial and parallel variants only; their tuples have two.
+#: Stages with serial and parallel variants only; they take two columns.
 PARALLEL_STAGES = ("first", "gather")
 #: The kernels each driver is handed, in its argument order.
 CALLS = {"epoch": ("forward", "hidden", "update", "first", "gather", "output"),
@@ -104,14 +104,14 @@ class Variant:
 
 
 def slot(parallel, panels=False):
-    """The index of a loop shape in its stage's tuple: ``2 * parallel +
-    panels`` for ``PANEL_STAGES``, ``parallel`` for ``PARALLEL_STAGES``, as
-    the drivers index them."""
+    """The column of a loop shape in its stage's row of a kernel table
+    (``_table``): ``2 * parallel + panels`` for ``PANEL_STAGES``,
+    ``parallel`` for ``PARALLEL_STAGES``, as the drivers index them."""
     return 2 * int(bool(parallel)) + int(bool(panels))
 
 
 def stage_variants(stage, dtype):
-    """The variants of ``stage`` in the order of its tuple's slots."""
+    """The variants of ``stage`` in the order of their columns (``slot``)."""
     if stage in PANEL_STAGES:
         return [Variant(stage, dtype, p, q) for p in (False, True) for q in (False, True)]
     if stage in PARALLEL_STAGES:
@@ -122,11 +122,12 @@ def stage_variants(stage, dtype):
 # --- compiling and loading -----------------------------------------------------
 
 _compiled = {}
-#: Seconds a compile of each stage took when none was measured on this
-#: machine yet: AMD EPYC Zen 4 (AVX-512), 2 cores, 2026-12-07, float64, in
-#: one process, from an empty cache.
-DEFAULT_SECONDS = {"forward": 2.5, "hidden": 2.5, "update": 3.0, "first": 3.0, "gather": 0.5,
-                   "output": 0.5, "adam_apply": 1.0, "epoch": 1.5, "adam_epoch": 1.5, "predict": 2.5}
+#: Seconds a compile of each stage takes when none was measured on this
+#: machine yet: each variant alone in a fresh process, float64, AMD EPYC Zen 4
+#: (AVX-512), 2 cores, 2026-12-07, rounded (docs/performance.md, "Compile
+#: time"); a child compiling several shares their templates.
+DEFAULT_SECONDS = {"forward": 2.5, "hidden": 3.0, "update": 4.0, "first": 5.5, "gather": 0.8,
+                   "output": 0.9, "adam_apply": 2.3, "epoch": 2.4, "adam_epoch": 2.1, "predict": 1.7}
 _TIMES_FILE = "compile-seconds.json"
 
 
@@ -219,9 +220,8 @@ def compiled_in_process():
 
 def _entry_point(driver):
     """The compiled ``driver`` (a ``Variant`` of ``DRIVERS``) as a Python
-    callable of its one signature: it converts the tuples of dispatchers it
-    is handed to the compiled function types instead of typing a new
-    signature (the driver's dispatcher serves both dtypes)."""
+    callable of its one signature: it converts its arguments without typing
+    them each call (the driver's dispatcher serves both dtypes)."""
     dispatcher = _compile(driver)[0]
     return dispatcher.overloads[tuple(_signature(driver, dispatcher))].entry_point
 
