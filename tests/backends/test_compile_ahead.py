@@ -155,3 +155,26 @@ def test_a_damaged_entry_is_compiled_again_alone(tmp_path):
     note = second.stderr.strip().splitlines()
     assert len(note) == 1 and "ignored a damaged Numba cache entry of output float64" in note[0]
     assert np.load(tmp_path / "first.npy").tobytes() == np.load(tmp_path / "second.npy").tobytes()
+
+
+def test_cli_compile_all_asks_for_every_variant(monkeypatch, capsys):
+    """``fastmlp compile --all`` compiles ``all_variants()`` in one call (so
+    side by side), announced in one line; nothing missing, it says so."""
+    from fastmlp.backends import numba as kernels
+    from fastmlp.cli import main
+
+    asked = []
+    monkeypatch.setattr(kernels, "missing", lambda variants: list(variants))
+    monkeypatch.setattr(kernels, "estimate_seconds", lambda variants: 30.0)
+    monkeypatch.setattr(kernels, "compile_variants", lambda variants: asked.append(list(variants)) or 31.0)
+    assert main(["compile", "--all"]) == 0
+    assert asked == [kernels.all_variants()]
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == (f"compiling {len(asked[0])} numba kernel variants for every network, both dtypes (once on "
+                        "this machine; every network reuses them), about 30 s")
+    assert lines[-1].startswith("compiled in 31.0 s")
+    monkeypatch.setattr(kernels, "missing", lambda variants: [])
+    monkeypatch.setattr(kernels, "compile_variants", lambda variants: 0.0)
+    assert main(["compile", "--all"]) == 0
+    assert capsys.readouterr().out.strip() == f"all {len(asked[0])} numba kernel variants are already compiled (in " \
+                                              "the cache)"

@@ -245,7 +245,7 @@ def test_a_child_compiles_and_this_process_loads(tmp_path):
     assert runs[0] == [False, True, 0, 1, 0.0]
     assert runs[1] == [True, False, 0, 1, 0.0]
     times = json.loads((tmp_path / "fastmlp" / "compile-seconds.json").read_text())
-    assert times["gather"] > 0
+    assert times["gather serial float64"] > 0
 
 
 def test_variants_that_share_templates_compile_in_one_child():
@@ -258,21 +258,25 @@ def test_variants_that_share_templates_compile_in_one_child():
     assert sorted(map(str, sum(groups, []))) == sorted(map(str, variants)) and len(groups) == 2
     one, = _precompile.share_out(variants, 1, lambda v: 1.0, _plan._parts_of)[0]
     assert sorted(map(str, one)) == sorted(map(str, variants))
-    # a variant whose parts a group compiles already costs that group nothing more
+    # a variant whose parts a group compiles already costs that group SHARED_COST of its time
     parts = {"a": 1, "b": 3}
-    groups, longest = _precompile.share_out(["x", "y", "z"], 2, lambda v: 4.0,
+    groups, longest = _precompile.share_out(["x", "y", "z"], 2, {"x": 4.0, "y": 1.0, "z": 4.0}.get,
                                             lambda v: parts if v != "z" else {"c": 1})
-    assert sorted(map(sorted, groups)) == [["x", "y"], ["z"]] and longest == 4.0
+    assert sorted(map(sorted, groups)) == [["x", "y"], ["z"]]
+    assert longest == pytest.approx(4.0 + _precompile.SHARED_COST)
 
 
 def test_the_estimate_follows_the_last_measured_times(tmp_path, monkeypatch):
-    """Per stage the last compile measured on this machine, shared out over
-    the cores as the children would be, plus a child's start."""
+    """Per variant the last compile measured on this machine (else the
+    default of its stage, scaled for its loop shape), shared out over the
+    cores as the children would be, plus a child's start."""
     monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path))
     monkeypatch.setattr(_plan, "is_compiled", lambda v: False)
-    for stage in _plan.DEFAULT_SECONDS:
-        _plan._record_stage(stage, 2.0)
     variants = [Variant("output", "float64"), Variant("gather", "float64")]
+    assert _plan._seconds_of(Variant("update", "float32", True, True)) == pytest.approx(
+        _plan.DEFAULT_SECONDS["update"] * 1.45 * 1.5 * 1.15)
+    for v in variants:
+        _plan._record(v.describe(), 2.0)
     monkeypatch.setattr(_precompile, "available_cores", lambda: 2)
     two = _plan.estimate_seconds(variants)
     monkeypatch.setattr(_precompile, "available_cores", lambda: 1)

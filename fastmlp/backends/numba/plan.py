@@ -122,12 +122,15 @@ def stage_variants(stage, dtype):
 # --- compiling and loading -----------------------------------------------------
 
 _compiled = {}
-#: Seconds a compile of each stage takes when none was measured on this
-#: machine yet: each variant alone in a fresh process, float64, AMD EPYC Zen 4
-#: (AVX-512), 2 cores, 2026-12-07, rounded (docs/performance.md, "Compile
-#: time"); a child compiling several shares their templates.
-DEFAULT_SECONDS = {"forward": 2.5, "hidden": 3.0, "update": 4.0, "first": 5.5, "gather": 0.8,
+#: Seconds the serial row-block float64 variant of each stage takes to
+#: compile when no variant was measured on this machine yet: alone in a
+#: fresh process, AMD EPYC Zen 4 (AVX-512), 2 cores, 2026-12-07, rounded
+#: (docs/performance.md, "Compile time").
+DEFAULT_SECONDS = {"forward": 1.8, "hidden": 2.5, "update": 3.4, "first": 4.4, "gather": 0.6,
                    "output": 0.9, "adam_apply": 2.3, "epoch": 2.4, "adam_epoch": 2.1, "predict": 1.7}
+#: How much more a parallel variant, one with panels and a float32 one take
+#: (the same measurements: 1.2-1.6x, 1.4-1.9x, 1.0-1.3x).
+SHAPE_COST = (1.45, 1.5, 1.15)
 _TIMES_FILE = "compile-seconds.json"
 
 
@@ -253,10 +256,11 @@ def _write_marker(path):
         pass  # no marker: the next run announces a compile that turns out to be a load
 
 
-def _record_stage(stage, seconds):
-    """Keep ``seconds`` as the last compile time of one variant of ``stage``."""
+def _record(key, seconds):
+    """Keep ``seconds`` as the last compile time of the variant ``key``
+    (``Variant.describe``)."""
     times = _read_times()
-    times[stage] = seconds
+    times[key] = seconds
     try:
         with atomic_write(cache.root() / _TIMES_FILE, "w") as f:
             json.dump(times, f)
@@ -267,7 +271,7 @@ def _record_stage(stage, seconds):
 def _read_times():
     try:
         times = json.loads((cache.root() / _TIMES_FILE).read_text())
-        return {k: float(v) for k, v in times.items() if k in DEFAULT_SECONDS}
+        return {str(k): float(v) for k, v in times.items()}
     except (OSError, ValueError, AttributeError, TypeError):
         return {}
 
@@ -278,10 +282,17 @@ def _parts_of(variant):
     return {d: len(d.py_func.__code__.co_code) for d in jit.compiled_with(variant.dispatcher())}
 
 
-def _seconds_of(variant):
-    """The last compile of ``variant``'s stage measured on this machine, else
-    ``DEFAULT_SECONDS``."""
-    return {**DEFAULT_SECONDS, **_read_times()}[variant.stage]
+def _seconds_of(variant, times=None):
+    """The last compile of ``variant`` measured on this machine (``times``,
+    default: the record), else ``DEFAULT_SECONDS`` for its stage scaled by
+    ``SHAPE_COST`` for its loop shape and dtype."""
+    times = _read_times() if times is None else times
+    if variant.describe() in times:
+        return times[variant.describe()]
+    factor = 1.0
+    for applies, cost in zip((variant.parallel, variant.panels, variant.dtype == "float32"), SHAPE_COST):
+        factor *= cost if applies else 1.0
+    return DEFAULT_SECONDS[variant.stage] * factor
 
 
 #: Seconds a compiling child takes to start Python, Numba and fastmlp
@@ -295,8 +306,8 @@ def estimate_seconds(variants):
     todo = [v for v in dict.fromkeys(variants) if not is_compiled(v)]
     if not todo:
         return 0.0
-    times = {**DEFAULT_SECONDS, **_read_times()}
-    _, wall = precompile.share_out(todo, precompile.available_cores(), lambda v: times[v.stage], _parts_of)
+    times = _read_times()
+    _, wall = precompile.share_out(todo, precompile.available_cores(), lambda v: _seconds_of(v, times), _parts_of)
     return wall + (CHILD_START_SECONDS if cache.persistent() else 0.0)
 
 
@@ -361,15 +372,15 @@ def _table(driver, compiled):
 
 def compile_all(variants, *, record=True):
     """Compile (or load) each of ``variants`` in this process.  Returns
-    ``{stage: longest compile of a variant}``; ``record`` keeps them for
-    ``estimate_seconds``."""
+    ``{variant.describe(): seconds}`` for those it compiled; ``record`` keeps
+    them for ``estimate_seconds``."""
     seconds = {}
     for v in dict.fromkeys(variants):
         spent = _compile(v)[1]
         if spent:
-            seconds[v.stage] = max(seconds.get(v.stage, 0.0), spent)
+            seconds[v.describe()] = spent
             if record:
-                _record_stage(v.stage, spent)
+                _record(v.describe(), spent)
     return seconds
 
 
@@ -395,8 +406,8 @@ def compile_missing(variants):
 
 def _compile_in_children(variants):
     seconds, failure = precompile.compile_in_children(variants, _seconds_of, _parts_of)
-    for stage, s in seconds.items():
-        _record_stage(stage, s)
+    for key, s in seconds.items():
+        _record(key, s)
     if failure:
         print(f"fastmlp: compiling the kernels in a child process failed ({failure}); "
               "compiling in this process instead.", file=sys.stderr)
