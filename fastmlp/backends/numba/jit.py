@@ -140,11 +140,6 @@ def compiled_with(dispatcher):
     return frozenset(seen)
 
 
-def is_entry(dispatcher):
-    """Is ``dispatcher`` (from ``specialise``) an entry kernel, cached on its own?"""
-    return getattr(dispatcher.py_func, "_fastmlp_args", None) is not None
-
-
 def _is_kernel(obj):
     return getattr(obj, "_fastmlp_kernel", False) is True
 

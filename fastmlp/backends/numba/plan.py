@@ -59,9 +59,9 @@ KERNELS = {"forward": _forward_layer, "hidden": _hidden_layer, "update": _update
            "first": _update_forward_first, "gather": _gather_input, "output": _output_rows,
            "adam_apply": _adam_apply}
 DRIVERS = {"epoch": _train_epoch, "adam_epoch": _train_epoch_adam, "predict": _predict}
-#: Stages with panel variants, and the column of ``shapes.layer_kinds`` that
-#: picks them; they take four columns of a kernel table (``slot``).
-PANEL_STAGES = {"forward": FWD, "hidden": PNL, "update": PNL}
+#: Stages with panel variants; they take four columns of a kernel table
+#: (``slot``).
+PANEL_STAGES = ("forward", "hidden", "update")
 #: Stages with serial and parallel variants only; they take two columns.
 PARALLEL_STAGES = ("first", "gather")
 #: The kernels each driver is handed, in its argument order.
@@ -165,9 +165,6 @@ def _signature(variant, dispatcher):
 
 
 _noted_damage = False
-#: Is this process a compiling child (``serve_child``)?  A child compiles
-#: in-process, as it is there to do.
-_in_child = False
 
 
 def _compile(variant, damaged=None):
@@ -447,8 +444,6 @@ def _compile_lock():
 
 def serve_child(argv):
     """The entry point of a compiling child process (``precompile``)."""
-    global _in_child
-    _in_child = True
     precompile.serve(argv, lambda variants: compile_all(variants, record=False), Variant)
 
 
