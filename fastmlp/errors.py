@@ -38,3 +38,12 @@ class MissingDependencyError(FastMLPError, ImportError):
     """An optional extra (matplotlib, Pillow) is needed but not installed."""
 
     exit_code = 1
+
+
+def shown(value):
+    """``value`` (a name or path from a user's file or argument) as a message
+    quotes it: as it is when it prints on one line, escaped as Python's
+    ``repr`` when it holds a newline or another unprintable character, so
+    every message stays one line and shows exactly what was read."""
+    text = str(value)
+    return text if text.isprintable() else repr(text)
