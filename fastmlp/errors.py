@@ -14,6 +14,10 @@ class FastMLPError(Exception):
     exit_code = 2
 
 
+class UsageError(FastMLPError):
+    """A combination of options or arguments that makes no sense."""
+
+
 class DataError(FastMLPError, ValueError):
     """A data file is missing, malformed, truncated or fails its checksum."""
 

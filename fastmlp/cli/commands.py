@@ -1,5 +1,6 @@
-"""The work of each ``fastmlp`` command: ``train`` (with resume, saving and
-the history log), ``evaluate``, ``predict``, ``plot`` and ``bench``.
+"""The work of the ``fastmlp`` commands ``train`` (with resume, saving and
+the history log), ``compile``, ``evaluate``, ``predict`` and ``plot``
+(``bench`` and ``sweep`` have modules of their own).
 
 :mod:`fastmlp.cli` parses the command line into ``args`` and calls
 ``args.func(args)``, one of the ``cmd_*`` functions here. Each calls the
@@ -14,7 +15,7 @@ The library modules are imported inside the functions, so that
 
 import sys
 
-from fastmlp.errors import FastMLPError
+from fastmlp.errors import FastMLPError, UsageError
 
 #: Settings a preset fills in; explicit options on the command line win.
 PRESETS = {
@@ -27,10 +28,6 @@ PRESETS = {
     "fast": {"layers": [784, 256, 10], "activation": "relu", "cost": "nll", "dtype": "float32",
              "batch_size": 64, "lr": 0.1, "momentum": 0.9, "schedule": "cosine", "epochs": 4},
 }
-
-
-class UsageError(FastMLPError):
-    """A combination of options that makes no sense."""
 
 
 # --- shared by the commands ------------------------------------------------------------
@@ -492,38 +489,4 @@ def cmd_plot(args):
         plot.plot_history(model.history_, args.output, title=Path(args.model).name)
         what = "learning curves"
     print(f"Plotted the {what} of {args.model} to {args.output}")
-    return 0
-
-
-# --- bench ---------------------------------------------------------------------------
-
-def cmd_bench(args):
-    import json
-
-    from fastmlp.backends.numba import isa
-    from fastmlp.cli import bench
-
-    rows = [row for row in bench.BENCH_ROWS if not args.quick or row[0] == (784, 30, 10)]
-    backends = args.backends
-    if isinstance(backends, str):
-        backends = [backends]
-    if backends and "torch" in backends and not bench.torch_available():
-        raise UsageError("--backends torch: PyTorch is not installed (pip install torch)")
-    if backends and "jax" in backends and not bench.jax_available():
-        raise UsageError("--backends jax: JAX is not installed (pip install jax)")
-    isas = [args.isa] if isinstance(args.isa, str) else list(dict.fromkeys(args.isa))
-    if backends and "numba" not in backends and isas != ["host"]:
-        raise UsageError(f"--isa {','.join(isas)}: only the numba rows have an ISA to choose; add numba to --backends")
-    if "avx2" in isas:
-        env, reason = isa.avx2_environment()
-        if env is None:
-            raise UsageError(f"--isa avx2: {reason}")
-    info = bench.machine()
-    results = bench.run_bench(rows, backends=backends, repeats=args.repeats, isas=isas, compile=args.compile)
-    if args.json:
-        print(json.dumps({"machine": info, "rows": results}, indent=2))
-    elif args.markdown:
-        print(bench.format_markdown(results, info))
-    else:
-        print(bench.format_text(results, info))
     return 0

@@ -13,7 +13,8 @@ import sys
 import warnings
 
 from fastmlp.backends import BACKENDS, DEFAULT_BACKEND
-from fastmlp.cli.commands import PRESETS, cmd_bench, cmd_compile, cmd_evaluate, cmd_plot, cmd_predict, cmd_train
+from fastmlp.cli.bench_command import cmd_bench
+from fastmlp.cli.commands import PRESETS, cmd_compile, cmd_evaluate, cmd_plot, cmd_predict, cmd_train
 from fastmlp.cli.sweep_command import cmd_sweep, csv_path
 from fastmlp.errors import FastMLPError
 from fastmlp.functions import ACTIVATIONS, COSTS, INITS

@@ -13,7 +13,8 @@ import sys
 import time
 from pathlib import Path
 
-from fastmlp.cli.commands import UsageError, check_output_folder
+from fastmlp.cli.commands import check_output_folder
+from fastmlp.errors import UsageError
 
 #: Columns of ``--out`` after the trial number and the swept options.
 RESULT_FIELDS = ("val_accuracy", "test_accuracy", "loss", "epochs", "seconds", "threads", "error")

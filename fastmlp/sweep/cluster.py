@@ -18,7 +18,7 @@ one process would share one Numba thread pool and take turns on it.
 import logging
 import time
 
-from fastmlp.cli.commands import UsageError
+from fastmlp.errors import UsageError
 from fastmlp.errors import MissingDependencyError
 from fastmlp.sweep import SweepError
 

@@ -12,7 +12,7 @@ import itertools
 
 import numpy as np
 
-from fastmlp.cli.commands import UsageError
+from fastmlp.errors import UsageError
 
 #: Train options a sweep does not take, and why: each reads or writes one file
 #: per run, which many trials would fight over (or, for --quiet, data_dir and
