@@ -11,24 +11,16 @@ __all__ = ["MLP", "MLPClassifier", "compile_ahead", "load", "load_mnist", "DataE
            "FastMLPError", "ModelFileError", "__version__"]
 
 
-def compile_ahead(model, *, batch_size=10, momentum=0.0, nesterov=False, inputs=None):
+def compile_ahead(model, *, batch_size=10, momentum=0.0, nesterov=False):
     """Compile the numba kernels ``model.fit(X, y, batch_size=..., momentum=...,
     nesterov=...)`` and ``model.predict_proba`` will run, so that the first fit
     starts at once (e.g. while building a container image, or right after
     install).  The kernels serve inputs of every dtype (uint8 pixels, floats)
     and every network whose layers take the same loop shapes; compiled code
     is cached on disk per kernel variant, so each is compiled once per
-    machine.  Returns the seconds spent compiling (0.0 if it was all cached, or
+    machine.  Returns the seconds spent compiling (0.0 if everything is cached, or
     for the numpy backend).  The CLI equivalent is ``fastmlp compile [train
-    options]``.
-
-    ``inputs`` (the inputs' dtypes) is deprecated and ignored: the kernels no
-    longer depend on them."""
-    if inputs is not None:
-        import warnings
-
-        warnings.warn("compile_ahead(inputs=...) is ignored and will be removed: the numba kernels "
-                      "serve inputs of every dtype", DeprecationWarning, stacklevel=2)
+    options]``."""
     if model.backend != "numba":
         return 0.0
     from fastmlp.backends import numba as numba_backend

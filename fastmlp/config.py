@@ -1,6 +1,6 @@
 """Settings shared by the backends, in one place so no kernel hard-codes them.
 
-The Numba flags are read once at import time: changing them afterwards has no
+The fast-math flags are read once at import time: changing them afterwards has no
 effect on kernels that are already compiled.  ``FASTMLP_FASTMATH=0`` turns the
 fast-math flags off (useful when hunting a numerical difference).
 """
@@ -16,14 +16,6 @@ FASTMATH = (
     if os.environ.get("FASTMLP_FASTMATH", "1") != "0"
     else False
 )
-#: Let ``prange`` loops run on several threads.
-PARALLEL = True
-#: Cache compiled kernels on disk (see fastmlp/_numba_cache.py for where).
-CACHE = True
-
-#: Supported floating-point types, by the names users pass as ``dtype=``.
-DTYPES = ("float64", "float32")
-DEFAULT_DTYPE = "float64"
 
 #: Tolerances of the equivalence tests (numba versus the NumPy reference).
 TEST_ATOL_FLOAT64 = 1e-10

@@ -54,11 +54,10 @@ def test_cli_compile_says_what_and_then_finds_it_cached(tmp_path):
     assert loaded.stdout.split() == ["0"], "a later run compiled in-process instead of loading the cache"
 
 
-def test_compile_ahead_inputs_is_deprecated():
+def test_compile_ahead_numpy_backend_compiles_nothing():
     import fastmlp
 
-    with pytest.warns(DeprecationWarning, match="inputs=.... is ignored"):
-        assert fastmlp.compile_ahead(fastmlp.MLP([4, 3, 2], backend="numpy"), inputs=("uint8",)) == 0.0
+    assert fastmlp.compile_ahead(fastmlp.MLP([4, 3, 2], backend="numpy")) == 0.0
 
 
 def test_cli_compile_refuses_the_numpy_backend(tmp_path):
