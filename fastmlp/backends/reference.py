@@ -22,8 +22,13 @@ The equations, for layers l = 1..L (l = 0 is the input):
     (U)   W_l <- W_l - lr (dW_l + l2 W_l),  b_l <- b_l - lr db_l   (momentum: U3, U4;
           Adam: U6)
 
-Mirror: every public function here has a namesake with the same arguments in
-``fastmlp.backends.numba.kernels`` (the Numba backend).
+Mirror: the per-layer functions (``dense_forward``, ``output_delta``,
+``hidden_delta``, ``gradients``, ``sgd_update``) have namesakes with the same
+arguments in ``fastmlp.backends.numba.mirrors`` (exported as
+``fastmlp.backends.numba.<name>``), each a thin call into the kernel the
+compiled epoch runs; ``train_batches`` and ``predict_proba`` have theirs in
+``fastmlp.backends.numba.plan``, and the hooks at the end of this module in
+``fastmlp.backends.numba.runtime``.
 """
 
 import contextlib
@@ -76,7 +81,7 @@ def dense_forward(A_prev, W, b, activation):
     """(F) One layer's forward pass: ``Z = A_prev W^T + b``, ``A = f(Z)``.
 
     Returns ``(Z, A)``, both ``(m, n_out)``.
-    Mirror: ``fastmlp.backends.numba.kernels.dense_forward``.
+    Mirror: ``fastmlp.backends.numba.mirrors.dense_forward`` (kernel ``forward._forward_layer``).
     """
     Z = A_prev @ W.T + b
     return Z, ACTIVATIONS[activation](Z)
@@ -89,7 +94,7 @@ def output_delta(A_L, Y, activation, cost):
     cross-entropy and for softmax with the log-likelihood the derivative of the
     activation cancels and it is just ``A_L - Y`` (derived in docs/math.md, as
     scikit-learn's ``_backprop`` also notes).
-    Mirror: ``fastmlp.backends.numba.kernels.output_delta``.
+    Mirror: ``fastmlp.backends.numba.mirrors.output_delta`` (kernel ``deltas._output_rows``).
     """
     if cost == "quadratic":
         return (A_L - Y) * DERIVATIVES[activation](A_L)
@@ -99,14 +104,15 @@ def output_delta(A_L, Y, activation, cost):
 def hidden_delta(delta_next, W_next, A, activation):
     """(D_l) ``delta_l = (delta_{l+1} W_{l+1}) * f_l'(Z_l)`` (BP2), with ``f'``
     computed from ``A_l = f_l(Z_l)``.
-    Mirror: ``fastmlp.backends.numba.kernels.hidden_delta``.
+    Mirror: ``fastmlp.backends.numba.mirrors.hidden_delta`` (kernel ``deltas._hidden_layer``).
     """
     return (delta_next @ W_next) * DERIVATIVES[activation](A)
 
 
 def gradients(delta, A_prev):
     """(G) Gradients of the batch-averaged cost: ``dW = delta^T A_prev / m``
-    (BP4) and ``db = mean(delta)`` (BP3).  Mirror: ``fastmlp.backends.numba.kernels.gradients``.
+    (BP4) and ``db = mean(delta)`` (BP3).  Mirror: ``fastmlp.backends.numba.mirrors.gradients``
+    (through the fused gradient + update kernel ``update._update_layer``).
     """
     m = len(delta)
     return delta.T @ A_prev / m, delta.sum(axis=0) / m
@@ -120,7 +126,7 @@ def sgd_update(W, b, dW, db, vW, vb, sgd):
     (U4) Nesterov:   ``v = mu v - lr g``, ``W += mu v - lr g``
     with ``g`` the gradient including the L2 term (U2).  ``vW``/``vb`` hold the
     velocities and are only touched when ``momentum > 0``.
-    Mirror: ``fastmlp.backends.numba.kernels.sgd_update``.
+    Mirror: ``fastmlp.backends.numba.mirrors.sgd_update`` (kernel ``update._update_row``).
     """
     if sgd.momentum == 0:  # (U1), the original's rule
         W -= sgd.lr * (dW + sgd.l2 * W) if sgd.l2 else sgd.lr * dW
@@ -145,6 +151,8 @@ def adam_update(W, b, dW, db, mW, mb, vW, vb, adam, t):
         P -= lr_t m / (sqrt(v) + eps)
 
     ``mW, mb`` / ``vW, vb`` are the first / second moments (``fastmlp.network.Adam``).
+    Mirror: ``fastmlp.backends.numba.adam._adam_apply`` (every layer in one
+    call, inside the Adam driver ``adam._train_epoch_adam``).
     """
     lr_t = adam.lr * math.sqrt(1.0 - adam.beta_2 ** t) / (1.0 - adam.beta_1 ** t)  # a Python float: keeps float32 float32
     for P, dP, M, V, decay in ((W, dW, mW, vW, adam.l2), (b, db, mb, vb, 0.0)):
@@ -196,8 +204,8 @@ def train_batches(params, velocity, net, sgd, X, y, order, batch_size, plan=None
     Returns ``(loss_sum, n_correct)``: the cost summed over the samples and the
     number classified correctly, both measured on each batch before its update.
     ``plan`` is ignored (the Numba backend's compile plan, ``prepare``).
-    Mirror: ``fastmlp.backends.numba.train_batches``, which runs all of it in one
-    compiled call.
+    Mirror: ``fastmlp.backends.numba.plan.train_batches``, which runs all of it in
+    one compiled call.
     """
     weights, biases = unpack(params, net.sizes)  # views: updating them updates params
     adam = isinstance(sgd, Adam)
@@ -224,7 +232,7 @@ def train_batches(params, velocity, net, sgd, X, y, order, batch_size, plan=None
 def predict_proba(params, net, X, plan=None):
     """Output activations ``A_L`` for every row of ``X``, ``(n, n_L)``, in chunks
     (``plan`` is ignored, as in ``train_batches``).
-    Mirror: ``fastmlp.backends.numba.predict_proba``."""
+    Mirror: ``fastmlp.backends.numba.plan.predict_proba``."""
     weights, biases = unpack(params, net.sizes)
     out = np.empty((len(X), net.sizes[-1]), dtype=params.dtype)
     for start in range(0, len(X), PREDICT_CHUNK):

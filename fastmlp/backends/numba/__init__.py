@@ -25,9 +25,9 @@ refer to ``docs/math.md``):
 
 Compile time: the kernels are templates (``jit``), compiled per variant (a
 loop shape and a dtype, ``plan.Variant``) and cached on disk one by one
-(``cache``); the drivers loop over the layers at run time and are handed the
-variants as compiled functions, so a new network compiles only loop shapes
-no earlier network on this machine took.  docs/performance.md ("Compile
+(``cache``); the drivers loop over the layers at run time and call the
+variants through a table of their addresses (``calls``), so a new network
+compiles only loop shapes no earlier network on this machine took.  docs/performance.md ("Compile
 time") has the measurements.
 
 Layout (as in the reference): activations and deltas are ``(m, n)`` row-major,

@@ -12,7 +12,7 @@ Why not Numba's first-class function types: a driver taking the kernels as
 ``FunctionType`` arguments unboxes each of them on every call (two compile
 result look-ups per function, whose signature hashing dominates): 0.67 ms
 per call of the epoch with 17 kernels, against 0.02 ms for the table
-(AMD EPYC Zen 4, 2026-12-07), and a model calls the epoch about 50 times an
+(AMD EPYC Zen 4), and a model calls the epoch about 50 times an
 epoch when it shows a progress bar.
 
 The address of a kernel is its native entry point (``address``); the caller

@@ -147,12 +147,11 @@ def _hid_panel(delta_next, W_next, A, i_lo, i_hi, code, delta, k0):
     (``tile``); the tiles sum straight into ``delta``, where the partial sums
     wait between blocks, and ``f'`` is applied to each tile's rows after the
     last block.  Samples past ``i_hi`` are neither read nor written.
-    Measured on an AMD EPYC Zen 4, 2026-12-04, 256 x 1024 x 1024, two
-    threads, old and new code in one process: with AVX2 code 1.50x the speed
-    of the 1 x 64 register tile in float32 and 1.41x the row blocks in
-    float64; with AVX-512 code float64 1.13x the 2 x 64 register tile and
-    float32 1.10x the 4 x 64 one (two vectors a row; four were within 2 % of
-    two, 2026-12-05; docs/performance.md).
+    Measured on an AMD EPYC Zen 4, 256 x 1024 x 1024, two threads, both in
+    one process: with AVX2 code 1.50x the speed of a 1 x 64 register tile in
+    float32 and 1.41x the row blocks in float64; with AVX-512 code float64
+    1.13x a 2 x 64 register tile and float32 1.10x a 4 x 64 one (two vectors
+    a row; four are within 2 % of two; docs/performance.md).
     """
     full_width_vectors()
     dt = W_next.dtype.type

@@ -194,8 +194,8 @@ def _fwd_block_pairs(A_prev, m, W, b, code, Z, A, j0, keep_z):
 #: Rows of W per forward tile, from the vector registers of the ISA Numba compiles
 #: for (``isa.HOST``; one specialisation per host).  The 5 x 4 tile's 20
 #: accumulators fit AVX-512's 32 registers but spill on 16 (AVX2, SSE, NEON):
-#: on a 2-core Zen 3 (AVX2), one thread, 2026-12-01, the float32 forward ran at
-#: 34 GFLOP/s with 5 x 4 and 43-51 with 5 x 2 (float64: 22 and 25).
+#: on a 2-core Zen 3 (AVX2), one thread, the float32 forward runs at 34
+#: GFLOP/s with 5 x 4 and 43-51 with 5 x 2 (float64: 22 and 25).
 FWD_TILE_ROWS = 4 if isa.HOST.registers >= 32 else 2
 #: The row-block kernel every caller uses (blocks of 4 rows of W either way).
 _fwd_block = _fwd_block_5x4 if FWD_TILE_ROWS == 4 else _fwd_block_pairs
@@ -216,12 +216,11 @@ def _fwd_panel(A_prev, i_lo, i_hi, W, b, code, Z, A, j0, keep_z):
     tiles sum straight into ``A``, where the partial sums wait between blocks;
     the last block then adds the bias, keeps ``Z`` when ``keep_z`` and stores
     ``f(z)`` row by row.  Samples past ``i_hi`` are neither read nor written.
-    Measured on an AMD EPYC Zen 4, 256 x 1024 x 1024, two threads, old and new
-    code in one process (docs/performance.md): 2026-12-04, with AVX2 code 1.44x
-    the speed of the 1 x 64 register tile in float32 and 1.49x the row blocks
-    in float64; with AVX-512 code float64 1.24x the row blocks and float32
-    1.07x the 4 x 64 zmm register tile (two vectors a row; four were within
-    2 % of two, 2026-12-05).
+    Measured on an AMD EPYC Zen 4, 256 x 1024 x 1024, two threads, both in one
+    process (docs/performance.md): with AVX2 code 1.44x the speed of a 1 x 64
+    register tile in float32 and 1.49x the row blocks in float64; with
+    AVX-512 code float64 1.24x the row blocks and float32 1.07x a 4 x 64 zmm
+    register tile (two vectors a row; four are within 2 % of two).
 
     equivalent reference: ``A[i_lo:i_hi, j0:j0+PANEL] = f(A_prev[i_lo:i_hi] @ W[j0:j0+PANEL].T + b[j0:j0+PANEL])``.
     """

@@ -12,10 +12,10 @@ what LLVM's x86 CPU names imply.
 Two widths matter and they differ on Intel's AVX-512 parts: the registers are
 512 bits wide, but LLVM's tuning for skylake-avx512, icelake, sapphirerapids and
 the x86-64-v4 level prefers 256-bit vectors, so loops vectorise to ``ymm``
-(32 of them) rather than ``zmm``.  Checked on an AMD EPYC (Zen 4) with Numba
-0.68.1 / llvmlite 0.50, 2026-12-01: a fast-math dot product compiled with
-``NUMBA_CPU_NAME=<name> NUMBA_CPU_FEATURES=""`` used zmm only for znver4;
-skylake-avx512, icelake-server, sapphirerapids and x86-64-v4 used ymm
+(32 of them) rather than ``zmm``.  On an AMD EPYC (Zen 4) with Numba 0.68.1 /
+llvmlite 0.50, a fast-math dot product compiled with
+``NUMBA_CPU_NAME=<name> NUMBA_CPU_FEATURES=""`` uses zmm only for znver4;
+skylake-avx512, icelake-server, sapphirerapids and x86-64-v4 use ymm
 (tests/backends/test_isa.py repeats the check).  ``vector_bits`` is the width
 the vectoriser uses, ``register_bits`` the width of the registers; the panel
 kernels ask for the full width (``panel_bits``, ``tile.full_width_vectors``).

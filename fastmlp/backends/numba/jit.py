@@ -211,14 +211,14 @@ def specialise(func, parallel=False, **constants):
             copy._fastmlp_args, copy._fastmlp_returns = func._fastmlp_args, func._fastmlp_returns
         # A name of its own per specialisation: Numba's symbol for a function is
         # built from its qualified name and signature, and cached machine code
-        # loaded from another process linked against a same-named symbol of a
-        # different specialisation already in this process (wrong weights,
+        # loaded from another process would link against a same-named symbol
+        # of a different specialisation already in this process (wrong weights,
         # tests/backends/test_kernels.py::test_an_earlier_network_does_not_change_the_next_one).
         tag = "".join(ch if ch.isalnum() else "_" for ch in f"{'par' if parallel else 'ser'}_{key[2]}")
         copy.__qualname__, copy.__doc__, copy.__module__ = f"{func.__qualname__}__{tag}", func.__doc__, func.__module__
         copy.__name__ = f"{func.__name__}__{tag}"
         # A driver is parallel although it has no parallel loop of its own:
-        # called from a serial function, the parallel kernels ran 1.3-20x
+        # called from a serial function, the parallel kernels run 1.3-20x
         # slower (docs/performance.md, "Structure of an epoch").
         driver = getattr(func, "_fastmlp_args", None) == DRIVER
         _specialised[key] = numba.njit(parallel=driver or (parallel and _has_prange(func)), cache=entry,

@@ -6,7 +6,7 @@ Each is a thin call into the kernel the compiled epoch runs for that stage,
 specialised the way the epoch specialises it (``jit.specialise``), so the
 tests of these functions test the epoch's own code.  The kernels the epoch
 calls directly (``_forward_layer``, ``_output_rows``, ``_hidden_layer``,
-``_update_layer``) are the very dispatchers the drivers are handed
+``_update_layer``) are the very dispatchers whose addresses the drivers call
 (``plan``), compiled by the first process that needs them and loaded from the
 disk cache after that, so a first call in the compiling process may differ
 from later processes' in the last bits (``precompile`` says why; training

@@ -123,8 +123,8 @@ def stage_variants(stage, dtype):
 
 _compiled = {}
 #: Seconds the serial row-block float64 variant of each stage takes to
-#: compile when no variant was measured on this machine yet: alone in a
-#: fresh process, AMD EPYC Zen 4 (AVX-512), 2 cores, 2026-12-07, rounded
+#: compile when no variant has been measured on this machine: alone in a
+#: fresh process, AMD EPYC Zen 4 (AVX-512), 2 cores, rounded
 #: (docs/performance.md, "Compile time").
 DEFAULT_SECONDS = {"forward": 1.8, "hidden": 2.5, "update": 3.4, "first": 4.4, "gather": 0.6,
                    "output": 0.9, "adam_apply": 2.3, "epoch": 2.4, "adam_epoch": 2.1, "predict": 1.7}
@@ -293,7 +293,7 @@ def _seconds_of(variant, times=None):
 
 
 #: Seconds a compiling child takes to start Python, Numba and fastmlp
-#: (AMD EPYC Zen 4, 2026-12-07).
+#: (AMD EPYC Zen 4).
 CHILD_START_SECONDS = 1.0
 
 

@@ -3,17 +3,17 @@ executes machine code loaded from the cache, and the cores compile side by
 side.
 
 Why a child: a kernel compiled in this process and the same kernel loaded
-from the cache round differently in the last bits (measured on an AMD EPYC
-Zen 4, 2026-12-07: the update kernels ``update._update_layer`` and
-``_update_forward_first`` gave other weights after one epoch, the forward
-kernels the same).  The cause is in how Numba links compiled code: a
+from the cache round differently in the last bits (on an AMD EPYC Zen 4, one
+epoch gives other weights when the update kernels ``update._update_layer``
+or ``_update_forward_first`` were compiled in the process, and the same
+weights when only the forward kernels were).  The cause is in how Numba links compiled code: a
 kernel's callees (the templates below an entry kernel, ``jit``) are compiled
 as functions of their own and then linked into the kernel's module as
 ``linkonce_odr`` copies, which the module optimises once more
 (``numba.core.codegen``, ``_get_module_for_linking`` and ``finalize``).  The
 cache stores the kernel's module with those copies, and a process that loads
 it runs them; but in the process that compiled it the JIT resolves the weak
-symbols to the callees' own definitions, loaded before, which were optimised
+symbols to the callees' own definitions, loaded earlier and optimised
 once.  With fast-math the two copies vectorise differently.  Without a child
 the first run of a variant would end with other weights than every later run
 with the same seed.  A child compiles what the cache lacks and exits; this
@@ -51,10 +51,9 @@ _CHILD = ("import sys; sys.path.insert(0, sys.argv[1]); import fastmlp.backends.
           "p.serve_child(sys.argv[1:])")
 #: The share of a variant's compile time that templates compiled before in
 #: the same process do not save: each variant still optimises its linked
-#: callees again.  Measured on the AMD EPYC Zen 4, 2026-12-07: with 0.7 the
-#: estimates of the original run, the fast preset and all 42 variants were
-#: 12.0, 13.8 and 49.2 s against 12.7, 17.1 and 57.5 s compiled (0 gave
-#: 10.4, 11.1 and 17.3).
+#: callees again.  On an AMD EPYC Zen 4, with 0.7 the estimates of the
+#: original run, the fast preset and all 42 variants are 12.0, 13.8 and 49.2 s
+#: against 12.7, 17.1 and 57.5 s compiled (0 gives 10.4, 11.1 and 17.3).
 SHARED_COST = 0.7
 #: What a child prints before the seconds it spent per variant (JSON).
 _SECONDS = "fastmlp-child: seconds "

@@ -25,8 +25,8 @@ def _predict(params, offsets, sizes, acts, X, rows, scale, out, work, fns):
     last layer writes there directly) and on the two buffers of the thread
     that runs it (``work[thread]``, layers alternate between them), so the
     numbers do not depend on the thread count.  The buffers come from the
-    caller: allocated in the parallel loop they tripled its compile time
-    (3.6 s against 1.5, AMD EPYC Zen 4, 2026-12-07).
+    caller: allocated in the parallel loop they would more than double its
+    compile time (3.6 s against 1.5, AMD EPYC Zen 4).
     It calls, from ``fns`` (as in ``epoch._train_epoch``), the epoch's serial
     forward with row blocks only (the chunks are the parallel loop here) and
     the serial (X)."""

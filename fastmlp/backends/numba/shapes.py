@@ -20,19 +20,19 @@ PARALLEL_MIN_MACS = 120_000
 #: ``_grad_update_columns``) for its first ``PANEL * (n_in // PANEL)`` input
 #: columns when the mini-batch has at least this many samples (float32,
 #: float64); smaller batches and the leftover columns use the row-block kernels.
-#: Set with the register tiles the narrow ones replaced (float64 tiles had
-#: half the rows and lost to the row blocks at batch 64, won from 128).  With
-#: the narrow tiles, on an AMD EPYC Zen 3 (AVX2), 2026-12-07, whole epochs
-#: alternating in one process, panels against row blocks at batch 64:
-#: 784-128-64-10 float64 1.16x the time (7 rounds), 784-1024-1024-10 float64
-#: 0.96x (3 rounds), 784-128-64-10 float32 0.97x (9 rounds); docs/performance.md.
-#: Depends only on the shapes.
+#: float64 starts at 128 because at batch 64 the panels lose on small layers:
+#: on an AMD EPYC Zen 3 (AVX2), whole epochs alternating in one process,
+#: panels against row blocks at batch 64, 784-128-64-10 float64 takes 1.16x
+#: the time (7 rounds), 784-1024-1024-10 float64 0.96x (3 rounds),
+#: 784-128-64-10 float32 0.97x (9 rounds).  In float32 panels beat the row
+#: blocks from 16 samples (3 % at 16, 4 % at 32, measured with a 1 x 64
+#: register tile on an Intel Xeon); docs/performance.md.  Depends only on the
+#: shapes.
 PANEL_MIN_BATCH = {"float32": 16, "float64": 128}
 #: A layer's forward pass uses its output panels (``forward._fwd_panel``) from
 #: this many outputs (and ``PANEL_MIN_BATCH`` samples).  Measured on an AMD
-#: EPYC Zen 3 (AVX2), 2026-12-07, whole epochs float32 in one process,
-#: alternating, against 512 (the threshold of the register tiles before the
-#: narrow ones): 784-128-64-10 batch 64 0.78x the time (14 rounds; 0.74x
+#: EPYC Zen 3 (AVX2), whole epochs float32 in one process, alternating,
+#: against a threshold of 512 outputs: 784-128-64-10 batch 64 0.78x the time (14 rounds; 0.74x
 #: from 64 outputs), batch 16 0.95x, float64 batch 128 0.90x (from 64);
 #: 784-256-10 batch 64 0.82-0.90x; but 784-100-10 batch 32, one panel and 36
 #: outputs left to the row blocks, 1.02x from 64 outputs.  docs/performance.md.
@@ -40,8 +40,8 @@ FWD_PANEL_MIN_OUTPUTS = 128
 
 #: The panel kernels run from this vector width on (AVX2 and AVX-512); with
 #: narrower vectors (SSE, NEON) every layer uses the row blocks alone: there a
-#: register tile row that took all 16 registers lost to them (SSE2 code,
-#: float32 1 x 64 xmm, Intel Xeon, 2026-12-03: 0.84x the speed), and the narrow
+#: 64-wide register tile row takes all 16 registers and loses to them (SSE2
+#: code, float32 1 x 64 xmm, Intel Xeon: 0.84x the speed), and the narrow
 #: tiles are unmeasured.
 PANEL_MIN_BITS = 256
 
@@ -53,15 +53,14 @@ def panel_tile_rows(host=None):
     parts too, and AVX2's ymm), or 0: the layers use the row blocks alone
     (``_panels``).
 
-    The narrow tiles replaced register tiles of ``rows x PANEL`` sums in half
-    the registers.  Measured on an AMD EPYC Zen 4, whole epochs, old and new
-    code in one process, epochs interleaved, medians (docs/performance.md):
-    2026-12-04, with AVX2 code, 784-1024-1024-10 batch 256 took 0.85x the
-    epoch time in float32 (against 1 x 64 ymm tiles) and 0.86x in float64
-    (against the row blocks), 784-512-512-10 batch 128 0.88x and 0.72x; with
-    AVX-512 code float64 0.90x (against 2 x 64 zmm); 2026-12-05, AVX-512
-    code, float32 0.93x (against 4 x 64 zmm in all three kernels, with four
-    vectors a row: ``tile.narrow_vectors``)."""
+    The narrow tiles beat register tiles of ``rows x PANEL`` sums in half the
+    registers.  Measured on an AMD EPYC Zen 4, whole epochs, both in one
+    process, epochs interleaved, medians (docs/performance.md): with AVX2
+    code, 784-1024-1024-10 batch 256 takes 0.85x the epoch time in float32
+    (against 1 x 64 ymm tiles) and 0.86x in float64 (against the row blocks),
+    784-512-512-10 batch 128 0.88x and 0.72x; with AVX-512 code float64 0.90x
+    (against 2 x 64 zmm) and float32 0.93x (against 4 x 64 zmm in all three
+    kernels, with four vectors a row: ``tile.narrow_vectors``)."""
     host = isa.HOST if host is None else host
     return NARROW_ROWS if host.panel_bits >= PANEL_MIN_BITS else 0
 
@@ -126,9 +125,8 @@ def _check_input(X, dtype):
     pixels stay uint8 (they are divided by 255 as each mini-batch is gathered,
     so the training set is not copied); anything else becomes values of the
     parameters' ``dtype``.  As one pair type (``input_pair_type``), every input
-    dtype, writable or read-only, runs the same compiled code (the test suite
-    compiles 37 configurations so; with the input's type in them it compiled
-    62, docs/performance.md)."""
+    dtype, writable or read-only, runs the same compiled code, so the input's
+    type adds no compiled variants."""
     X = np.ascontiguousarray(X)
     n_features = X.shape[1]
     if X.dtype == np.uint8:

@@ -16,9 +16,8 @@ stack buffer that stays in L1 while every tile of the work item passes over it
 (the BLIS scheme of packed panels).  Unpacked, a tile read rows ``n_in``
 elements apart: with ``n_in = 1024`` float32 that is a 4 KiB stride, so the
 rows compete for the same few L1 sets.  Measured on an Intel Xeon (AVX-512,
-256-bit code), one thread, 240 x 1024 x 1024 float32, 2026-12-02: 36 GFLOP/s
-unpacked against 92 packed (with the register tiles of that day);
-docs/performance.md.
+256-bit code), one thread, 240 x 1024 x 1024 float32, with a 2 x 64 register
+tile: 36 GFLOP/s unpacked against 92 packed; docs/performance.md.
 
 Numba has no stack arrays, so ``pack_buffer`` and the other buffers are small
 ``@intrinsic`` functions that emit an ``alloca`` in the function's entry
@@ -39,7 +38,7 @@ from fastmlp.backends.numba import isa
 PANEL = 64
 #: Rows of a packed panel: 64 x PANEL is 16 KiB of float32 and 32 KiB of
 #: float64, within the smallest L1 data cache of current x86 and ARM cores
-#: (32 KiB).  Measured as above: float64 ran at 29 GFLOP/s with 64 rows, 20
+#: (32 KiB).  Measured as above: float64 runs at 29 GFLOP/s with 64 rows, 20
 #: with 128; float32 at 89 and 92.
 PACK_ROWS = 64
 PACK_SIZE = PACK_ROWS * PANEL
@@ -78,8 +77,8 @@ pack_buffer = _stack_buffer("pack_buffer", PACK_SIZE)
 #: so that the rows a column tile reads fall into different L1 sets (at
 #: ``PANEL`` float64 they are 512 bytes apart, and 64 of them share 8 of the
 #: 64 sets of a 32 KiB 8-way L1).  Measured on an AMD EPYC Zen 4, AVX2 code,
-#: 2026-12-04, two threads, 256 x 1024 x 1024 float64, against ``PANEL``:
-#: hidden delta 1.08x, gradient 1.08x (docs/performance.md).
+#: two threads, 256 x 1024 x 1024 float64, against ``PANEL``: hidden delta
+#: 1.08x the speed, gradient 1.08x (docs/performance.md).
 PACK_STRIDE = PANEL + 8
 #: ``PACK_ROWS x PACK_STRIDE`` elements of ``dtype`` on the stack.
 strided_pack_buffer = _stack_buffer("strided_pack_buffer", PACK_ROWS * PACK_STRIDE)
@@ -99,13 +98,13 @@ def full_width_vectors(typingctx):
     call it, and so do the work items and ``prange`` bodies that run them,
     because LLVM may inline a kernel into those.
 
-    Measured on the Intel Xeon (family 6 model 167), 2 threads, 2026-12-03,
-    four interleaved pairs, medians: 784-1024-1024-10 batch 256 took 0.80x the
-    epoch time in float32 (4 x 64 zmm tiles against 2 x 64 ymm) and 0.85x in
-    float64 (2 x 64 against 1 x 64); 784-128-64-10 float32 batch 64 0.96x.  The
-    row-block kernels keep the tuned width: with zmm everywhere
-    (``-prefer-256-bit`` for the whole process) 784-30-10 at batch 10 was
-    1.03-1.10x slower.  ``tests/backends/test_vectorised.py`` checks the
+    Measured on an Intel Xeon (family 6 model 167), 2 threads, four
+    interleaved pairs, medians, with register tiles: 784-1024-1024-10 batch
+    256 takes 0.80x the epoch time in float32 (4 x 64 zmm tiles against 2 x 64
+    ymm) and 0.85x in float64 (2 x 64 against 1 x 64); 784-128-64-10 float32
+    batch 64 0.96x.  The row-block kernels keep the tuned width: with zmm
+    everywhere (``-prefer-256-bit`` for the whole process) 784-30-10 at batch
+    10 is 1.03-1.10x slower.  ``tests/backends/test_vectorised.py`` checks the
     width in the assembly.
     """
     def codegen(context, builder, signature, args):
@@ -196,11 +195,11 @@ def narrow_vectors(host):
     """Vectors per row of a narrow tile on ``host``: 2 (12 accumulators, within
     16 registers: the shape of BLIS's AVX2 micro-kernel, 6 x 16 float32), 4
     where there are 32 registers (24 accumulators, each broadcast feeding four
-    FMAs: 6 x 64 zmm float32).  On an AMD EPYC Zen 4, 2026-12-05, AVX-512
-    code, 256 x 1024 x 1024, two threads, four vectors against two: float32
-    hidden delta and forward within 2 %, float64 forward 1.05x the speed,
-    hidden delta 1.07x, gradient 1.00x; the float32 gradient + update 1.09x
-    and 1.12x the speed of the 4 x 64 zmm register tile it had until then
+    FMAs: 6 x 64 zmm float32).  On an AMD EPYC Zen 4, AVX-512 code, 256 x
+    1024 x 1024, two threads, four vectors against two: float32 hidden delta
+    and forward within 2 %, float64 forward 1.05x the speed, hidden delta
+    1.07x, gradient 1.00x; the float32 gradient + update with four vectors
+    runs at 1.09x and 1.12x the speed of a 4 x 64 zmm register tile
     (docs/performance.md)."""
     return 4 if host.registers >= 32 else 2
 

@@ -194,13 +194,12 @@ def _grad_update_columns(delta, A_prev, m, W, vW, hyper, k0, j_lo, j_hi):
     from there, so no gradient array is ever allocated.  ``c1``/``c2``
     select momentum or Nesterov as in ``_grad_update_block``.
 
-    Measured on an AMD EPYC Zen 4, 256 x 1024 x 1024, two threads, old and
-    new code in one process (docs/performance.md): 2026-12-04, with AVX2 code
-    float32 1.47-1.50x the speed of the 1 x 64 register tile, float64 1.79x
-    the row blocks; with AVX-512 code float64 1.15x the 2 x 64 register tile;
-    packing the coefficients gained 1.09x in float64 and lost 0.93-0.96x in
-    float32; 2026-12-05, AVX-512 code, float32 1.09x and 1.12x the 4 x 64 zmm
-    register tile.
+    Measured on an AMD EPYC Zen 4, 256 x 1024 x 1024, two threads, both in
+    one process (docs/performance.md): with AVX2 code float32 1.47-1.50x the
+    speed of a 1 x 64 register tile, float64 1.79x the row blocks; with
+    AVX-512 code float64 1.15x a 2 x 64 register tile and float32 1.09x and
+    1.12x a 4 x 64 zmm register tile; packing the coefficients gains 1.09x in
+    float64 and loses (0.93-0.96x) in float32.
     """
     full_width_vectors()
     dt = W.dtype.type
