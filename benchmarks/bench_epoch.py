@@ -3,20 +3,20 @@
 Run with ``python -m pytest benchmarks/ --benchmark-only`` (the normal test run
 collects only tests/; ``python_files`` in pyproject.toml lets pytest collect
 ``bench_*.py`` when benchmarks/ is named).  Each standard row of
-``fastmlp.cli.bench.BENCH_ROWS`` is one benchmark group, so numpy, numba and
+``fastmlp.bench.BENCH_ROWS`` is one benchmark group, so numpy, numba and
 (when importable) jax and torch print together.  ``warmup_rounds=1`` keeps
 Numba's compile time out of the numbers; JAX compiles its epoch when it is
 made, before the rounds.  The numba rows run for the ISA of this process
 (``NUMBA_CPU_NAME=haswell NUMBA_CPU_FEATURES=`` for the AVX2 path on an
 AVX-512 host); ``extra_info`` names it.  For a fair NumPy baseline unset
 ``OPENBLAS_CORETYPE`` and ``OPENBLAS_L2_SIZE`` for the command (see
-fastmlp/cli/bench.py).
+fastmlp/bench/machine_info.py).
 """
 
 import pytest
 
+from fastmlp import bench
 from fastmlp.backends.numba import isa
-from fastmlp.cli import bench
 
 ROWS = [pytest.param(sizes, batch, dtype, id=f"{'-'.join(map(str, sizes))}-b{batch}-{dtype}",
                      marks=pytest.mark.benchmark(group=f"{'-'.join(map(str, sizes))} batch {batch} {dtype}"))

@@ -2,8 +2,8 @@
 
 :mod:`~fastmlp.cli.parser` builds the parser and holds :func:`main`;
 :mod:`~fastmlp.cli.commands` does each command's work;
-:mod:`~fastmlp.cli.report` prints and logs; :mod:`~fastmlp.cli.bench` times
-epochs of every backend and peer for ``fastmlp bench``.
+:mod:`~fastmlp.cli.report` prints and logs; :mod:`~fastmlp.cli.bench_command`
+runs ``fastmlp bench`` on :mod:`fastmlp.bench`, which times the epochs.
 """
 
 from fastmlp.cli.commands import PRESETS

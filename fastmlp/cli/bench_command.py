@@ -1,13 +1,14 @@
 """``fastmlp bench``: its checks and its output; the timing is
-:mod:`fastmlp.cli.bench`'s."""
+:mod:`fastmlp.bench`'s."""
 
 from fastmlp.errors import UsageError
+
 
 def cmd_bench(args):
     import json
 
+    from fastmlp import bench
     from fastmlp.backends.numba import isa
-    from fastmlp.cli import bench
 
     rows = [row for row in bench.BENCH_ROWS if not args.quick or row[0] == (784, 30, 10)]
     backends = args.backends

@@ -2,20 +2,26 @@
 ``--isa`` choice and the JAX row's maths.
 
 The command's code runs for real, on epochs of ``SMALL`` images instead of
-60,000 (``bench.N_IMAGES``), so these tests stay fast; full epochs are for
-``fastmlp bench`` itself.
+60,000 (``epochs.N_IMAGES``), so these tests stay fast; full epochs are for
+``fastmlp bench`` itself.  A part of the bench that fails (a child process, a
+peer that does not import) ends the command with one line on stderr.
 """
 
 import json
+import os
 import re
+import sys
 import time
 
 import numpy as np
 import pytest
 
+from fastmlp import bench
 from fastmlp.backends import reference
 from fastmlp.backends.numba import isa
-from fastmlp.cli import bench, main
+from fastmlp.bench import compile_time, epochs, peers
+from fastmlp.cli import main
+from fastmlp.errors import UsageError
 from fastmlp.network import SGD, Net, init_params
 
 SMALL = 400
@@ -24,7 +30,7 @@ HAS_JAX = bench.jax_available()
 
 @pytest.fixture
 def small(monkeypatch):
-    monkeypatch.setattr(bench, "N_IMAGES", SMALL)
+    monkeypatch.setattr(epochs, "N_IMAGES", SMALL)
 
 
 def _json(capsys, argv):
@@ -85,7 +91,7 @@ def test_compile_times_share_one_cache_in_row_order(monkeypatch):
         calls.append((cache, dtype, sizes, batch))
         return 0.1, float(len(calls)), 9 if len(calls) == 1 else 0
 
-    monkeypatch.setattr(bench, "_first_call", first_call)
+    monkeypatch.setattr(compile_time, "_first_call", first_call)
     rows = bench.BENCH_ROWS[:3]
     got = bench.compile_times(rows)
     assert len({c[0] for c in calls}) == 1 and len(calls) == 2 * len(rows)
@@ -142,6 +148,115 @@ def test_bench_isa_avx2_runs_a_child(small, capsys):
     labels = [r["isa"] for r in rows if r["dtype"] == "float32"]
     assert labels[0] == isa.HOST.label and labels[1].startswith(isa.AVX2)
     assert all(r["seconds"] > 0 for r in rows)
+
+
+# --- a part that fails: one line, exit status 1 -------------------------------------
+
+def _one_line_error(capsys, argv, status=1):
+    assert main(argv) == status
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.endswith("\n"), err
+    assert err.startswith("fastmlp bench: error: ")
+    return err.strip()
+
+
+#: A child whose traceback ends in a line holding an escape sequence and a tab.
+_FAILING_CHILD = ("import sys; sys.stderr.write('Traceback (most recent call last):\\n  File x\\n"
+                  "ValueError: broken\\x1b[0m\\there\\n'); sys.exit(3)")
+
+
+def test_failing_compile_child_is_one_line(small, monkeypatch, capsys):
+    """The compile-time child exits with an error: the row, the exit status and
+    the child's last stderr line, escaped, in one line; no traceback."""
+    monkeypatch.setattr(compile_time, "_COMPILE_SNIPPET", _FAILING_CHILD)
+    err = _one_line_error(capsys, ["bench", "--quick", "--repeats", "1", "--backends", "numba"])
+    assert err == ("fastmlp bench: error: the compile-time child for 784-30-10 batch 10 float64 failed "
+                   "(exit status 3, expected 0): 'ValueError: broken\\x1b[0m\\there'")
+
+
+def test_compile_child_printing_garbage_is_one_line(monkeypatch):
+    monkeypatch.setattr(compile_time, "_COMPILE_SNIPPET", "print('hello\\x07 world')")
+    with pytest.raises(bench.BenchError) as error:
+        compile_time._first_call("unused", "float64", (784, 30, 10), 10)
+    assert str(error.value) == ("the compile-time child for 784-30-10 batch 10 float64 printed 'hello\\x07 world': "
+                                "expected its import seconds, first-call seconds and the number of variants it "
+                                "compiled")
+    assert error.value.exit_code == 1 and isinstance(error.value, RuntimeError)
+
+
+def _fake_avx2(monkeypatch):
+    env = dict(os.environ, NUMBA_CPU_NAME="haswell", NUMBA_CPU_FEATURES="")
+    monkeypatch.setattr(isa, "avx2_environment", lambda environ=None: (env, None))
+
+
+def test_failing_isa_child_is_one_line(small, monkeypatch, capsys):
+    """The ``--isa avx2`` child exits with an error (here on any host: its
+    program is replaced): one line naming it, no ``CalledProcessError``."""
+    _fake_avx2(monkeypatch)
+    monkeypatch.setattr(epochs, "_ISA_CHILD", _FAILING_CHILD)
+    err = _one_line_error(capsys, ["bench", "--quick", "--repeats", "1", "--no-compile", "--backends", "numba",
+                                   "--isa", "avx2"])
+    assert err.startswith("fastmlp bench: error: the child timing the numba rows for ")
+    assert err.endswith("(NUMBA_CPU_NAME=haswell) failed (exit status 3, expected 0): "
+                        "'ValueError: broken\\x1b[0m\\there'")
+
+
+def test_isa_child_printing_garbage_is_one_line(small, monkeypatch, capsys):
+    _fake_avx2(monkeypatch)
+    monkeypatch.setattr(epochs, "_ISA_CHILD", "print('[1, 2')")
+    err = _one_line_error(capsys, ["bench", "--quick", "--repeats", "1", "--no-compile", "--backends", "numba",
+                                   "--isa", "avx2"])
+    assert err.endswith("printed [1, 2: expected the JSON list of its rows")
+
+
+def test_isa_child_reports_a_failing_grandchild_as_its_message(monkeypatch, capsys):
+    """Inside the ``--isa`` child a failing compile-time child is the child's
+    one-line message on stderr (which the parent quotes), not a traceback."""
+    monkeypatch.setattr(epochs, "N_IMAGES", epochs.N_IMAGES)  # _child_main sets it: restored after
+    monkeypatch.setattr(epochs, "_time_rows", lambda rows, backends, repeats: {
+        row + ("numba",): (1.0, None) for row in rows})
+
+    def first_call(cache, dtype, sizes, batch):
+        raise bench.BenchError("the compile-time child for 7-5-3 batch 4 float64 failed (exit status 1, expected 0): x")
+
+    monkeypatch.setattr(compile_time, "_first_call", first_call)
+    spec = json.dumps({"rows": [[[7, 5, 3], 4, "float64"]], "repeats": 1, "compile": True, "n_images": 40})
+    with pytest.raises(SystemExit) as exit_:
+        epochs._child_main(spec)
+    assert exit_.value.code == 1
+    out, err = capsys.readouterr()
+    assert out == "" and err == "the compile-time child for 7-5-3 batch 4 float64 failed (exit status 1, expected 0): x\n"
+
+
+def test_run_bench_refuses_avx2_before_timing(monkeypatch):
+    """The library checks ``isas`` before it times anything (a usage error, as the command's)."""
+    monkeypatch.setattr(isa, "avx2_environment", lambda environ=None: (None, "this CPU (x) has no AVX2"))
+    monkeypatch.setattr(epochs, "_time_rows", lambda *a: pytest.fail("timed before checking --isa"))
+    with pytest.raises(UsageError) as error:
+        bench.run_bench(bench.BENCH_ROWS[:1], backends=("numpy", "numba"), isas=("avx2",))
+    assert str(error.value) == "--isa avx2: this CPU (x) has no AVX2" and error.value.exit_code == 2
+
+
+@pytest.mark.parametrize("library,name", [("torch", "PyTorch"), ("jax", "JAX")])
+def test_peer_that_does_not_import_is_one_line(small, monkeypatch, capsys, library, name):
+    """A peer found installed that fails to import (``None`` in ``sys.modules``
+    makes ``import`` fail as a broken install does): one line, exit status 1."""
+    monkeypatch.setattr(peers, "available", lambda lib: True)
+    monkeypatch.setitem(sys.modules, library, None)
+    err = _one_line_error(capsys, ["bench", "--quick", "--repeats", "1", "--no-compile", "--backends", library])
+    assert err == (f"fastmlp bench: error: {name} is installed but does not import (ModuleNotFoundError: "
+                   f"import of {library} halted; None in sys.modules): expected 'import {library}' to work, "
+                   "or uninstall it")
+
+
+def test_peer_import_error_keeps_its_first_line(tmp_path, monkeypatch):
+    """NumPy-built extensions fail with messages of many lines: the first, escaped, in one line."""
+    (tmp_path / "brokenpeer.py").write_text("raise ImportError('libfoo.so:\\tcannot open\\n\\nmore advice')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(bench.BenchError) as error:
+        peers.load("brokenpeer")
+    assert str(error.value) == ("brokenpeer is installed but does not import ('ImportError: libfoo.so:\\tcannot "
+                                "open'): expected 'import brokenpeer' to work, or uninstall it")
 
 
 # --- the JAX row computes the reference's epoch ------------------------------------

@@ -182,10 +182,11 @@ def test_fuzz_cli_exits_cleanly(warm, monkeypatch):
     monkeypatch.chdir(warm["root"])  # relative paths land in the tmp folder
     # `fastmlp bench` times full 60,000-image epochs by design; here only its
     # argument handling is fuzzed, so the measuring itself is replaced.
-    from fastmlp.cli import bench
+    from fastmlp import bench
+    from fastmlp.bench import compile_time
 
     monkeypatch.setattr(bench, "run_bench", lambda rows, backends=None, repeats=3, **options: [])
-    monkeypatch.setattr(bench, "compile_times", lambda rows: {})
+    monkeypatch.setattr(compile_time, "compile_times", lambda rows: {})
     from fastmlp.cli import sweep_command
 
     monkeypatch.setattr(sweep_command, "_runner", lambda args, settings: InProcessRunner())

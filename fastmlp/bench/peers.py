@@ -1,28 +1,49 @@
 """The benchmark's epoch in the two peer libraries, PyTorch and JAX, for
-``fastmlp bench`` (fastmlp depends on neither; each row appears when its
-library imports).
+``fastmlp bench`` and ``benchmarks/bench_epoch.py`` (fastmlp depends on
+neither; each row appears when its library is installed, and one that is
+installed but does not import is a one-line
+:class:`~fastmlp.bench.errors.BenchError`).
 
 Both compute the reference's maths (``fastmlp.backends.reference``): sigmoid
 layers, the quadratic cost averaged over the mini-batch, plain SGD, the same
 mini-batch order, uint8 pixels scaled by 1/255 as each batch is read.
 """
 
+import importlib
 import importlib.util
 import time
 
 import numpy as np
 
+from fastmlp.bench.errors import BenchError
+from fastmlp.errors import shown
 from fastmlp.network import unpack
+
+#: The libraries' names as messages give them.
+NAMES = {"torch": "PyTorch", "jax": "JAX"}
 
 
 def available(library):
-    """Whether ``library`` ("torch" or "jax") can be imported (without importing it)."""
+    """Whether ``library`` ("torch" or "jax") is installed (found without importing it)."""
     return importlib.util.find_spec(library) is not None
+
+
+def load(library):
+    """``library`` imported; ``BenchError`` naming it and the error's first
+    line when it is installed but fails to import."""
+    try:
+        return importlib.import_module(library)
+    except Exception as error:  # noqa: BLE001 - a broken install raises ImportError, OSError (a shared
+        # library that does not load), AttributeError or RuntimeError (built for another NumPy), ...
+        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+        reason = f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
+        raise BenchError(f"{NAMES.get(library, library)} is installed but does not import "
+                         f"({shown(reason)}): expected 'import {library}' to work, or uninstall it") from None
 
 
 def torch_epoch(params, net, X, y, order, batch_size, dtype, lr):
     """A callable training one epoch in PyTorch (eager, autograd, ``optim.SGD``)."""
-    import torch
+    torch = load("torch")
 
     tdt = getattr(torch, dtype)
     weights, biases = unpack(params, net.sizes)
@@ -67,7 +88,7 @@ class JaxEpoch:
     """
 
     def __init__(self, params, net, X, y, order, batch_size, dtype, lr):
-        import jax
+        jax = load("jax")
 
         self._x64 = np.dtype(dtype) == np.float64
         self._jax = jax
