@@ -26,7 +26,7 @@ import time
 import numpy as np
 
 from fastmlp import MLP, load_mnist
-from fastmlp.cli import PRESETS
+from fastmlp.presets import PRESETS
 
 TARGET = 0.98
 

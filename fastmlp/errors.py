@@ -38,6 +38,12 @@ class DivergenceError(FastMLPError, FloatingPointError):
     exit_code = 1
 
 
+class OutOfMemoryError(FastMLPError, MemoryError):
+    """Training ran out of memory; the state of the last completed epoch is kept."""
+
+    exit_code = 1
+
+
 class MissingDependencyError(FastMLPError, ImportError):
     """An optional extra (matplotlib, Pillow) is needed but not installed."""
 

@@ -18,14 +18,11 @@ import numpy as np
 
 from fastmlp import modelfile, validation
 from fastmlp.backends import BACKENDS, DEFAULT_BACKEND, get_backend
-from fastmlp.errors import DivergenceError
+from fastmlp.errors import DivergenceError, OutOfMemoryError
 from fastmlp.functions import (ACTIVATIONS, COST_OUTPUTS, COSTS, DERIVATIVES, INITS,
                                default_init, predicted_classes)
 from fastmlp.network import SGD, Adam, Net, init_params, n_params, optimizer_state_size, single_logistic, unpack
 from fastmlp.schedules import SCHEDULES, learning_rate_at
-
-#: What a backend that declares no ``SUPPORTS`` is assumed to implement.
-BASE_FEATURES = ("sgd", "sigmoid", "tanh", "relu", "leaky_relu", "softmax")
 
 
 def memory_limit():
@@ -34,6 +31,36 @@ def memory_limit():
         return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (ValueError, OSError, AttributeError):  # not POSIX: assume 16 GiB
         return 16 * 2**30
+
+
+def training_bytes(sizes, itemsize, batch_size=None, optimizer=None, predict_chunk=4096):
+    """An upper bound of the memory a ``fit`` of a network with layer widths
+    ``sizes`` allocates, in bytes, besides the data: the parameters; the
+    optimiser state ``s`` (1 buffer of their size for SGD, 2 for Adam); one
+    gradient buffer; the copies an epoch keeps to undo itself (parameters
+    and state) and the best epoch's for early stopping (the same again); the
+    activations, pre-activations and deltas of one mini-batch of
+    ``batch_size`` in every layer plus three gathered input batches (the
+    largest per-batch working set of either backend); and the activations of
+    one prediction chunk.  Without ``batch_size`` only what the weights
+    alone need (the check ``build`` can make)."""
+    state = 2 if isinstance(optimizer, Adam) else 1
+    n = n_params(sizes)
+    need = (1 + state) * n
+    if batch_size is not None:
+        need += n + 2 * (1 + state) * n
+        need += batch_size * (3 * sum(sizes) + 3 * sizes[0])
+        need += 2 * predict_chunk * sum(sizes)
+    return need * itemsize
+
+
+def _check_memory(sizes, itemsize, batch_size=None, optimizer=None, predict_chunk=4096):
+    need = training_bytes(sizes, itemsize, batch_size, optimizer, predict_chunk)
+    if need > memory_limit():
+        at = f" at batch size {batch_size}" if batch_size is not None else ""
+        raise ValueError(f"layer sizes {list(sizes)} would need {need / 2**30:.1f} GiB for weights, "
+                         f"optimiser state and activations{at}; this machine has "
+                         f"{memory_limit() / 2**30:.1f} GiB")
 
 
 class MLP:
@@ -74,16 +101,34 @@ class MLP:
         on a bigger machine still runs here.  Results do not depend on it.
     warm_start : bool
         When true, ``fit`` continues from the current weights instead of
-        drawing new ones (scikit-learn's meaning).
+        drawing new ones (scikit-learn's meaning).  A run setting: model
+        files do not keep it.
+
+    The constructor only stores its arguments (scikit-learn's rule); they are
+    checked and resolved by ``build``, which ``fit``, ``initialize`` and
+    ``load`` call first.
 
     Attributes
     ----------
     params_ : ndarray
         All weights and biases, flat (``weights_``/``biases_`` are views into it).
+    velocity_ : ndarray
+        The optimiser state: momentum velocities for SGD (one per parameter),
+        first then second moments for Adam (two per parameter).
+    adam_steps_ : int
+        Adam steps taken so far (they set Adam's bias correction).
     history_ : list of dict
         One record per epoch: epoch, loss, train_accuracy, val_accuracy,
         test_accuracy, learning_rate, seconds.
+    best_epoch_ : int
+        After a ``fit`` with ``patience``: the epoch whose state was kept.
+    discarded_history_ : list of dict
+        After a ``fit`` with ``patience``: the records of the epochs run after
+        the best one and undone (empty when the best was the last).
     """
+
+    params_ = None
+    history_ = ()
 
     def __init__(self, sizes=(784, 30, 10), activation="sigmoid", output_activation=None,
                  cost="quadratic", init=None, backend=DEFAULT_BACKEND, dtype="float64",
@@ -98,14 +143,15 @@ class MLP:
         self.seed = seed
         self.n_threads = n_threads
         self.warm_start = warm_start
-        self._validate_params()
-        self.params_ = None
-        self.history_ = []
 
     # --- configuration ---------------------------------------------------------
 
-    def _validate_params(self):
-        """Check the constructor's arguments together, once (sklearn's habit)."""
+    def build(self):
+        """Check the constructor's arguments together and resolve them: the
+        per-layer ``activations_`` and ``inits_``, ``dtype_``, ``seed_``
+        (drawn once when ``seed`` is None) and the network description
+        ``net_``; no weights are drawn.  Raises ``ValueError``/``TypeError``
+        naming the argument.  Returns ``self``."""
         sizes = self.sizes
         if isinstance(sizes, (str, bytes)) or not hasattr(sizes, "__len__"):
             raise TypeError(f"sizes must be a list of layer widths such as [784, 30, 10], got {sizes!r}")
@@ -113,8 +159,8 @@ class MLP:
             raise ValueError(f"sizes needs at least an input and an output layer, got {list(sizes)}")
         for n in sizes:
             validation.check_positive_int(n, "every layer size")
-        self.sizes = tuple(int(n) for n in sizes)
-        n_layers = len(self.sizes) - 1
+        sizes = tuple(int(n) for n in sizes)
+        n_layers = len(sizes) - 1
 
         if self.cost not in COSTS:
             raise ValueError(f"cost must be one of {', '.join(COSTS)}, got {self.cost!r}")
@@ -127,7 +173,7 @@ class MLP:
             if name not in allowed:
                 where = "the output layer" if i == n_layers - 1 else f"hidden layer {i + 1} (softmax is for the output layer only)"
                 raise ValueError(f"activation of {where} must be one of {', '.join(allowed)}, got {name!r}")
-        if self.sizes[-1] == 1 and self.activations_[-1] != "sigmoid":
+        if sizes[-1] == 1 and self.activations_[-1] != "sigmoid":
             raise ValueError(f"a single output unit is a two-class network and needs a sigmoid output, "
                              f"got {self.activations_[-1]!r}")
         if self.activations_[-1] not in COST_OUTPUTS[self.cost]:
@@ -147,20 +193,18 @@ class MLP:
         self.dtype_ = np.dtype(str(self.dtype))
         if self.seed is not None:
             validation.check_positive_int(self.seed, "seed", minimum=0)
-        self.seed_ = int(self.seed) if self.seed is not None else int(np.random.SeedSequence().entropy % 2**63)
+            self.seed_ = int(self.seed)
+        elif getattr(self, "seed_", None) is None:
+            self.seed_ = int(np.random.SeedSequence().entropy % 2**63)
         if self.n_threads is not None:
             validation.check_positive_int(self.n_threads, "n_threads")
 
-        # Refuse up front what would not fit in memory: parameters, velocities
-        # and two snapshots (last epoch, best epoch), plus the activations of
-        # one prediction chunk (the largest working set of either backend).
-        backend = get_backend(self.backend)
-        need = (4 * n_params(self.sizes) + 2 * backend.PREDICT_CHUNK * sum(self.sizes)) * self.dtype_.itemsize
-        if need > memory_limit():
-            raise ValueError(f"layer sizes {list(self.sizes)} would need {need / 2**30:.1f} GiB for weights, "
-                             f"optimiser state and activations; this machine has {memory_limit() / 2**30:.1f} GiB")
-        backend.check_network(self.sizes)
-        self.net_ = Net(self.sizes, tuple(self.activations_), self.cost)
+        # Refuse up front what the weights alone would not fit in; fit checks
+        # again with the batch size (training_bytes).
+        _check_memory(sizes, self.dtype_.itemsize)
+        get_backend(self.backend).check_network(sizes)
+        self.net_ = Net(sizes, tuple(self.activations_), self.cost)
+        return self
 
     @staticmethod
     def _per_layer(value, name, n_layers):
@@ -180,12 +224,16 @@ class MLP:
     # --- parameters --------------------------------------------------------------
 
     def initialize(self):
-        """Draw new weights and biases from ``seed_`` (eq. I1-I4) and forget the history."""
+        """Draw new weights and biases from ``seed_`` (eq. I1-I4) and forget the
+        history and the optimiser state (``build`` first)."""
+        self.build()
         rng = np.random.default_rng(self.seed_)
-        self.params_ = init_params(self.sizes, self.inits_, rng, self.dtype_)
+        self.params_ = init_params(self.net_.sizes, self.inits_, rng, self.dtype_)
         self.velocity_ = np.zeros_like(self.params_)
         self.adam_steps_ = 0
         self.history_ = []
+        self.best_epoch_ = None
+        self.discarded_history_ = []
         return self
 
     @property
@@ -200,18 +248,16 @@ class MLP:
         if self.velocity_.shape != (size,):
             self.velocity_ = np.zeros(size, dtype=self.dtype_)
             self.adam_steps_ = 0
-        elif not hasattr(self, "adam_steps_"):  # a loaded model keeps its saved velocities
-            self.adam_steps_ = 0
 
     @property
     def weights_(self):
         """Per-layer weight matrices ``(n_out, n_in)``, views into ``params_``."""
-        return unpack(self._fitted_params(), self.sizes)[0]
+        return unpack(self._fitted_params(), self.net_.sizes)[0]
 
     @property
     def biases_(self):
         """Per-layer bias vectors ``(n_out,)``, views into ``params_``."""
-        return unpack(self._fitted_params(), self.sizes)[1]
+        return unpack(self._fitted_params(), self.net_.sizes)[1]
 
     @property
     def epochs_trained_(self):
@@ -235,6 +281,7 @@ class MLP:
 
     def fit(self, X, y, *, epochs=10, batch_size=10, learning_rate=10.0, momentum=0.0,
             nesterov=False, l2=0.0, schedule="constant", step_size=None, gamma=0.1,
+            schedule_start=0, schedule_length=None,
             val_split=0, validation_data=None, patience=None, test_data=None,
             progress=False, callback=None, solver="sgd", beta_1=0.9, beta_2=0.999, epsilon=1e-8):
         """Train for ``epochs`` epochs of mini-batch SGD (``solver="sgd"``, with
@@ -245,14 +292,29 @@ class MLP:
         floats; ``y`` holds integer labels.  ``val_split`` keeps the last rows of
         ``X`` out of training for validation (an int count or a fraction);
         ``validation_data``/``test_data`` are ``(X, y)`` pairs evaluated after
-        every epoch.  ``patience`` stops when validation accuracy has not
-        improved for that many epochs and restores the best weights.
-        ``callback(record)`` is called after every epoch with its history record.
+        every epoch.  ``callback(record)`` is called after every epoch with its
+        history record.
 
-        Ctrl-C (KeyboardInterrupt) during an epoch restores the weights of the
+        The schedule runs over ``schedule_length`` epochs (default: ``epochs``)
+        and this fit's first epoch is its epoch ``schedule_start`` (default 0),
+        so a run split over several fits (a resumed one) gets the rates of one
+        uninterrupted run.
+
+        Early stopping: ``patience`` stops when validation accuracy has not
+        improved for that many epochs, and the model goes back to the state
+        after its best epoch as a whole: weights, optimiser state (velocities
+        or Adam's moments and step count), ``history_`` and so the epoch
+        count; ``best_epoch_`` names it and ``discarded_history_`` holds the
+        records of the epochs undone.  A warm start's starting state competes
+        too: when no epoch of this fit beats it, it is kept.  Continuing such a
+        model (``warm_start``) recomputes exactly the epochs undone, since each
+        epoch's shuffle depends on the seed and the epoch number only.
+
+        Ctrl-C (KeyboardInterrupt) during an epoch restores the state of the
         last completed epoch before it propagates, so nothing is left half-way.
         A loss or weight that turns non-finite raises ``DivergenceError`` after
-        restoring the last finite weights.
+        restoring the last finite state; running out of memory in an epoch
+        raises ``OutOfMemoryError`` the same way.
         """
         epochs = validation.check_positive_int(epochs, "epochs")
         batch_size = validation.check_positive_int(batch_size, "batch_size")
@@ -263,6 +325,12 @@ class MLP:
             raise ValueError("nesterov=True needs momentum > 0")
         if schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, got {schedule!r}")
+        schedule_start = validation.check_positive_int(schedule_start, "schedule_start", minimum=0)
+        schedule_length = (schedule_start + epochs if schedule_length is None
+                           else validation.check_positive_int(schedule_length, "schedule_length"))
+        if schedule_start + epochs > schedule_length:
+            raise ValueError(f"schedule_start {schedule_start} + epochs {epochs} runs past the "
+                             f"schedule_length {schedule_length}")
         if solver not in ("sgd", "adam"):
             raise ValueError(f"solver must be 'sgd' or 'adam', got {solver!r}")
         if solver == "adam":
@@ -271,6 +339,7 @@ class MLP:
             beta_1 = validation.check_number(beta_1, "beta_1", 0.0, maximum=1.0)
             beta_2 = validation.check_number(beta_2, "beta_2", 0.0, maximum=1.0)
             epsilon = validation.check_number(epsilon, "epsilon", 0.0, inclusive=False)
+        self.build()
         X = validation.check_features(X, self.sizes[0], self.dtype_)
         y = validation.check_labels(y, len(X), self.n_classes_)
         X, y, validation_data = self._split_validation(X, y, val_split, validation_data)
@@ -285,26 +354,30 @@ class MLP:
                           stacklevel=2)
             batch_size = len(X)
 
+        def optimizer(lr):
+            if solver == "adam":
+                return Adam(lr, beta_1, beta_2, epsilon, l2)
+            return SGD(lr, momentum, bool(nesterov), l2)
+
+        _check_memory(self.net_.sizes, self.dtype_.itemsize, batch_size, optimizer(learning_rate),
+                      get_backend(self.backend).PREDICT_CHUNK)
         if progress is True:  # the API's simple switch: a bar of our own
             from tqdm import tqdm
 
             progress = tqdm(total=len(X), unit="img", unit_scale=True, leave=False)
         if self.params_ is None or not self.warm_start:
             self.initialize()
+        self.discarded_history_ = []
 
-        def optimizer(lr):
-            if solver == "adam":
-                return Adam(lr, beta_1, beta_2, epsilon, l2)
-            return SGD(lr, momentum, bool(nesterov), l2)
-
-        best = None  # (val_accuracy, epoch, params copy) for early stopping
+        best = None  # (val_accuracy, the state after that epoch) for early stopping
         with self._threads():
             self.begin_training(X, y, batch_size, optimizer(learning_rate))
+            if patience is not None and self.history_:  # a warm start's state competes
+                best = (self._accuracy(*validation_data), self._state())
             for i in range(epochs):
-                record = self.train_epoch(X, y, batch_size,
-                                          optimizer(learning_rate_at(schedule, learning_rate, i, epochs,
-                                                                     step_size, gamma)),
-                                          progress=progress)
+                rate = learning_rate_at(schedule, learning_rate, schedule_start + i, schedule_length,
+                                        step_size, gamma)
+                record = self.train_epoch(X, y, batch_size, optimizer(rate), progress=progress)
                 if validation_data is not None:  # already checked: no second conversion
                     record["val_accuracy"] = self._accuracy(*validation_data)
                 if test_data is not None:
@@ -313,13 +386,26 @@ class MLP:
                     callback(record)
                 if patience is not None:
                     if best is None or record["val_accuracy"] > best[0]:
-                        best = (record["val_accuracy"], record["epoch"], self.params_.copy())
-                    elif record["epoch"] - best[1] >= patience:
+                        best = (record["val_accuracy"], self._state())
+                    elif record["epoch"] - best[1]["epochs"] >= patience:
                         break
         if best is not None:
-            self.params_[...] = best[2]
-            self.best_epoch_ = best[1]
+            self.discarded_history_ = self.history_[best[1]["epochs"]:]
+            self._restore(best[1])
+            self.best_epoch_ = self.epochs_trained_
         return self
+
+    def _state(self):
+        """A copy of everything an epoch changes: weights, optimiser state,
+        Adam's step count and the epoch count (``_restore`` puts it back)."""
+        return {"params": self.params_.copy(), "velocity": self.velocity_.copy(),
+                "adam_steps": self.adam_steps_, "epochs": len(self.history_)}
+
+    def _restore(self, state):
+        self.params_[...] = state["params"]
+        self.velocity_ = state["velocity"].copy()
+        self.adam_steps_ = state["adam_steps"]
+        del self.history_[state["epochs"]:]
 
     def begin_training(self, X, y, batch_size, optimizer):
         """Before the first ``train_epoch`` of a run: weights drawn if there are
@@ -335,7 +421,7 @@ class MLP:
         """The backend must implement the optimiser and activations asked for
         (``SUPPORTS`` of the backend module, when it declares one); one that
         cannot is refused with their names, never replaced by another."""
-        supports = getattr(get_backend(self.backend), "SUPPORTS", BASE_FEATURES)
+        supports = get_backend(self.backend).SUPPORTS
         needs = {"adam" if isinstance(optimizer, Adam) else "sgd", *self.activations_}
         if single_logistic(self.net_):
             needs.add("single_logistic_output")
@@ -414,6 +500,13 @@ class MLP:
                     n_correct += chunk_correct
                     if progress:
                         progress.update(len(chunk))
+        except MemoryError:
+            self.params_[...], self.velocity_[...] = saved
+            kept = f"the weights of epoch {epoch - 1}" if epoch > 1 else "the initial weights"
+            raise OutOfMemoryError(
+                f"out of memory in epoch {epoch} of a {'-'.join(map(str, self.net_.sizes))} {self.dtype_} "
+                f"network at batch size {batch_size}; {kept} were kept. Try a smaller batch size or "
+                f"network") from None
         except BaseException:
             self.params_[...], self.velocity_[...] = saved
             raise
@@ -428,18 +521,13 @@ class MLP:
         return {"epoch": epoch, "loss": loss, "train_accuracy": n_correct / len(X),
                 "learning_rate": sgd.lr, "seconds": seconds}
 
-    def _split_validation(self, X, y, val_split, validation_data):
+    @staticmethod
+    def _split_validation(X, y, val_split, validation_data):
         if not val_split:
             return X, y, validation_data
         if validation_data is not None:
             raise ValueError("give either val_split or validation_data, not both")
-        if isinstance(val_split, float) and 0 < val_split < 1:
-            n_val = int(round(val_split * len(X)))
-        else:
-            n_val = validation.check_positive_int(val_split, "val_split")
-        if not 0 < n_val < len(X):
-            raise ValueError(f"val_split {val_split} must leave samples for both training and "
-                             f"validation ({len(X)} samples given)")
+        n_val = validation.validation_rows(len(X), val_split)
         return X[:-n_val], y[:-n_val], (X[-n_val:], y[-n_val:])
 
     def _check_eval_set(self, data, name):
@@ -530,8 +618,7 @@ def load(path, *, backend=None):
         args.setdefault("init", meta["inits"])
         if backend is not None:
             args["backend"] = backend
-        args["warm_start"] = bool(args.get("warm_start", False))
-        model = MLP(**args, seed=meta["seed"])
+        model = MLP(**args, seed=meta["seed"]).build()
     except (TypeError, ValueError) as error:
         raise fail(f"describes a network fastmlp cannot build ({error})") from None
     if model.activations_ != list(meta["activations"]) or model.inits_ != list(meta["inits"]):
@@ -539,24 +626,35 @@ def load(path, *, backend=None):
                    f"constructor arguments (resolved to {model.activations_}/{model.inits_})")
     if str(model.dtype_) != meta["dtype"]:
         raise fail(f"metadata dtype {meta['dtype']} disagrees with its constructor dtype {model.dtype}")
-    expected = {"shape": [n_params(model.sizes)], "dtype": model.dtype_}
+    n = n_params(model.net_.sizes)
     for name, array in arrays.items():
-        if array.shape != tuple(expected["shape"]) or array.dtype != expected["dtype"]:
+        length = 2 * n if name == "adam_moments" else n
+        if array.shape != (length,) or array.dtype != model.dtype_:
             raise fail(f"array {name!r} has shape {array.shape} and dtype {array.dtype}, but a "
-                       f"{'-'.join(map(str, model.sizes))} {model.dtype_} network needs "
-                       f"shape ({expected['shape'][0]},) and dtype {model.dtype_}")
+                       f"{'-'.join(map(str, model.net_.sizes))} {model.dtype_} network needs "
+                       f"shape ({length},) and dtype {model.dtype_}")
     if "params" not in arrays:
         raise fail("has no 'params' array")
+    if "velocity" in arrays and "adam_moments" in arrays:
+        raise fail("holds both a momentum buffer and Adam's moments; a model has one optimiser state")
     params = arrays["params"]
     if not np.isfinite(params).all():
         raise fail("holds non-finite weights")
     model.params_ = np.ascontiguousarray(params, dtype=model.dtype_)
-    velocity = arrays.get("velocity")
-    model.velocity_ = (np.zeros_like(model.params_) if velocity is None
-                       else np.ascontiguousarray(velocity, dtype=model.dtype_))
+    model.adam_steps_ = 0
+    if "adam_moments" in arrays:
+        steps = meta.get("adam_steps")
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+            raise fail(f"holds Adam's moments but no valid step count (adam_steps {steps!r})")
+        model.velocity_ = np.ascontiguousarray(arrays["adam_moments"], dtype=model.dtype_)
+        model.adam_steps_ = steps
+    elif "velocity" in arrays:
+        model.velocity_ = np.ascontiguousarray(arrays["velocity"], dtype=model.dtype_)
+    else:
+        model.velocity_ = np.zeros_like(model.params_)
     model.history_ = modelfile.check_history(meta["history"], fail)
-    if "best_epoch" in meta:
-        model.best_epoch_ = meta["best_epoch"]
+    model.best_epoch_ = meta.get("best_epoch")
+    model.discarded_history_ = []
     model.metadata_ = meta
     return model
 

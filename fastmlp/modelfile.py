@@ -10,15 +10,23 @@ that ``np.load(path, allow_pickle=False)`` can open without fastmlp:
 ``params``    ``(n_params,)`` in the model's dtype: every weight and bias, flat,
               in the layout of ``fastmlp.network`` (``W_1, b_1, W_2, b_2, ...``,
               each ``W_l`` row-major ``(n_out, n_in)``).
-``velocity``  same shape and dtype, the momentum buffer; present only when it
-              is not all zeros, so resumed training continues exactly.
+``velocity``  same shape and dtype, SGD's momentum buffer; present only when
+              it is not all zeros.
+``adam_moments``  ``(2 n_params,)`` in the model's dtype: Adam's first moments,
+              then its second moments; present only after Adam steps, with
+              their count in the metadata's ``adam_steps``.
+
+With the optimiser state and the history (whose length is the epoch count)
+in the file, a resumed training continues exactly as the uninterrupted one.
 
 The JSON metadata holds ``format`` ("fastmlp-model"), ``format_version``
 (:data:`FORMAT_VERSION`), the fastmlp version that wrote it, the constructor
-arguments (sizes, activation, output_activation, cost, init, backend, dtype,
-seed, ...), the resolved per-layer ``activations`` and ``inits``, the training
+arguments that describe the network (sizes, activation, output_activation,
+cost, init, backend, dtype, seed), the resolved per-layer ``activations`` and
+``inits``, the training
 ``history`` and an ``arrays`` table with the shape and dtype of every array, which
-``load`` checks before trusting anything.  Callers may add a JSON-able ``extra``
+``load`` checks before trusting anything.  Run settings (``warm_start``,
+``n_threads``) are not the model's and are not stored.  Callers may add a JSON-able ``extra``
 dict (the CLI keeps its training options there so ``--resume`` can reuse them).
 
 Writes go to a temporary file in the destination folder, which then replaces
@@ -36,16 +44,17 @@ from pathlib import Path
 import numpy as np
 
 from fastmlp._files import atomic_write
-from fastmlp.errors import ModelFileError
+from fastmlp.errors import ModelFileError, shown
 
 #: Version of the file layout described above; ``load`` refuses newer ones.
-FORMAT_VERSION = 1
+#: Version 2 adds ``adam_moments`` and ``adam_steps``; version 1 files load.
+FORMAT_VERSION = 2
 FORMAT_NAME = "fastmlp-model"
 METADATA_KEY = "metadata"
 
-#: Constructor arguments stored (and passed back to ``MLP`` on load).
-INIT_ARGS = ("sizes", "activation", "output_activation", "cost", "init", "backend", "dtype",
-              "n_threads", "warm_start")
+#: Constructor arguments stored (and passed back to ``MLP`` on load): the
+#: network's description, not run settings such as ``warm_start``.
+INIT_ARGS = ("sizes", "activation", "output_activation", "cost", "init", "backend", "dtype")
 _REQUIRED = ("format_version", "sizes", "activations", "inits", "cost", "dtype", "seed", "backend",
              "history", "arrays")
 
@@ -81,17 +90,21 @@ def save(model, path, *, extra=None):
 
     path = Path(path)
     if model.params_ is None:
-        raise ModelFileError(f"{path}: nothing to save: the model has no weights yet (call fit() or initialize())")
+        raise ModelFileError(f"{shown(path)}: nothing to save: the model has no weights yet (call fit() or initialize())")
     params = np.ascontiguousarray(model.params_)
     if not np.isfinite(params).all():
-        raise ModelFileError(f"{path}: refusing to save non-finite weights "
+        raise ModelFileError(f"{shown(path)}: refusing to save non-finite weights "
                              f"({int((~np.isfinite(params)).sum())} NaN or infinite values)")
     arrays = {"params": params}
-    velocity = getattr(model, "velocity_", None)
-    if velocity is not None and velocity.shape == params.shape and np.any(velocity):
-        if not np.isfinite(velocity).all():
-            raise ModelFileError(f"{path}: refusing to save a non-finite momentum buffer")
-        arrays["velocity"] = np.ascontiguousarray(velocity, dtype=params.dtype)
+    state = getattr(model, "velocity_", None)
+    adam_steps = int(getattr(model, "adam_steps_", 0) or 0)
+    if state is not None and np.any(state):
+        if not np.isfinite(state).all():
+            raise ModelFileError(f"{shown(path)}: refusing to save a non-finite optimiser state")
+        if state.shape == params.shape:
+            arrays["velocity"] = np.ascontiguousarray(state, dtype=params.dtype)
+        elif state.shape == (2 * params.size,) and adam_steps:
+            arrays["adam_moments"] = np.ascontiguousarray(state, dtype=params.dtype)
 
     meta = {
         "format": FORMAT_NAME,
@@ -107,6 +120,8 @@ def save(model, path, *, extra=None):
         "history": [dict(record) for record in model.history_],
         "arrays": {name: {"shape": list(a.shape), "dtype": a.dtype.str} for name, a in arrays.items()},
     }
+    if "adam_moments" in arrays:
+        meta["adam_steps"] = adam_steps
     if getattr(model, "best_epoch_", None) is not None:
         meta["best_epoch"] = int(model.best_epoch_)
     if extra:
@@ -114,15 +129,15 @@ def save(model, path, *, extra=None):
     try:
         text = json.dumps(meta, default=_json_default, allow_nan=False)
     except (TypeError, ValueError) as error:
-        raise ModelFileError(f"{path}: cannot store the model's metadata as JSON ({error})") from None
+        raise ModelFileError(f"{shown(path)}: cannot store the model's metadata as JSON ({error})") from None
     arrays[METADATA_KEY] = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
     if not path.parent.is_dir():
-        raise ModelFileError(f"{path}: cannot save: folder {path.parent} does not exist")
+        raise ModelFileError(f"{shown(path)}: cannot save: folder {shown(path.parent)} does not exist")
     try:
         with atomic_write(path) as f:
             np.savez(f, **arrays)
     except OSError as error:
-        raise ModelFileError(f"{path}: cannot save ({error.strerror or error})") from None
+        raise ModelFileError(f"{shown(path)}: cannot save ({error.strerror or error})") from None
     return path
 
 
@@ -158,7 +173,7 @@ def read_model_file(path):
         with np.load(path, allow_pickle=False) as archive:
             names = set(archive.files)
             if METADATA_KEY not in names:
-                listed = ", ".join(sorted(names)) or "nothing"
+                listed = ", ".join(shown(name) for name in sorted(names)) or "nothing"
                 raise fail(f"not a fastmlp model file (no fastmlp metadata; it holds {listed})")
             meta = _parse_metadata(archive[METADATA_KEY], fail)
             declared = meta["arrays"]
@@ -183,7 +198,7 @@ def read_model_file(path):
 
 def failer(path):
     def fail(message):
-        return ModelFileError(f"{path}: {message}")
+        return ModelFileError(f"{shown(path)}: {message}")
     return fail
 
 

@@ -106,3 +106,17 @@ def check_number(value, name, minimum=0.0, inclusive=True, maximum=None):
     if maximum is not None and value >= maximum:
         raise ValueError(f"{name} must be < {maximum}, got {value}")
     return value
+
+
+def validation_rows(n, val_split):
+    """How many of ``n`` samples ``val_split`` holds out for validation: a
+    fraction in (0, 1) of them (rounded) or a count; it must leave samples for
+    both training and validation."""
+    if isinstance(val_split, float) and 0 < val_split < 1:
+        n_val = int(round(val_split * n))
+    else:
+        n_val = check_positive_int(val_split, "val_split")
+    if not 0 < n_val < n:
+        raise ValueError(f"val_split {val_split} must leave samples for both training and "
+                         f"validation ({n} samples given)")
+    return n_val

@@ -72,31 +72,65 @@ def test_val_split_keeps_last_rows_out_of_training(blobs):
     assert a.history_[0]["val_accuracy"] == b.history_[0]["val_accuracy"]
 
 
-def test_early_stopping_restores_best_weights(blobs):
-    X, y = blobs
-    model = small().fit(X, y, epochs=30, learning_rate=3.0, val_split=200, patience=2)
-    best = max(r["val_accuracy"] for r in model.history_)
-    assert model.history_[model.best_epoch_ - 1]["val_accuracy"] == best
-    assert model.score(X[-200:], y[-200:]) == best
-    # The rule: stop after `patience` epochs without a better validation accuracy.
-    accuracies = [r["val_accuracy"] for r in model.history_]
-    best_epoch, stop = 1, None
+def _patience_rule(accuracies, patience):
+    """Where a run with these validation accuracies stops (or None) and its best epoch."""
+    best_epoch = 1
     for epoch, accuracy in enumerate(accuracies, start=1):
         if accuracy > accuracies[best_epoch - 1]:
             best_epoch = epoch
-        elif epoch - best_epoch >= 2:
-            stop = epoch
-            break
+        elif epoch - best_epoch >= patience:
+            return epoch, best_epoch
+    return None, best_epoch
+
+
+def test_early_stopping_restores_the_whole_state_of_the_best_epoch(blobs):
+    X, y = blobs
+    settings = dict(learning_rate=3.0, momentum=0.5, val_split=200)
+    model = small().fit(X, y, epochs=30, patience=2, **settings)
+    accuracies = [r["val_accuracy"] for r in model.history_ + model.discarded_history_]
+    stop, best_epoch = _patience_rule(accuracies, 2)
     # The blobs are separable: validation accuracy stops improving long before
-    # epoch 30, so the run must have stopped early, exactly where the rule says.
-    assert stop is not None and stop < 30
-    assert len(model.history_) == stop and model.best_epoch_ == best_epoch
-    # Restored: the weights are those after the best epoch, not after the last
-    # one (equal accuracies could not tell them apart: here they are often all 1.0).
-    at_best = small().fit(X, y, epochs=best_epoch, learning_rate=3.0, val_split=200)
+    # epoch 30, so the run stopped early, exactly where the rule says.
+    assert stop is not None and stop < 30 and len(accuracies) == stop
+    # One state: weights, velocities, history and epoch count are all the best epoch's.
+    assert model.best_epoch_ == model.epochs_trained_ == best_epoch
+    assert [r["epoch"] for r in model.discarded_history_] == list(range(best_epoch + 1, stop + 1))
+    at_best = small().fit(X, y, epochs=best_epoch, **settings)
     npt.assert_array_equal(model.params_, at_best.params_)
-    last = small().fit(X, y, epochs=stop, learning_rate=3.0, val_split=200)
+    npt.assert_array_equal(model.velocity_, at_best.velocity_)
+    assert model.score(X[-200:], y[-200:]) == model.history_[-1]["val_accuracy"] == max(accuracies)
+    last = small().fit(X, y, epochs=stop, **settings)
     assert not np.array_equal(model.params_, last.params_)
+    # Continuing recomputes the undone epochs bit for bit (shuffles depend on seed and epoch only).
+    model.warm_start = True
+    model.fit(X, y, epochs=stop - best_epoch, **settings)
+    npt.assert_array_equal(model.params_, last.params_)
+    npt.assert_array_equal(model.velocity_, last.velocity_)
+
+
+def test_early_stopping_restores_adams_moments_and_step_count(blobs):
+    X, y = blobs
+    settings = dict(learning_rate=0.05, solver="adam", val_split=200)
+    model = small().fit(X, y, epochs=30, patience=1, **settings)
+    assert model.discarded_history_, "the run should stop early on separable blobs"
+    at_best = small().fit(X, y, epochs=model.best_epoch_, **settings)
+    npt.assert_array_equal(model.params_, at_best.params_)
+    npt.assert_array_equal(model.velocity_, at_best.velocity_)
+    assert model.adam_steps_ == at_best.adam_steps_ == model.best_epoch_ * -(-400 // 10)
+
+
+def test_a_warm_start_keeps_its_state_when_no_epoch_beats_it(blobs):
+    X, y = blobs
+    model = small().fit(X, y, epochs=8, learning_rate=3.0, val_split=200)
+    # separable blobs: the start already scores 1.0, which no later epoch can beat
+    assert model.history_[-1]["val_accuracy"] == 1.0
+    before = model.params_.copy(), model.velocity_.copy()
+    model.warm_start = True
+    model.fit(X, y, epochs=5, learning_rate=3.0, val_split=200, patience=2)
+    assert [r["epoch"] for r in model.discarded_history_] == [9, 10]
+    assert model.epochs_trained_ == model.best_epoch_ == 8
+    npt.assert_array_equal(model.params_, before[0])
+    npt.assert_array_equal(model.velocity_, before[1])
 
 
 def test_divergence_is_reported_and_last_finite_weights_kept(blobs):
@@ -153,6 +187,12 @@ def test_schedules_set_the_learning_rate(blobs, schedule, expected):
     npt.assert_array_equal(model.params_, by_hand.params_)
 
 
+def test_the_constructor_only_stores_its_arguments():
+    model = MLP(sizes=[784], activation="swish", backend="cuda", dtype="float16", seed=-1)
+    assert model.get_params()["sizes"] == [784] and model.activation == "swish"
+    assert not hasattr(model, "net_") and not hasattr(model, "seed_") and model.params_ is None
+
+
 @pytest.mark.parametrize("kwargs, error, match", [
     (dict(sizes=[784]), ValueError, "at least an input and an output"),
     (dict(sizes=[784, 0, 10]), ValueError, "every layer size must be >= 1"),
@@ -167,10 +207,50 @@ def test_schedules_set_the_learning_rate(blobs, schedule, expected):
     (dict(activation=["relu", "relu", "relu"]), ValueError, "one entry per non-input layer"),
     (dict(sizes=[784, 200000, 10000]), ValueError, "GiB"),
 ])
-def test_bad_constructor_arguments(kwargs, error, match):
+def test_bad_constructor_arguments_are_refused_by_build_fit_and_initialize(kwargs, error, match):
     kwargs.setdefault("sizes", [784, 30, 10])
-    with pytest.raises(error, match=match):
-        MLP(**kwargs)
+    model = MLP(**kwargs)  # stores, as scikit-learn's estimators do
+    for call in (model.build, model.initialize, lambda: model.fit(np.zeros((2, 784), np.uint8), [0, 1])):
+        with pytest.raises(error, match=match):
+            call()
+    assert model.params_ is None
+
+
+def test_the_memory_check_counts_the_batch(monkeypatch):
+    from fastmlp import model as model_module
+
+    sizes = (784, 30, 10)
+    small_batch = model_module.training_bytes(sizes, 8, batch_size=10)
+    large_batch = model_module.training_bytes(sizes, 8, batch_size=1000)
+    assert large_batch - small_batch >= 990 * 3 * sum(sizes) * 8  # activations, deltas, inputs
+    monkeypatch.setattr(model_module, "memory_limit", lambda: (small_batch + large_batch) // 2)
+    X, y = np.zeros((1000, 784), np.uint8), np.zeros(1000, int)
+    MLP(list(sizes), backend="numpy", seed=0).fit(X, y, epochs=1, batch_size=10)
+    with pytest.raises(ValueError, match="at batch size 1000; this machine has"):
+        MLP(list(sizes), backend="numpy", seed=0).fit(X, y, epochs=1, batch_size=1000)
+
+
+def test_running_out_of_memory_in_an_epoch_keeps_the_last_state(blobs, monkeypatch):
+    from fastmlp.backends import reference
+    from fastmlp.errors import OutOfMemoryError
+
+    X, y = blobs
+    model = small().fit(X, y, epochs=1)
+    after_epoch_1 = model.params_.copy()
+    real = reference.train_batches
+
+    def out_of_memory(params, *args):
+        real(params, *args)
+        if params is model.params_:
+            raise MemoryError
+
+    monkeypatch.setattr(reference, "train_batches", out_of_memory)
+    model.warm_start = True
+    with pytest.raises(OutOfMemoryError, match=r"^out of memory in epoch 2 of a 12-8-3 float64 network at "
+                                               r"batch size 10; the weights of epoch 1 were kept"):
+        model.fit(X, y, epochs=1)
+    npt.assert_array_equal(model.params_, after_epoch_1)
+    assert model.epochs_trained_ == 1
 
 
 @pytest.mark.parametrize("X, y, error, match", [
@@ -220,3 +300,19 @@ def test_big_endian_and_non_contiguous_inputs_are_handled(blobs):
 def test_predict_before_fit_is_a_clear_error():
     with pytest.raises(RuntimeError, match="call fit"):
         small().predict(np.zeros((1, 12), np.uint8))
+
+
+@pytest.mark.parametrize("schedule", ["step", "cosine"])
+def test_a_schedule_split_over_fits_gives_the_rates_of_one_run(blobs, schedule):
+    X, y = blobs
+    once = small().fit(X, y, epochs=4, learning_rate=1.0, schedule=schedule)
+    split = small(warm_start=True).fit(X, y, epochs=1, learning_rate=1.0, schedule=schedule, schedule_length=4)
+    split.fit(X, y, epochs=3, learning_rate=1.0, schedule=schedule, schedule_start=1, schedule_length=4)
+    assert [r["learning_rate"] for r in split.history_] == [r["learning_rate"] for r in once.history_]
+    npt.assert_array_equal(split.params_, once.params_)
+
+
+def test_a_schedule_position_past_its_length_is_refused(blobs):
+    X, y = blobs
+    with pytest.raises(ValueError, match="runs past the schedule_length 3"):
+        small().fit(X, y, epochs=2, schedule="cosine", schedule_start=2, schedule_length=3)

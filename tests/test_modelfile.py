@@ -115,7 +115,7 @@ FORMAT_1_CHECK = Path(__file__).parent / "data" / "model-format-1-check.npz"
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_a_format_1_file_loads_and_predicts_what_it_did(backend):
     model = load(FORMAT_1_FILE, backend=backend)
-    assert model.sizes == (784, 4, 10) and model.activations_ == ["tanh", "softmax"] and model.cost == "nll"
+    assert list(model.sizes) == [784, 4, 10] and model.activations_ == ["tanh", "softmax"] and model.cost == "nll"
     assert model.dtype_ == np.float32 and model.params_.dtype == np.float32 and model.seed_ == 5
     assert model.inits_ == ["xavier", "xavier"] and model.epochs_trained_ == 3
     assert [r["epoch"] for r in model.history_] == [1, 2, 3] and model.history_[-1]["val_accuracy"] == 0.86
@@ -156,7 +156,7 @@ def test_file_is_a_plain_npz_with_json_metadata_and_no_pickle(fitted, tmp_path):
     path = save(fitted, tmp_path / "m.npz")
     meta, arrays = metadata_of(path)  # allow_pickle=False: nothing pickled inside
     assert arrays["metadata"].dtype == np.uint8
-    assert meta["format"] == "fastmlp-model" and meta["format_version"] == FORMAT_VERSION == 1
+    assert meta["format"] == "fastmlp-model" and meta["format_version"] == FORMAT_VERSION == 2
     assert meta["sizes"] == [784, 8, 10] and meta["activations"] == ["relu", "softmax"]
     assert meta["cost"] == "nll" and meta["dtype"] == "float64" and meta["seed"] == 3
     assert meta["backend"] == "numpy" and meta["fastmlp_version"]
@@ -282,7 +282,8 @@ def test_newer_format_version(fitted, tmp_path):
     meta, arrays = metadata_of(path)
     meta["format_version"] = FORMAT_VERSION + 1
     meta["fastmlp_version"] = "9.0"
-    assert_refused(rewrite(path, meta, arrays), "format version 2", "upgrade fastmlp", "fastmlp 9.0")
+    assert_refused(rewrite(path, meta, arrays), f"format version {FORMAT_VERSION + 1}", "upgrade fastmlp",
+                   "fastmlp 9.0")
 
 
 def test_mismatched_shape(fitted, tmp_path):
@@ -351,3 +352,77 @@ def test_a_zip_that_is_not_an_npz(tmp_path):
         z.writestr("readme.txt", "hello")
     path.write_bytes(buffer.getvalue())
     assert_refused(path, "not a fastmlp model file")
+
+
+# --- the state of a run, and only that -------------------------------------------------
+
+def test_run_settings_are_not_saved(tmp_path):
+    X, y = tiny_data()
+    model = MLP([784, 4, 10], backend="numpy", seed=1, n_threads=3, warm_start=True).fit(X, y, epochs=1)
+    meta, _ = metadata_of(save(model, tmp_path / "m.npz"))
+    assert "warm_start" not in meta and "n_threads" not in meta
+    loaded = load(tmp_path / "m.npz")
+    assert loaded.warm_start is False and loaded.n_threads is None
+    # so fit starts afresh, as documented for a model whose warm_start is off
+    np.testing.assert_array_equal(loaded.fit(X, y, epochs=1).params_,
+                                  MLP([784, 4, 10], backend="numpy", seed=1).fit(X, y, epochs=1).params_)
+
+
+def test_an_old_file_that_stored_warm_start_loads_without_it(fitted, tmp_path):
+    path = save(fitted, tmp_path / "m.npz")
+    meta, arrays = metadata_of(path)
+    meta.update(warm_start=True, n_threads=64)
+    assert load(rewrite(path, meta, arrays)).warm_start is False
+
+
+def test_adams_moments_and_step_count_are_saved(tmp_path):
+    X, y = tiny_data()
+    model = MLP([784, 4, 10], cost="nll", backend="numpy", seed=2)
+    model.fit(X, y, epochs=2, batch_size=16, learning_rate=0.01, solver="adam")
+    meta, arrays = metadata_of(save(model, tmp_path / "m.npz"))
+    assert meta["adam_steps"] == model.adam_steps_ == 2 * -(-len(X) // 16)
+    assert arrays["adam_moments"].shape == (2 * model.params_.size,) and "velocity" not in arrays
+    loaded = load(tmp_path / "m.npz")
+    np.testing.assert_array_equal(loaded.velocity_, model.velocity_)
+    assert loaded.adam_steps_ == model.adam_steps_
+
+
+@pytest.mark.parametrize("steps", [None, 0, True, "3"])
+def test_adams_moments_without_a_valid_step_count_are_refused(tmp_path, steps):
+    X, y = tiny_data()
+    model = MLP([784, 4, 10], cost="nll", backend="numpy", seed=2).fit(X, y, epochs=1, solver="adam",
+                                                                      learning_rate=0.01)
+    path = save(model, tmp_path / "m.npz")
+    meta, arrays = metadata_of(path)
+    if steps is None:
+        del meta["adam_steps"]
+    else:
+        meta["adam_steps"] = steps
+    assert_refused(rewrite(path, meta, arrays), "Adam's moments", "step count")
+
+
+RESUMED_RUNS = {
+    "sgd": dict(learning_rate=0.5),
+    "momentum": dict(learning_rate=0.2, momentum=0.9),
+    "nesterov": dict(learning_rate=0.2, momentum=0.9, nesterov=True),
+    "adam": dict(learning_rate=0.01, solver="adam"),
+    "adam, l2 and a cosine schedule": dict(learning_rate=0.01, solver="adam", l2=1e-4, schedule="cosine"),
+}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("name", RESUMED_RUNS)
+def test_a_resumed_run_equals_an_uninterrupted_one_bit_for_bit(tmp_path, backend, name):
+    X, y = tiny_data()
+    settings = dict(batch_size=16, val_split=40, **RESUMED_RUNS[name])
+    new = lambda: MLP([784, 6, 10], activation="relu", cost="nll", backend=backend, seed=4)  # noqa: E731
+    straight = new().fit(X, y, epochs=4, **settings)
+    first = new().fit(X, y, epochs=2, schedule_length=4, **settings)
+    resumed = load(save(first, tmp_path / "m.npz"))
+    resumed.warm_start = True
+    resumed.fit(X, y, epochs=2, schedule_start=2, schedule_length=4, **settings)
+    np.testing.assert_array_equal(resumed.params_, straight.params_)
+    np.testing.assert_array_equal(resumed.velocity_, straight.velocity_)
+    assert resumed.adam_steps_ == straight.adam_steps_
+    strip = lambda history: [{k: v for k, v in r.items() if k != "seconds"} for r in history]  # noqa: E731
+    assert strip(resumed.history_) == strip(straight.history_)

@@ -6,7 +6,7 @@
 runs ``fastmlp bench`` on :mod:`fastmlp.bench`, which times the epochs.
 """
 
-from fastmlp.cli.commands import PRESETS
+from fastmlp.presets import PRESETS
 from fastmlp.cli.parser import build_parser, main
 
 __all__ = ["PRESETS", "build_parser", "main"]

@@ -4,55 +4,21 @@ the history log), ``compile``, ``evaluate``, ``predict`` and ``plot``
 
 :mod:`fastmlp.cli` parses the command line into ``args`` and calls
 ``args.func(args)``, one of the ``cmd_*`` functions here. Each calls the
-library (``MLP``, :mod:`fastmlp.modelfile`, :mod:`fastmlp.plot`, ...) and prints;
-nothing here computes anything the library does not. A combination of
-options that makes no sense raises :class:`UsageError`, which the command
-line reports as one line with exit status 2.
+library (``MLP``, :mod:`fastmlp.training`, :mod:`fastmlp.modelfile`,
+:mod:`fastmlp.plot`, ...) and prints; nothing here computes anything the
+library does not. A combination of options that makes no sense raises
+:class:`~fastmlp.errors.UsageError`, which the command line reports as one
+line with exit status 2.
 
-The library modules are imported inside the functions, so that
+The heavier library modules are imported inside the functions, so that
 ``fastmlp --help`` does not wait for numba.
 """
 
 import sys
 
-from fastmlp.errors import FastMLPError, UsageError
-
-#: Settings a preset fills in; explicit options on the command line win.
-PRESETS = {
-    # The original project's run (the defaults): 784-30-10 sigmoid, quadratic, lr 10.
-    "original": {},
-    # 98% test accuracy in 4 epochs: one ReLU layer of 256, softmax with the
-    # log-likelihood cost, momentum, and a cosine schedule that ends the run
-    # with small steps.  Chosen by measuring time to 98% (benchmarks/time_to_accuracy.py);
-    # 784-192-10 reached 98% too, an epoch later.
-    "fast": {"layers": [784, 256, 10], "activation": "relu", "cost": "nll", "dtype": "float32",
-             "batch_size": 64, "lr": 0.1, "momentum": 0.9, "schedule": "cosine", "epochs": 4},
-}
-
-
-# --- shared by the commands ------------------------------------------------------------
-
-def load_data(args):
-    from fastmlp.datasets.mnist import load_mnist
-
-    return load_mnist(args.data_dir, dataset=args.dataset or "mnist", download=args.download)
-
-
-#: Options that fix the network; with --resume they come from the file.
-ARCHITECTURE = ("layers", "activation", "output_activation", "cost", "init", "dtype", "seed")
-#: Training options stored in the model file and reused by --resume unless given again.
-TRAINING = ("batch_size", "lr", "momentum", "nesterov", "l2", "schedule", "val_split", "patience",
-            "limit", "dataset", "checkpoint_every")
-
-
-def check_backend(name):
-    """Import the backend now, so a missing one is one line and not a traceback."""
-    from fastmlp.backends import get_backend
-
-    try:
-        get_backend(name)
-    except ImportError as error:
-        raise UsageError(f"the {name} backend cannot be loaded ({error}); try --backend numpy") from None
+from fastmlp import training
+from fastmlp.errors import FastMLPError, UsageError, shown
+from fastmlp.training import ARCHITECTURE, TRAINING
 
 
 def check_output_folder(path, option):
@@ -60,9 +26,14 @@ def check_output_folder(path, option):
 
     folder = Path(path).parent
     if not folder.is_dir():
-        raise UsageError(f"{option} {path}: folder {folder} does not exist")
+        raise UsageError(f"{option} {shown(path)}: folder {shown(folder)} does not exist")
     if Path(path).is_dir():
-        raise UsageError(f"{option} {path}: is a folder, expected a file name")
+        raise UsageError(f"{option} {shown(path)}: is a folder, expected a file name")
+
+
+def _explicit(args):
+    explicit = getattr(args, "explicit", None)
+    return set(vars(args)) if explicit is None else explicit
 
 
 # --- train ---------------------------------------------------------------------------
@@ -70,13 +41,12 @@ def check_output_folder(path, option):
 def cmd_train(args):
     from fastmlp.cli.report import HistoryLog, epoch_line, progress_bar
 
-    explicit = getattr(args, "explicit", None)
-    if explicit is None:
-        explicit = set(vars(args))
-    apply_preset(args, explicit)
+    explicit = _explicit(args)
     if args.resume:
-        model = resume_model(args, explicit)
-    check_train_options(args)
+        model, run_start, run_total = resume_model(args, explicit)
+    else:
+        training.apply_preset(args, explicit)
+    training.check_train_options(args)
     if args.checkpoint_every and not args.save:
         raise UsageError("--checkpoint-every needs --save PATH to know where to write")
     for option in ("save", "log", "plot"):
@@ -86,30 +56,33 @@ def cmd_train(args):
         from fastmlp.plot import require
 
         require("matplotlib", "--plot", "plot", "matplotlib")  # fail now, not after the run
-    if not args.resume:
-        model = new_model(args)
-    check_backend(model.backend)
+    if args.resume:
+        training.check_backend(model.backend)
+    else:
+        model = training.new_model(args)
 
-    X_train, y_train, X_test, y_test = load_data(args)
+    X_train, y_train, X_test, y_test = training.load_data(args)
     if args.limit:
         X_train, y_train = X_train[:args.limit], y_train[:args.limit]
     compile_kernels(model, args)
     if args.resume:
-        done = model.epochs_trained_
-        print(f"Resuming {args.resume} after epoch {done}: test accuracy "
+        print(f"Resuming {shown(args.resume)} after epoch {model.epochs_trained_}: test accuracy "
               f"{100 * model.score(X_test, y_test):.2f}%", flush=True)
     else:
         model.initialize()
+        run_start, run_total = 0, args.epochs
         print(f"Epoch 0 (before training): test accuracy {100 * model.score(X_test, y_test):.2f}%", flush=True)
     epochs_before = model.epochs_trained_
-    epochs_total = epochs_before + args.epochs
+    ran = [epochs_before]  # epochs of the run so far, the undone ones of early stopping included
 
     def save():
-        save_trained(model, args, args.save, epochs_total)
+        training.save_trained(model, args, args.save, run_start=run_start, run_total=run_total,
+                              epochs_run=ran[0])
 
     log = HistoryLog(args.log, model.history_) if args.log else None
 
     def after_epoch(record):
+        ran[0] = record["epoch"]
         if record["epoch"] == epochs_before + 1 and getattr(model, "warm_up_seconds_", 0) > 1.0:
             print(f"(compiled the {model.backend} kernels in {model.warm_up_seconds_:.1f} s before epoch "
                   f"{record['epoch']}, not counted in epoch times; later runs load them from the cache)", flush=True)
@@ -119,28 +92,32 @@ def cmd_train(args):
             save()
         print(epoch_line(record), flush=True)
 
-    bar = progress_bar(len(X_train) - _n_val(args.val_split, len(X_train)), enabled=not args.quiet)
+    n_val = validation_rows(args.val_split, len(X_train))
+    bar = progress_bar(len(X_train) - n_val, enabled=not args.quiet)
     try:
-        fit_model(model, args, (X_train, y_train), (X_test, y_test), progress=bar, callback=after_epoch)
+        training.fit_model(model, args, (X_train, y_train), (X_test, y_test), run_start=run_start,
+                           run_total=run_total, progress=bar, callback=after_epoch)
     except KeyboardInterrupt:
-        # MLP.fit has put back the weights of the last completed epoch.
+        # MLP.fit has put back the state of the last completed epoch.
         if bar:
             bar.close()
             bar = None
         done = model.epochs_trained_
+        ran[0] = done
         if log:
             log.catch_up(model.history_)
         if args.save:
             save()
-            where = f"saved the weights of epoch {done} to {args.save}"
+            where = f"saved the state of epoch {done} to {shown(args.save)}"
         else:
             where = "nothing saved (add --save PATH to keep the weights)"
         print(f"fastmlp train: interrupted after epoch {done}; {where}", file=sys.stderr, flush=True)
         return 130
-    except FastMLPError:  # DivergenceError: the last finite weights are back in place
-        if args.save and model.epochs_trained_:
+    except FastMLPError:  # DivergenceError, OutOfMemoryError: the last good state is back in place
+        ran[0] = model.epochs_trained_
+        if args.save and model.epochs_trained_ > epochs_before:
             save()
-            print(f"fastmlp train: saved the weights of epoch {model.epochs_trained_} to {args.save}",
+            print(f"fastmlp train: saved the state of epoch {model.epochs_trained_} to {shown(args.save)}",
                   file=sys.stderr)
         raise
     finally:
@@ -148,32 +125,41 @@ def cmd_train(args):
             bar.close()
         if log:
             log.close()
-    run = model.history_[epochs_before:]
-    total = sum(r["seconds"] for r in run)
-    print(f"Trained {len(run)} epoch{'' if len(run) == 1 else 's'} in {total:.2f} s; test accuracy "
-          f"{100 * model.history_[-1]['test_accuracy']:.2f}%", flush=True)
+    print(summary_line(model, epochs_before, ran[0]), flush=True)
     if args.save:
         save()
-        print(f"Saved the model to {args.save}", flush=True)
+        print(f"Saved the model (epoch {model.epochs_trained_}) to {shown(args.save)}", flush=True)
     if args.plot:
         from fastmlp.plot import plot_history
 
         plot_history(model.history_, args.plot)
-        print(f"Plotted the learning curves to {args.plot}", flush=True)
+        print(f"Plotted the learning curves to {shown(args.plot)}", flush=True)
     return 0
 
 
-def numba_variants(model, args):
-    """The compiled numba variants ``fastmlp train`` with ``args`` runs, or
-    None for another backend."""
-    if model.backend != "numba":
-        return None
-    from fastmlp.backends import numba as numba_backend
-    from fastmlp.network import SGD
+def summary_line(model, epochs_before, epochs_run):
+    """The last line of ``fastmlp train``: the epochs run and their time, and
+    the figures of the model it keeps (after early stopping: the best
+    epoch's, which is what it saves)."""
+    run = model.history_[epochs_before:] + model.discarded_history_
+    total = sum(r["seconds"] for r in run)
+    n_run = epochs_run - epochs_before
+    line = f"Trained {n_run} epoch{'' if n_run == 1 else 's'} in {total:.2f} s"
+    kept = model.history_[-1] if model.history_ else None
+    if model.discarded_history_:
+        line += (f"; early stopping kept epoch {model.epochs_trained_} (best validation accuracy "
+                 f"{100 * kept['val_accuracy']:.2f}%)" if kept and "val_accuracy" in kept else
+                 f"; early stopping kept epoch {model.epochs_trained_}")
+    if kept and "test_accuracy" in kept:
+        line += f"; test accuracy {100 * kept['test_accuracy']:.2f}%"
+    return line
 
-    optimizer = SGD(args.lr, args.momentum, bool(args.nesterov), args.l2)
-    return numba_backend.variants_for(model.net_, model.dtype_, batch_size=args.batch_size,
-                                      optimizer=optimizer)
+
+def validation_rows(split, n):
+    """Images ``--val-split`` holds out of ``n`` (0 without one)."""
+    from fastmlp.validation import validation_rows as rows
+
+    return rows(n, split) if split else 0
 
 
 def _network_name(model):
@@ -188,7 +174,7 @@ def compile_kernels(model, args, stream=None):
     line with the expected time, show on a terminal that it is working, compile
     (``fastmlp.backends.numba.compile_variants``), then say how long it took.
     Returns the seconds (0.0 when everything was cached or for another backend)."""
-    variants = numba_variants(model, args)
+    variants = training.numba_variants(model, args)
     if not variants:
         return 0.0
     return announce_compile(variants, f"for {_network_name(model)}", stream)
@@ -254,6 +240,7 @@ def cmd_compile(args):
     if getattr(args, "all", False):
         if args.backend not in (None, "numba"):
             raise UsageError(f"--backend {args.backend} compiles nothing; fastmlp compile is for the numba backend")
+        training.check_backend("numba")
         from fastmlp.backends import numba as numba_backend
 
         variants = numba_backend.all_variants()
@@ -261,83 +248,24 @@ def cmd_compile(args):
         if not seconds:
             print(f"all {len(variants)} numba kernel variants are already compiled (in the cache)", flush=True)
         return 0
-    explicit = getattr(args, "explicit", None)
-    if explicit is None:
-        explicit = set(vars(args))
-    apply_preset(args, explicit)
-    check_train_options(args)
-    model = new_model(args)
-    if model.backend != "numba":
-        raise UsageError(f"--backend {model.backend} compiles nothing; fastmlp compile is for the numba backend")
-    check_backend(model.backend)
+    training.apply_preset(args, _explicit(args))
+    training.check_train_options(args)
+    if args.backend != "numba":
+        raise UsageError(f"--backend {args.backend} compiles nothing; fastmlp compile is for the numba backend")
+    model = training.new_model(args)
     seconds = compile_kernels(model, args)
     if not seconds:
         print(f"the numba kernels for {_network_name(model)} are already compiled (in the cache)", flush=True)
     return 0
 
 
-def apply_preset(args, explicit):
-    """Fill in the options of ``--preset``; options typed on the command line
-    (``explicit``) win over the preset."""
-    for key, value in PRESETS.get(args.preset or "", {}).items():
-        if key not in explicit:
-            setattr(args, key, value)
-
-
-def check_train_options(args):
-    """The checks across options that need neither the data nor a file."""
-    if args.layers[0] != 784:
-        raise UsageError(f"--layers must start with 784 for {args.dataset} (28x28 images), got {args.layers[0]}")
-    if args.layers[-1] != 10:
-        raise UsageError(f"--layers must end with 10 for {args.dataset} (10 classes), got {args.layers[-1]}")
-    if args.nesterov and not args.momentum:
-        raise UsageError("--nesterov needs --momentum > 0")
-    if args.patience and not args.val_split:
-        raise UsageError("--patience needs a validation set: add --val-split")
-
-
-def new_model(args):
-    """The untrained ``MLP`` the options describe (``fastmlp sweep`` builds its
-    trials with this too, so a trial is the network ``fastmlp train`` would train)."""
-    from fastmlp.model import MLP
-
-    try:
-        return MLP(args.layers, activation=args.activation, output_activation=args.output_activation,
-                   cost=args.cost, init=args.init, backend=args.backend, dtype=args.dtype,
-                   seed=args.seed, n_threads=args.threads)
-    except (ValueError, TypeError) as error:
-        raise UsageError(str(error)) from None
-
-
-def fit_model(model, args, train_data, test_data, progress=None, callback=None):
-    """``model.fit`` with the training options of ``args``, continuing from the
-    weights ``model`` holds (``initialize()`` them first, or resume).  Shared by
-    ``fastmlp train`` and every ``fastmlp sweep`` trial, so both train the same bits."""
-    model.warm_start = True
-    try:
-        return model.fit(*train_data, epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr,
-                         momentum=args.momentum, nesterov=args.nesterov, l2=args.l2, schedule=args.schedule,
-                         val_split=args.val_split, patience=args.patience, test_data=test_data,
-                         progress=progress, callback=callback)
-    except (ValueError, TypeError) as error:
-        if isinstance(error, FastMLPError):
-            raise
-        raise UsageError(str(error)) from None
-
-
-def save_trained(model, args, path, epochs_total):
-    """Write ``model`` with the training options ``--resume`` reuses."""
-    from fastmlp.modelfile import save as save_model
-
-    options = {key: getattr(args, key) for key in TRAINING}
-    save_model(model, path, extra={"train": {**options, "epochs_total": epochs_total}})
-
-
 def resume_model(args, explicit):
     """Load ``--resume``'s model and fill ``args`` from it; explicit architecture
-    options must agree with the file, explicit training options win."""
-    from fastmlp.model import load
-    from fastmlp.model import MLP
+    options must agree with the file, explicit training options win.  Returns
+    the model and its run's start and length: without ``--epochs`` the saved
+    run continues to its end (its schedule too); with ``--epochs N`` a new
+    run of N epochs starts."""
+    from fastmlp.model import MLP, load
 
     model = load(args.resume, backend=args.backend if "backend" in explicit else None)
     if args.threads:
@@ -350,32 +278,35 @@ def resume_model(args, explicit):
             setattr(args, key, saved[key])
             continue
         try:
-            candidate = MLP(**{**_mlp_args(saved), **_mlp_args({key: getattr(args, key)})})
+            candidate = MLP(**{**_mlp_args(saved), **_mlp_args({key: getattr(args, key)})}).build()
         except (ValueError, TypeError) as error:
             raise UsageError(str(error)) from None
-        if (candidate.sizes, candidate.activations_, candidate.inits_, candidate.cost,
-                candidate.dtype_, candidate.seed_) != (model.sizes, model.activations_, model.inits_,
-                                                       model.cost, model.dtype_, model.seed_):
+        if (candidate.net_, candidate.inits_, candidate.dtype_, candidate.seed_) != (
+                model.net_, model.inits_, model.dtype_, model.seed_):
             option = "--" + key.replace("_", "-")
-            raise UsageError(f"{option} {_show(getattr(args, key))} conflicts with {args.resume}, which holds a "
-                             f"{'-'.join(map(str, model.sizes))} network ({', '.join(model.activations_)}; "
+            raise UsageError(f"{option} {_show(getattr(args, key))} conflicts with {shown(args.resume)}, which "
+                             f"holds a {'-'.join(map(str, model.sizes))} network ({', '.join(model.activations_)}; "
                              f"cost {model.cost}; {model.dtype_}; seed {model.seed_}): leave {option} out when resuming")
     stored = model.metadata_.get("extra", {}).get("train", {})
     for key in TRAINING:
-        if key not in explicit and key in stored:
+        if key not in explicit and stored.get(key) is not None:
             setattr(args, key, stored[key])
-    if "epochs" not in explicit:
-        remaining = stored.get("epochs_total", 0) - model.epochs_trained_
-        if remaining <= 0:
-            raise UsageError(f"{args.resume} already holds all {model.epochs_trained_} epochs of its run; "
-                             f"give --epochs N to train N more")
-        args.epochs = remaining
-    if args.schedule != "constant":
-        print(f"fastmlp train: note: the {args.schedule} schedule restarts when resuming "
-              f"(it runs over the {args.epochs} epochs of this run)", file=sys.stderr)
-    if "save" not in explicit:
-        args.save = args.resume
-    return model
+    training.apply_preset(args, explicit | set(TRAINING))  # only the solver's default rate is left to fill
+    done = model.epochs_trained_
+    if "epochs" in explicit:
+        if args.schedule != "constant":
+            print(f"fastmlp train: note: --epochs {args.epochs} starts a new run: the {args.schedule} "
+                  f"schedule runs over its {args.epochs} epochs", file=sys.stderr)
+        return model, done, done + args.epochs
+    run_start = stored.get("run_start", 0)
+    run_total = stored.get("epochs_total", 0)
+    epochs_run = stored.get("epochs_run", done)
+    if epochs_run >= run_total:
+        kept = (f" (early stopping kept epoch {done})" if done < epochs_run else "")
+        raise UsageError(f"{shown(args.resume)} already ran all {run_total} epochs of its run{kept}; "
+                         f"give --epochs N to train N more")
+    args.epochs = run_total - done
+    return model, run_start, run_total
 
 
 def _mlp_args(options):
@@ -384,13 +315,7 @@ def _mlp_args(options):
 
 
 def _show(value):
-    return ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
-
-
-def _n_val(split, n):
-    if not split:
-        return 0
-    return int(round(split * n)) if isinstance(split, float) else split
+    return ",".join(map(str, value)) if isinstance(value, (list, tuple)) else shown(value)
 
 
 # --- evaluate, predict, plot ----------------------------------------------------------
@@ -399,7 +324,7 @@ def load_model(args):
     from fastmlp.model import load
 
     model = load(args.model, backend=args.backend)
-    check_backend(model.backend)
+    training.check_backend(model.backend)
     return model
 
 
@@ -408,7 +333,7 @@ def model_dataset(args, model):
     if args.dataset is None:
         args.dataset = getattr(model, "metadata_", {}).get("extra", {}).get("train", {}).get("dataset", "mnist")
     if model.sizes[0] != 784 or model.sizes[-1] != 10:
-        raise UsageError(f"{args.model} holds a {'-'.join(map(str, model.sizes))} network; "
+        raise UsageError(f"{shown(args.model)} holds a {'-'.join(map(str, model.sizes))} network; "
                          f"{args.dataset} needs 784 inputs and 10 outputs")
 
 
@@ -416,7 +341,7 @@ def test_confusion(args, model):
     from fastmlp.metrics import confusion_matrix
 
     model_dataset(args, model)
-    _, _, X_test, y_test = load_data(args)
+    _, _, X_test, y_test = training.load_data(args)
     return confusion_matrix(y_test, model.predict(X_test), model.sizes[-1])
 
 
@@ -427,7 +352,7 @@ def cmd_evaluate(args):
     model = load_model(args)
     cm = test_confusion(args, model)
     precision, recall = precision_recall(cm)
-    print(f"{args.model}: {'-'.join(map(str, model.sizes))} network, {model.epochs_trained_} epochs trained")
+    print(f"{shown(args.model)}: {'-'.join(map(str, model.sizes))} network, {model.epochs_trained_} epochs trained")
     print(f"Test accuracy on {args.dataset}: {100 * accuracy(cm):.2f}% ({int(cm.trace())} of {int(cm.sum())})")
     print()
     print(per_class_table(precision, recall, cm.sum(axis=1)))
@@ -443,7 +368,7 @@ def cmd_predict(args):
 
     model = load_model(args)
     if model.sizes[0] != 784:
-        raise UsageError(f"{args.model} holds a network with {model.sizes[0]} inputs, not 28x28 images")
+        raise UsageError(f"{shown(args.model)} holds a network with {model.sizes[0]} inputs, not 28x28 images")
     batches = [read_images(path, resize=args.resize, invert=args.invert) for path in args.files]
     for images in batches:
         P = class_probabilities(model, images.X)
@@ -468,9 +393,9 @@ def cmd_plot(args):
     if suffix in LOG_FORMATS:
         if args.confusion or args.weights:
             raise UsageError(f"--{'confusion' if args.confusion else 'weights'} needs a model file, "
-                             f"not the history log {args.input}")
+                             f"not the history log {shown(args.input)}")
         plot.plot_history(read_history(args.input), args.output, title=Path(args.input).name)
-        print(f"Plotted the learning curves of {args.input} to {args.output}")
+        print(f"Plotted the learning curves of {shown(args.input)} to {shown(args.output)}")
         return 0
     model = load_model(args)
     if args.confusion:
@@ -480,13 +405,13 @@ def cmd_plot(args):
         what = "confusion matrix"
     elif args.weights:
         if model.sizes[0] != 784:
-            raise UsageError(f"{args.model}: the first layer has {model.sizes[0]} inputs, not 28x28 images")
+            raise UsageError(f"{shown(args.model)}: the first layer has {model.sizes[0]} inputs, not 28x28 images")
         plot.plot_weights(model, args.output, max_neurons=args.max_neurons)
         what = "first-layer weights"
     else:
         if not model.history_:
-            raise UsageError(f"{args.model} has no training history to plot; try --weights")
+            raise UsageError(f"{shown(args.model)} has no training history to plot; try --weights")
         plot.plot_history(model.history_, args.output, title=Path(args.model).name)
         what = "learning curves"
-    print(f"Plotted the {what} of {args.model} to {args.output}")
+    print(f"Plotted the {what} of {shown(args.model)} to {shown(args.output)}")
     return 0

@@ -1,147 +1,29 @@
 """The ``fastmlp`` command line: the parser, the argument types and :func:`main`.
 
-Each command's work is in :mod:`fastmlp.cli.commands`. argparse fills the same
+The options and their types are :mod:`fastmlp.cli.options`'s; each command's
+work is in :mod:`fastmlp.cli.commands` (``bench`` and ``sweep``: modules of
+their own). argparse fills the same
 settings the Python API takes (``MLP(...)`` and ``MLP.fit(...)``); nothing here
 computes anything the library does not. User mistakes end with one line on
 stderr and exit status 2, never a traceback.
 """
 
 import argparse
-import math
 import os
 import sys
 import warnings
 
-from fastmlp.backends import BACKENDS, DEFAULT_BACKEND
 from fastmlp.cli.bench_command import cmd_bench
-from fastmlp.cli.commands import PRESETS, cmd_compile, cmd_evaluate, cmd_plot, cmd_predict, cmd_train
-from fastmlp.cli.sweep_command import cmd_sweep, csv_path
+from fastmlp.cli.commands import cmd_compile, cmd_evaluate, cmd_plot, cmd_predict, cmd_train
+from fastmlp.cli.options import (ArgumentParser, add_backend_option, add_data_options, add_train_options,
+                                 csv_path, image_path, name_list, non_negative_int, path_arg, positive_float,
+                                 positive_int)
+from fastmlp.cli.sweep_command import cmd_sweep
 from fastmlp.errors import FastMLPError
-from fastmlp.functions import ACTIVATIONS, COSTS, INITS
-from fastmlp.schedules import SCHEDULES
 
 #: ``fastmlp --help``'s description.
 DESCRIPTION = ("Train and use multi-layer perceptrons on MNIST: fastmlp train, sweep, evaluate, predict, "
                "plot, bench and compile.")
-
-# PRESETS (the option values ``train --preset`` fills in) lives with cmd_train,
-# which applies them; it is imported here for ``--preset``'s choices and stays
-# importable as fastmlp.cli.PRESETS.
-
-
-class ArgumentParser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line (and exit status 2)."""
-
-    def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
-# --- argument types: each raises ArgumentTypeError with what was expected -----
-
-def positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
-
-
-def non_negative_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
-    return value
-
-
-def non_negative_float(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not (value >= 0 and value != float("inf")):
-        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text}")
-    return value
-
-
-def positive_float(text):
-    value = non_negative_float(text)
-    if value == 0:
-        raise argparse.ArgumentTypeError("expected a number > 0, got 0")
-    return value
-
-
-def layer_list(text):
-    """``784,30,10`` -> [784, 30, 10]."""
-    parts = [p for p in text.replace(" ", ",").split(",") if p]
-    try:
-        sizes = [int(p) for p in parts]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated layer widths such as 784,30,10, got {text!r}") from None
-    if len(sizes) < 2:
-        raise argparse.ArgumentTypeError(f"expected at least an input and an output layer, such as 784,30,10, got {text!r}")
-    if min(sizes) < 1:
-        raise argparse.ArgumentTypeError(f"every layer width must be a positive integer, got {text!r}")
-    return sizes
-
-
-def name_list(choices):
-    """One name, or comma-separated names (one per layer), each among ``choices``."""
-    def parse(text):
-        names = [n.strip() for n in text.split(",")]
-        for n in names:
-            if n not in choices:
-                raise argparse.ArgumentTypeError(f"expected one of {', '.join(choices)}, got {n!r}")
-        return names[0] if len(names) == 1 else names
-    return parse
-
-
-def val_split(text):
-    """A count of samples (``10000``) or a fraction (``0.1``)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a sample count or a fraction, got {text!r}") from None
-    if not math.isfinite(value) or value <= 0 or (value >= 1 and value != int(value)):
-        raise argparse.ArgumentTypeError(f"expected a positive sample count or a fraction in (0, 1), got {text}")
-    return value if value < 1 else int(value)
-
-
-def path_arg(text):
-    """A file or folder name: anything the operating system can take.  A NUL
-    character cannot be in a path (``open`` would raise ValueError later)."""
-    if "\0" in text:
-        raise argparse.ArgumentTypeError(f"a path cannot contain a NUL character, got {text!r}")
-    return text
-
-
-def _path_with_format(text, check_format):
-    """A path whose suffix ``check_format`` accepts (it raises ValueError otherwise)."""
-    path_arg(text)
-    try:
-        check_format(text)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
-    return text
-
-
-def log_path(text):
-    """``--log``: a file ending in .csv or .jsonl."""
-    from fastmlp.cli.report import log_format
-
-    return _path_with_format(text, log_format)
-
-
-def image_path(text):
-    """``--plot``/``-o``: a file ending in .png, .pdf or .svg."""
-    from fastmlp.plot import image_format
-
-    return _path_with_format(text, image_format)
-
 
 # --- the parser -------------------------------------------------------------------
 
@@ -161,17 +43,6 @@ def build_parser():
     add_compile_parser(sub)
     parser.commands = sub.choices  # name -> subparser, for errors in the subcommand's name
     return parser
-
-
-def add_data_options(p, dataset_default="mnist"):
-    p.add_argument("--data-dir", type=path_arg, metavar="DIR", help="folder with the data set (default: $FASTMLP_DATA, then the user cache; downloaded when absent)")
-    p.add_argument("--dataset", choices=("mnist", "fashion-mnist"), default=dataset_default,
-                   help=None if dataset_default else "default: the one the model was trained on, else mnist")
-    p.add_argument("--no-download", dest="download", action="store_false", help="fail instead of downloading a missing data set")
-
-
-def add_backend_option(p):
-    p.add_argument("--backend", choices=tuple(BACKENDS), help="default: the backend recorded in the model file")
 
 
 def add_train_parser(sub):
@@ -195,49 +66,6 @@ def add_compile_parser(sub):
                    help="compile every kernel variant of this CPU, both dtypes, SGD and Adam")
     add_train_options(p)
     p.set_defaults(func=cmd_compile)
-
-
-def add_train_options(p):
-    """Every option of ``fastmlp train`` (``fastmlp sweep`` takes them all too)."""
-    p.add_argument("--preset", choices=sorted(PRESETS), help="a named set of the options below; explicit options win")
-    arch = p.add_argument_group("network")
-    arch.add_argument("--layers", type=layer_list, default=[784, 30, 10], help="layer widths (default 784,30,10)")
-    arch.add_argument("--activation", type=name_list(tuple(ACTIVATIONS)), default="sigmoid",
-                      help="activation of every layer, or one per layer separated by commas (default sigmoid)")
-    arch.add_argument("--output-activation", choices=tuple(ACTIVATIONS), help="activation of the output layer (default: softmax for --cost nll, else --activation)")
-    arch.add_argument("--cost", choices=tuple(COSTS), default="quadratic", help="default quadratic")
-    arch.add_argument("--init", type=name_list(INITS), help="normal, xavier or he (default: chosen from each layer's activation)")
-    opt = p.add_argument_group("training")
-    opt.add_argument("--epochs", type=positive_int, default=10,
-                     help="epochs to train (default 10; with --resume: the rest of the saved run)")
-    opt.add_argument("--batch-size", type=positive_int, default=10)
-    opt.add_argument("--lr", type=positive_float, default=10.0, help="learning rate (default 10; gradients are averaged over the batch)")
-    opt.add_argument("--momentum", type=non_negative_float, default=0.0)
-    opt.add_argument("--nesterov", action="store_true", help="Nesterov momentum (needs --momentum)")
-    opt.add_argument("--l2", type=non_negative_float, default=0.0, help="L2 weight decay")
-    opt.add_argument("--schedule", choices=SCHEDULES, default="constant", help="learning-rate schedule")
-    opt.add_argument("--val-split", type=val_split, nargs="?", const=10000, default=0,
-                     help="hold out the last N training images (or a fraction) for validation; alone: 10000")
-    opt.add_argument("--patience", type=positive_int, help="stop when validation accuracy has not improved for N epochs (needs --val-split)")
-    opt.add_argument("--seed", type=int, default=0, help="fixes the initial weights and the shuffles (default 0)")
-    run = p.add_argument_group("running")
-    run.add_argument("--backend", choices=tuple(BACKENDS), default=DEFAULT_BACKEND)
-    run.add_argument("--dtype", choices=("float64", "float32"), default="float64")
-    run.add_argument("--threads", type=positive_int,
-                     help="threads for the numba backend (at most NUMBA_NUM_THREADS; more are clipped with a warning)")
-    run.add_argument("--limit", type=positive_int, metavar="N", help="train on the first N training images only")
-    run.add_argument("--quiet", action="store_true", help="no progress bar")
-    out = p.add_argument_group("saving")
-    out.add_argument("--save", type=path_arg, metavar="PATH", help="write the trained model to PATH (.npz); also on Ctrl-C")
-    out.add_argument("--checkpoint-every", type=positive_int, metavar="N",
-                     help="also save to the --save path every N epochs")
-    out.add_argument("--resume", type=path_arg, metavar="PATH",
-                     help="continue training a saved model (its options are reused; epochs continue numbering)")
-    out.add_argument("--log", type=log_path, metavar="PATH",
-                     help="write each epoch's figures to PATH as it goes (.csv or .jsonl)")
-    out.add_argument("--plot", type=image_path, metavar="PATH",
-                     help="draw the loss and accuracy curves to PATH (.png, .pdf, .svg; needs matplotlib)")
-    add_data_options(p)
 
 
 def add_sweep_parser(sub):
@@ -377,6 +205,15 @@ def _main(argv):
     except BrokenPipeError:  # `fastmlp predict ... | head`: the reader has gone, stop quietly
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())  # so the flush at exit does not fail again
+        return 1
+    except MemoryError:  # outside an epoch (an epoch's is an OutOfMemoryError, a FastMLPError)
+        print(f"fastmlp {args.command}: error: out of memory; try a smaller network, batch size or --limit",
+              file=sys.stderr)
+        return 1
+    except ImportError as error:  # a dependency that is missing or broken (e.g. numba's llvmlite)
+        print(f"fastmlp {args.command}: error: {str(error).splitlines()[0] if str(error) else error!r}: "
+              f"a dependency is missing or broken (reinstall fastmlp; for the numba backend, "
+              f"--backend numpy runs without it)", file=sys.stderr)
         return 1
     except OSError as error:  # e.g. a log or image file that cannot be written
         where = f"{error.filename}: " if error.filename else ""

@@ -7,30 +7,19 @@ them together and prints.  Everything that can be wrong with the grid is
 reported before the first trial starts.
 """
 
-import argparse
 import csv
 import sys
 import time
-from pathlib import Path
 
 from fastmlp.cli.commands import check_output_folder
-from fastmlp.errors import UsageError
+from fastmlp.cli.options import ArgumentParser, add_train_options
+from fastmlp.errors import UsageError, shown
 
 #: Columns of ``--out`` after the trial number and the swept options.
 RESULT_FIELDS = ("val_accuracy", "test_accuracy", "loss", "epochs", "seconds", "threads", "error")
 
 
-def csv_path(text):
-    """``--out``: a file ending in .csv."""
-    if "\0" in text:
-        raise argparse.ArgumentTypeError(f"a path cannot contain a NUL character, got {text!r}")
-    if Path(text).suffix.lower() != ".csv":
-        raise argparse.ArgumentTypeError(f"the results file must end in .csv, got {text!r}")
-    return text
-
-
 def cmd_sweep(args):
-    from fastmlp.cli.parser import ArgumentParser, add_train_options
     from fastmlp.sweep import grid
 
     for name in ("save", "checkpoint_every", "resume", "log", "plot"):
@@ -177,10 +166,17 @@ def rank_key(i, result, use_val):
 def summary(result):
     """``val 95.10%  test 94.87%  loss 0.0213  3 epochs  1.2 s``, or the divergence."""
     if result["error"] is not None:
-        return f"diverged in epoch {result['epochs'] + 1}"
+        return outcome(result)
     parts = [f"{label} {100 * result[key]:.2f}%" for key, label in (("val_accuracy", "val"), ("test_accuracy", "test"))
              if result[key] is not None]
     return "  ".join([*parts, f"loss {result['loss']:.4f}", f"{result['epochs']} epochs", f"{result['seconds']:.1f} s"])
+
+
+def outcome(result):
+    """What became of a trial that has no figures: it diverged, or it failed."""
+    if result.get("diverged", True):
+        return f"diverged in epoch {result['epochs'] + 1}"
+    return f"failed: {result['error']}"
 
 
 def results_table(params, combos, results, use_val):
@@ -196,7 +192,7 @@ def results_table(params, combos, results, use_val):
         r = results[i]
         cells = [str(rank), *(grid.show(combos[i][p.name]) for p in params)]
         if r["error"] is not None:
-            cells += [*(["-"] if with_val else []), "-", f"diverged in epoch {r['epochs'] + 1}", "", ""]
+            cells += [*(["-"] if with_val else []), "-", outcome(r), "", ""]
         else:
             cells += [*([_percent(r["val_accuracy"])] if with_val else []), _percent(r["test_accuracy"]),
                       f"{r['loss']:.4f}", str(r["epochs"]), f"{r['seconds']:.2f}"]
@@ -251,13 +247,20 @@ def _report(args, params, combos, settings, results, best_model_file, seconds, w
     print(line, flush=True)
     if args.out:
         write_results(args.out, params, combos, results, order)
-        print(f"Wrote the results to {args.out}", flush=True)
+        print(f"Wrote the results to {shown(args.out)}", flush=True)
+    if finished and args.save_best:
+        with atomic_write(args.save_best) as f:
+            f.write(best_model_file)
+        print(f"Saved the best model (trial {best + 1}: {grid.label(combos[best])}) to {shown(args.save_best)}",
+              flush=True)
+    failed = [i for i in order if results[i]["error"] is not None and not results[i].get("diverged", True)]
+    if failed:
+        first = results[failed[0]]["error"]
+        print(f"fastmlp sweep: error: {len(failed)} of {len(results)} trials failed (trial {failed[0] + 1}, "
+              f"{grid.label(combos[failed[0]])}: {first})", file=sys.stderr)
+        return 1
     if not finished:
         print("fastmlp sweep: error: every trial diverged; try smaller learning rates"
               + ("; nothing saved" if args.save_best else ""), file=sys.stderr)
         return 1
-    if args.save_best:
-        with atomic_write(args.save_best) as f:
-            f.write(best_model_file)
-        print(f"Saved the best model (trial {best + 1}: {grid.label(combos[best])}) to {args.save_best}", flush=True)
     return 0

@@ -18,8 +18,7 @@ one process would share one Numba thread pool and take turns on it.
 import logging
 import time
 
-from fastmlp.errors import UsageError
-from fastmlp.errors import MissingDependencyError
+from fastmlp.errors import MissingDependencyError, UsageError
 from fastmlp.sweep import SweepError
 
 
@@ -106,6 +105,8 @@ class ClusterRunner:
         from distributed import as_completed
         from distributed.scheduler import KilledWorker
 
+        from fastmlp.sweep.trial import failed_result
+
         futures = {}
         for i, s in enumerate(settings):
             future = self.client.submit(run_cluster_trial, s, self.threads_by_host, with_model,
@@ -120,6 +121,8 @@ class ClusterRunner:
             except KilledWorker:
                 raise SweepError(f"trial {i + 1}: the workers running it died too often (Dask's "
                                  f"distributed.scheduler.allowed-failures); is a worker running out of memory?") from None
+            except Exception as error:  # noqa: BLE001 - after its retries, the failure is the trial's result
+                result = failed_result(error, settings[i])
             future.release()
             yield i, result
 

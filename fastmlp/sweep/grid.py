@@ -10,8 +10,7 @@ process or a Dask worker.
 import argparse
 import itertools
 
-import numpy as np
-
+from fastmlp import training, validation
 from fastmlp.errors import UsageError
 
 #: Train options a sweep does not take, and why: each reads or writes one file
@@ -144,30 +143,16 @@ def trial_settings(args, values, explicit, names):
     then the swept ``values``, the preset filled in and ``fastmlp train``'s
     checks run (across options, and the network ``MLP`` would refuse).
     Raises :class:`UsageError` naming the trial."""
-    from fastmlp.cli.commands import apply_preset, check_backend, check_train_options, new_model
-
     trial = argparse.Namespace(**{name: getattr(args, name) for name in names})
     for name, value in values.items():
         setattr(trial, name, list(value) if isinstance(value, list) else value)
     try:
-        apply_preset(trial, set(explicit) | set(values))
-        check_train_options(trial)
-        check_backend(trial.backend)
-        new_model(trial)
-        check_fit_options(trial)
+        training.apply_preset(trial, set(explicit) | set(values))
+        training.check_train_options(trial)
+        training.new_model(trial)
     except UsageError as error:
         raise UsageError(f"trial {label(values)}: {error}") from None
     return vars(trial)
-
-
-def check_fit_options(trial):
-    """The bound ``MLP.fit`` puts on momentum and the argparse type does not (< 1)."""
-    from fastmlp import validation
-
-    try:
-        validation.check_number(trial.momentum, "momentum", 0.0, maximum=1.0)
-    except ValueError as error:
-        raise UsageError(str(error)) from None
 
 
 def data_key(settings):
@@ -178,16 +163,12 @@ def data_key(settings):
 def check_data_options(settings, values, n_train):
     """The check that needs the number of training images ``n_train`` (known
     once a worker has loaded the data): the validation split must leave images
-    for both training and validation.  It is ``MLP.fit``'s own check, run on
-    arrays of ``n`` rows and no columns."""
-    from fastmlp.cli.commands import new_model
-
+    for both training and validation (``validation.validation_rows``, the
+    check ``MLP.fit`` runs)."""
     if not settings["val_split"]:
         return
     n = min(n_train, settings["limit"] or n_train)
-    model = new_model(argparse.Namespace(**settings))
     try:
-        model._split_validation(np.empty((n, 0), dtype=np.uint8), np.empty(n, dtype=np.uint8),
-                                settings["val_split"], None)
+        validation.validation_rows(n, settings["val_split"])
     except ValueError as error:
         raise UsageError(f"trial {label(values)}: {error}") from None

@@ -55,17 +55,20 @@ class LocalRunner:
     def run_trials(self, settings, with_model):
         """Yield ``(index, result)`` for each trial as it finishes (results of
         :func:`fastmlp.sweep.trial.run_trial`)."""
-        from fastmlp.sweep.trial import run_trial
+        from fastmlp.sweep.trial import failed_result, run_trial
 
         futures = {self._pool.submit(run_trial, s, None, with_model): i for i, s in enumerate(settings)}
         self._futures = futures
         for future in as_completed(futures):
+            i = futures[future]
             try:
                 result = future.result()
             except BrokenProcessPool:
                 # Every unfinished trial fails with it; which one's process died is not known.
                 raise SweepError("a worker process died while trials ran (out of memory? try fewer --jobs)") from None
-            yield futures[future], result
+            except Exception as error:  # noqa: BLE001 - the trial's failure is its result
+                result = failed_result(error, settings[i])
+            yield i, result
 
     def close(self, cancel=False):
         """Shut the pool down; ``cancel``: drop the trials not started and stop
