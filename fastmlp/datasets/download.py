@@ -27,7 +27,7 @@ import urllib.request
 import zlib
 from pathlib import Path
 
-from fastmlp.errors import DataError, DataUnavailableError
+from fastmlp.errors import DataError, DataUnavailableError, shown
 
 from .registry import MIRRORS, SHA256, cache_dir, check_dataset
 from .formats import _CHUNK, IDX_FILES, _idx_path, _open_maybe_gzip
@@ -64,10 +64,11 @@ def _content_sha256(path, limit=_MAX_DOWNLOAD_BYTES):
             while chunk := stream.read(_CHUNK):
                 total += len(chunk)
                 if total > limit:
-                    raise DataError(f"{path}: expected at most {limit} bytes of content, found more")
+                    raise DataError(f"{shown(path)}: expected at most {limit} bytes of content, found more")
                 hasher.update(chunk)
     except (OSError, EOFError, zlib.error) as exc:
-        raise DataError(f"{path}: expected a readable gzip or raw file, found {exc or type(exc).__name__}") from None
+        raise DataError(f"{shown(path)}: expected a readable gzip or raw file, "
+                        f"found {shown(exc or type(exc).__name__)}") from None
     return hasher.hexdigest()
 
 
@@ -218,7 +219,7 @@ def _print_progress(label, done, total, end):
 
 def _where_to_put(dataset, folder):
     names = ", ".join(n + ".gz" for n in IDX_FILES)
-    return (f"To use {dataset} offline, put the four files {names} (gzip or uncompressed) in {folder}, "
+    return (f"To use {dataset} offline, put the four files {names} (gzip or uncompressed) in {shown(folder)}, "
             f"or set FASTMLP_DATA (or --data-dir) to a folder that holds them.")
 
 
@@ -238,7 +239,7 @@ def _download_file(dataset, name, dest, urls, timeout, progress):
             _fetch(url, target, expected, timeout, progress)
             break
         except _DownloadFailed as exc:
-            tried.append(f"{url} ({exc})")
+            tried.append(f"{shown(url)} ({shown(exc)})")
     else:
         raise DataUnavailableError(f"Could not download {dataset}: tried {'; '.join(tried) or 'no mirrors'}. "
                                    f"{_where_to_put(dataset, dest)}")
@@ -284,6 +285,6 @@ def download(dataset="mnist", dest=None, *, mirrors=None, timeout=DEFAULT_TIMEOU
     except OSError as exc:
         # Network errors were turned into reasons in _fetch; what is left is
         # the local folder (read-only, disk full while renaming, ...).
-        raise DataUnavailableError(f"cannot write the {dataset} files to {dest} ({exc.strerror or exc}). "
+        raise DataUnavailableError(f"cannot write the {dataset} files to {shown(dest)} ({shown(exc.strerror or exc)}). "
                                    f"{_where_to_put(dataset, dest)}") from None
     return dest

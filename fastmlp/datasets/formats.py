@@ -2,7 +2,10 @@
 
 Every reader keeps one promise: a malformed file is a one-line
 :class:`~fastmlp.errors.DataError` naming the file and what was expected
-versus found, never a traceback and never a huge allocation. Declared sizes
+versus found, never a traceback and never a huge allocation.  Names and
+values read from the user's files (paths, npz member names, dtypes) are
+quoted with :func:`~fastmlp.errors.shown`, escaped when they would not print
+on one line. Declared sizes
 (IDX headers, gzip streams, npz members) are compared with what the file can
 hold before anything is allocated.
 
@@ -36,7 +39,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from fastmlp.errors import DataError
+from fastmlp.errors import DataError, shown
 
 # --------------------------------------------------------------------------- #
 # Constants
@@ -88,8 +91,9 @@ class Dataset(NamedTuple):
 
 
 def _fail(path, expected, found):
-    """The one-line error every reader raises: file, expected, found."""
-    return DataError(f"{path}: expected {expected}, found {found}")
+    """The one-line error every reader raises: file (quoted with ``shown``),
+    expected, found."""
+    return DataError(f"{shown(path)}: expected {expected}, found {found}")
 
 
 def _plural(n, word):
@@ -162,7 +166,7 @@ def _read_idx(path, check=None, hasher=None):
     try:
         stream, is_gzip, raw = _open_maybe_gzip(path)
     except OSError as exc:
-        raise DataError(f"{path}: cannot open ({exc.strerror or exc})") from None
+        raise DataError(f"{shown(path)}: cannot open ({shown(exc.strerror or exc)})") from None
     file_size = os.fstat(raw.fileno()).st_size
     with raw, stream:
         try:
@@ -187,7 +191,7 @@ def _read_idx(path, check=None, hasher=None):
             body = _read_exactly(stream, nbytes, path, f"{dtype.name} data", hasher)
         except (OSError, EOFError, zlib.error) as exc:
             # gzip.BadGzipFile is an OSError; a cut-off stream raises EOFError.
-            raise _fail(path, "a valid gzip stream", f"a corrupt one ({exc or type(exc).__name__})") from None
+            raise _fail(path, "a valid gzip stream", f"a corrupt one ({shown(exc or type(exc).__name__)})") from None
     try:
         data = np.frombuffer(body, dtype=dtype).reshape(dims)  # bytearray-backed: writable, no copy
     except ValueError:  # e.g. (0, 2**32-1, 2**32-1): no bytes, but a shape numpy cannot represent
@@ -265,10 +269,10 @@ def _check_labels(labels, path):
 def _check_pair(X, y, x_name, y_name):
     """Image and label counts must agree, and a split must not be empty."""
     if len(X) != len(y):
-        raise DataError(f"{x_name} has {_plural(len(X), 'image')} but {y_name} has {_plural(len(y), 'label')}: "
-                        "expected the same count")
+        raise DataError(f"{shown(x_name)} has {_plural(len(X), 'image')} but {shown(y_name)} has "
+                        f"{_plural(len(y), 'label')}: expected the same count")
     if len(X) == 0:
-        raise DataError(f"{x_name}: expected at least one example, found none")
+        raise DataError(f"{shown(x_name)}: expected at least one example, found none")
 
 
 # --------------------------------------------------------------------------- #
@@ -294,16 +298,17 @@ def _csv_first_problem(lines, path):
             continue  # header, or an empty line (np.loadtxt skips those too)
         cells = line.split(",")
         if len(cells) != width:
-            return (f"{path}: line {number}: expected {width} comma-separated values "
+            return (f"{shown(path)}: line {number}: expected {width} comma-separated values "
                     f"(label + {N_PIXELS} pixels), found {len(cells)}")
         for column, cell in enumerate(cells, start=1):
             if not _is_int(cell):
-                return f"{path}: line {number}, column {column}: expected an integer, found {cell.strip()[:20]!r}"
+                return (f"{shown(path)}: line {number}, column {column}: expected an integer, "
+                        f"found {cell.strip()[:20]!r}")
             value = int(cell)
             limit = N_CLASSES - 1 if column == 1 else 255
             if not 0 <= value <= limit:
                 what = "label" if column == 1 else "pixel"
-                return f"{path}: line {number}, column {column}: expected a {what} 0-{limit}, found {value}"
+                return f"{shown(path)}: line {number}, column {column}: expected a {what} 0-{limit}, found {value}"
     return None
 
 
@@ -331,7 +336,7 @@ def read_csv(path):
     try:
         raw = path.read_bytes()
     except OSError as exc:
-        raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from None
+        raise DataError(f"{shown(path)}: cannot read ({shown(exc.strerror or exc)})") from None
     try:
         text = raw.decode("ascii")
     except UnicodeDecodeError as exc:
@@ -355,8 +360,8 @@ def read_csv(path):
             values.min() < 0 or values[:, 1:].max() > 255 or values[:, 0].max() >= N_CLASSES):
         problem = _csv_first_problem(lines, path)
         if problem is None and not any(line.strip() for line in body):
-            problem = f"{path}: expected rows of label + {N_PIXELS} pixels after the header, found none"
-        raise DataError(problem or f"{path}: expected rows of integers, found a file numpy cannot parse")
+            problem = f"{shown(path)}: expected rows of label + {N_PIXELS} pixels after the header, found none"
+        raise DataError(problem or f"{shown(path)}: expected rows of integers, found a file numpy cannot parse")
     X = np.ascontiguousarray(values[:, 1:], dtype=np.uint8)
     y = values[:, 0].astype(np.uint8)
     return X, y
@@ -382,7 +387,7 @@ def _npz_member(zf, key, path):
         if dtype.hasobject:
             raise _fail(path, f"{key} as a plain numeric array", "a pickled/object array (refused: unsafe)")
         if dtype.kind not in "iu" or dtype.fields is not None:
-            raise _fail(path, f"{key} as an integer array", f"dtype {dtype}")
+            raise _fail(path, f"{key} as an integer array", f"dtype {shown(dtype)}")
         if any(d < 0 for d in shape):
             raise _fail(path, f"{key} with non-negative dimensions", f"shape {shape}")
         count = 1
@@ -414,20 +419,21 @@ def read_npz(path) -> Dataset:
             names = set(zf.namelist())
             missing = [k for k in NPZ_KEYS if k + ".npy" not in names]
             if missing:
-                found = ", ".join(sorted(n.removesuffix(".npy") for n in names)) or "no arrays"
+                found = ", ".join(map(shown, sorted(n.removesuffix(".npy") for n in names))) or "no arrays"
                 raise _fail(path, f"arrays {', '.join(NPZ_KEYS)}", f"{found} (missing {', '.join(missing)})")
             arrays = {k: _npz_member(zf, k, path) for k in NPZ_KEYS}
     except DataError:
         raise
     except FileNotFoundError as exc:
-        raise DataError(f"{path}: cannot read ({exc.strerror})") from None
+        raise DataError(f"{shown(path)}: cannot read ({shown(exc.strerror)})") from None
     except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, zlib.error, ValueError, KeyError,
             struct.error, NotImplementedError, RuntimeError, SyntaxError, TypeError, OverflowError,
             UnicodeDecodeError) as exc:
         # zipfile and np.lib.format report damage with a zoo of exception
         # types (bad CRC, unsupported compression, encrypted entry, broken
         # header literal...); all mean "this is not a usable npz".
-        raise _fail(path, "a valid .npz (zip) archive", f"a corrupt one ({type(exc).__name__}: {exc})") from None
+        reason = shown(f"{type(exc).__name__}: {exc}")
+        raise _fail(path, "a valid .npz (zip) archive", f"a corrupt one ({reason})") from None
     result = []
     for split in ("train", "test"):
         X, y = arrays[f"x_{split}"], arrays[f"y_{split}"]

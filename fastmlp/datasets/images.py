@@ -2,8 +2,10 @@
 
 ``read_images(path)`` returns ``Images(X, names, labels)``: ``X`` is
 ``(n, 784)``, uint8 pixels 0..255 or floats 0..1 (the two input conventions
-of ``MLP.predict``); ``names`` label each image in the output; ``labels`` are
-the true classes when the file carries them (CSV), else ``None``.
+of ``MLP.predict``); ``names`` label each image in the output, one line each
+(the path quoted with :func:`~fastmlp.errors.shown`, so a name holding a newline
+or a tab is escaped); ``labels`` are the true classes when the file carries
+them (CSV), else ``None``.  Error messages quote paths the same way.
 
 Accepted, by suffix:
   ``.png .jpg .jpeg .bmp .gif .tif .tiff .webp``  one image each, via Pillow (``fastmlp[png]``),
@@ -21,7 +23,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from fastmlp.errors import DataError
+from fastmlp.errors import DataError, shown
 
 SIDE = 28
 N_PIXELS = SIDE * SIDE
@@ -30,7 +32,7 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".we
 
 class Images(NamedTuple):
     X: np.ndarray  # (n, 784), uint8 0..255 or float 0..1
-    names: list  # one display name per row
+    names: list  # one display name per row, escaped (``shown``)
     labels: object  # (n,) true classes, or None
 
 
@@ -38,7 +40,7 @@ def read_images(path, *, resize=False, invert=False):
     """Read ``path`` as described in the module docstring; ``DataError`` on bad input."""
     path = Path(path)
     if not path.is_file():
-        raise DataError(f"{path}: no such file" if not path.exists() else f"{path}: not a file")
+        raise DataError(f"{shown(path)}: no such file" if not path.exists() else f"{shown(path)}: not a file")
     suffix = path.suffix.lower()
     labels = None
     if suffix in IMAGE_SUFFIXES:
@@ -54,9 +56,9 @@ def read_images(path, *, resize=False, invert=False):
     if invert:
         X = 255 - X if X.dtype == np.uint8 else 1.0 - X
     if len(X) == 1 and labels is None:
-        names = [str(path)]
+        names = [shown(path)]
     else:
-        names = [f"{path}[{i}]" for i in range(len(X))]
+        names = [f"{shown(path)}[{i}]" for i in range(len(X))]
     return Images(np.ascontiguousarray(X), names, labels)
 
 
@@ -72,10 +74,10 @@ def read_picture(path, *, resize=False):
             image.load()
             grey = image.convert("L")
     except (UnidentifiedImageError, OSError, ValueError) as error:
-        raise DataError(f"{path}: cannot read the image ({error})") from None
+        raise DataError(f"{shown(path)}: cannot read the image ({shown(error)})") from None
     if grey.size != (SIDE, SIDE):
         if not resize:
-            raise DataError(f"{path}: expected a {SIDE}x{SIDE} image, found {grey.size[0]}x{grey.size[1]} "
+            raise DataError(f"{shown(path)}: expected a {SIDE}x{SIDE} image, found {grey.size[0]}x{grey.size[1]} "
                             f"(add --resize to scale it)")
         grey = grey.resize((SIDE, SIDE), Image.Resampling.LANCZOS)
     return np.asarray(grey, dtype=np.uint8).reshape(1, N_PIXELS)
@@ -86,11 +88,11 @@ def _read_npy(path):
         X = np.load(path, allow_pickle=False)
     except ValueError as error:
         reason = "it holds pickled objects" if "pickle" in str(error).lower() else str(error)
-        raise DataError(f"{path}: expected a .npy array of images, cannot load it ({reason})") from None
+        raise DataError(f"{shown(path)}: expected a .npy array of images, cannot load it ({shown(reason)})") from None
     except (OSError, EOFError) as error:
-        raise DataError(f"{path}: cannot read ({error})") from None
+        raise DataError(f"{shown(path)}: cannot read ({shown(error)})") from None
     if not isinstance(X, np.ndarray):
-        raise DataError(f"{path}: expected a single .npy array, found an archive")
+        raise DataError(f"{shown(path)}: expected a single .npy array, found an archive")
     return as_images(X, str(path))
 
 
@@ -99,7 +101,7 @@ def _read_idx_images(path):
 
     X = read_idx(path)
     if X.dtype != np.uint8:
-        raise DataError(f"{path}: expected uint8 images (IDX type 0x08), found {X.dtype}")
+        raise DataError(f"{shown(path)}: expected uint8 images (IDX type 0x08), found {X.dtype}")
     return as_images(X, str(path))
 
 
@@ -108,9 +110,11 @@ def as_images(X, name):
 
     Shapes ``(n, 784)``, ``(n, 28, 28)``, ``(784,)``, ``(28, 28)``; uint8, other
     integers within 0..255 (made uint8), or finite floats within 0..1.
+    ``name`` (a path or a display name) is quoted with ``shown`` in errors.
     """
+    name = shown(name)
     if X.dtype == bool or not (np.issubdtype(X.dtype, np.integer) or np.issubdtype(X.dtype, np.floating)):
-        raise DataError(f"{name}: expected uint8 pixels 0..255 or floats 0..1, found dtype {X.dtype}")
+        raise DataError(f"{name}: expected uint8 pixels 0..255 or floats 0..1, found dtype {shown(X.dtype)}")
     if X.shape in ((N_PIXELS,), (SIDE, SIDE)):
         X = X.reshape(1, N_PIXELS)
     elif X.ndim == 3 and X.shape[1:] == (SIDE, SIDE):

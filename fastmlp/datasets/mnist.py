@@ -49,7 +49,7 @@ import sys
 from pathlib import Path
 
 from .download import DEFAULT_TIMEOUT, _content_sha256, _where_to_put, download
-from fastmlp.errors import DataError, DataUnavailableError
+from fastmlp.errors import DataError, DataUnavailableError, shown
 
 from .formats import IDX_FILES, Dataset, _check_pair, _idx_path, _load_idx_set, _read_idx_member, read_csv, read_npz
 
@@ -80,7 +80,7 @@ def _find_format(folder, dataset):
         return "npz", npz
     if any(idx):
         missing = [name for name, p in zip(IDX_FILES, idx) if p is None]
-        raise DataError(f"{folder}: expected all four IDX files, found {4 - len(missing)} "
+        raise DataError(f"{shown(folder)}: expected all four IDX files, found {4 - len(missing)} "
                         f"(missing {', '.join(missing)}; add them or remove the others)")
     return None
 
@@ -162,7 +162,7 @@ def _load_cache(folder, dataset, download_ok, mirrors, timeout, progress):
     arrays = [None if p is None else _read_verified(n, p, dataset) for n, p in zip(IDX_FILES, paths)]
     corrupt = [p for p, a in zip(paths, arrays) if p is not None and a is None]
     if corrupt and not download_ok:
-        raise DataError(f"{', '.join(map(str, corrupt))}: expected the published {dataset} "
+        raise DataError(f"{', '.join(map(shown, corrupt))}: expected the published {dataset} "
                         f"{'file' if len(corrupt) == 1 else 'files'} (SHA-256 of the content), found a corrupt copy; "
                         f"delete {'it' if len(corrupt) == 1 else 'them'} and load again with download enabled, "
                         "or replace with a good copy")
@@ -170,7 +170,7 @@ def _load_cache(folder, dataset, download_ok, mirrors, timeout, progress):
         if not download_ok:
             return None  # partial cache: the caller reports what is missing and where
         for p in corrupt:
-            print(f"note: {p} is corrupt (checksum mismatch); removing it and downloading it again", file=sys.stderr)
+            print(f"note: {shown(p)} is corrupt (checksum mismatch); removing it and downloading it again", file=sys.stderr)
             with contextlib.suppress(FileNotFoundError):
                 p.unlink()
         download(dataset, folder, mirrors=mirrors, timeout=timeout, progress=progress)
@@ -220,7 +220,7 @@ def load_mnist(data_dir=None, *, dataset="mnist", download=True, progress=True, 
     if data_dir is not None:
         root = Path(data_dir).expanduser()
         if not root.is_dir():
-            raise DataError(f"data folder {root} does not exist: expected a folder holding the {dataset} files")
+            raise DataError(f"data folder {shown(root)} does not exist: expected a folder holding the {dataset} files")
         data = _search_root(root, dataset)
         if data is not None:
             return data
@@ -235,7 +235,7 @@ def load_mnist(data_dir=None, *, dataset="mnist", download=True, progress=True, 
     if env:
         root = Path(env).expanduser()
         if not root.is_dir():
-            raise DataError(f"FASTMLP_DATA={env}: expected a folder holding the {dataset} files, found no such folder")
+            raise DataError(f"FASTMLP_DATA={shown(env)}: expected a folder holding the {dataset} files, found no such folder")
         data = _search_root(root, dataset)
         if data is not None:
             return data
@@ -252,7 +252,7 @@ def load_mnist(data_dir=None, *, dataset="mnist", download=True, progress=True, 
 def _download_and_load(folder, dataset, download_ok, searched, mirrors, timeout, progress):
     if not download_ok:
         raise DataUnavailableError(
-            f"{dataset} not found (looked in {', '.join(map(str, searched))}) and download is disabled. "
+            f"{dataset} not found (looked in {', '.join(map(shown, searched))}) and download is disabled. "
             f"{_where_to_put(dataset, folder)}")
     download(dataset, folder, mirrors=mirrors, timeout=timeout, progress=progress)
     return _load_idx_set([_idx_path(folder, n) for n in IDX_FILES])

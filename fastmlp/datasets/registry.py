@@ -5,7 +5,7 @@ and downloading (:mod:`fastmlp.datasets.download`) both read it."""
 from pathlib import Path
 
 from fastmlp._files import user_cache_root
-from fastmlp.errors import DataError
+from fastmlp.errors import DataError, shown
 
 DATASETS = ("mnist", "fashion-mnist")
 
@@ -18,7 +18,7 @@ NPZ_FILES = {"mnist": "mnist.npz", "fashion-mnist": "fashion-mnist.npz"}
 
 def check_dataset(dataset):
     if dataset not in DATASETS:
-        raise DataError(f"unknown dataset {dataset!r}: expected one of {', '.join(map(repr, DATASETS))}")
+        raise DataError(f"unknown dataset {shown(dataset)}: expected one of {', '.join(DATASETS)}")
 
 
 def cache_dir(dataset="mnist") -> Path:

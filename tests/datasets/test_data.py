@@ -495,7 +495,7 @@ def test_fastmlp_data_holding_the_other_dataset_is_skipped(tmp_path, monkeypatch
 
 
 def test_load_mnist_unknown_dataset():
-    with pytest.raises(DataError, match=r"unknown dataset 'cifar': expected one of 'mnist', 'fashion-mnist'"):
+    with pytest.raises(DataError, match=r"^unknown dataset cifar: expected one of mnist, fashion-mnist$"):
         load_mnist(dataset="cifar")
 
 
