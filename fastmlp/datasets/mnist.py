@@ -170,7 +170,8 @@ def _load_cache(folder, dataset, download_ok, mirrors, timeout, progress):
         if not download_ok:
             return None  # partial cache: the caller reports what is missing and where
         for p in corrupt:
-            print(f"note: {shown(p)} is corrupt (checksum mismatch); removing it and downloading it again", file=sys.stderr)
+            print(f"note: {shown(p)} is corrupt (checksum mismatch); removing it and downloading it again",
+                  file=sys.stderr)
             with contextlib.suppress(FileNotFoundError):
                 p.unlink()
         download(dataset, folder, mirrors=mirrors, timeout=timeout, progress=progress)
@@ -235,7 +236,8 @@ def load_mnist(data_dir=None, *, dataset="mnist", download=True, progress=True, 
     if env:
         root = Path(env).expanduser()
         if not root.is_dir():
-            raise DataError(f"FASTMLP_DATA={shown(env)}: expected a folder holding the {dataset} files, found no such folder")
+            raise DataError(f"FASTMLP_DATA={shown(env)}: expected a folder holding the {dataset} files, "
+                            "found no such folder")
         data = _search_root(root, dataset)
         if data is not None:
             return data

@@ -217,7 +217,8 @@ def test_isa_child_reports_a_failing_grandchild_as_its_message(monkeypatch, caps
         row + ("numba",): (1.0, None) for row in rows})
 
     def first_call(cache, dtype, sizes, batch):
-        raise bench.BenchError("the compile-time child for 7-5-3 batch 4 float64 failed (exit status 1, expected 0): x")
+        raise bench.BenchError("the compile-time child for 7-5-3 batch 4 float64 failed "
+                               "(exit status 1, expected 0): x")
 
     monkeypatch.setattr(compile_time, "_first_call", first_call)
     spec = json.dumps({"rows": [[[7, 5, 3], 4, "float64"]], "repeats": 1, "compile": True, "n_images": 40})
@@ -225,7 +226,8 @@ def test_isa_child_reports_a_failing_grandchild_as_its_message(monkeypatch, caps
         epochs._child_main(spec)
     assert exit_.value.code == 1
     out, err = capsys.readouterr()
-    assert out == "" and err == "the compile-time child for 7-5-3 batch 4 float64 failed (exit status 1, expected 0): x\n"
+    assert out == ""
+    assert err == "the compile-time child for 7-5-3 batch 4 float64 failed (exit status 1, expected 0): x\n"
 
 
 def test_run_bench_refuses_avx2_before_timing(monkeypatch):
