@@ -25,9 +25,8 @@ PARALLEL_MIN_MACS = 120_000
 #: panels against row blocks at batch 64, 784-128-64-10 float64 takes 1.16x
 #: the time (7 rounds), 784-1024-1024-10 float64 0.96x (3 rounds),
 #: 784-128-64-10 float32 0.97x (9 rounds).  In float32 panels beat the row
-#: blocks from 16 samples (3 % at 16, 4 % at 32, measured with a 1 x 64
-#: register tile on an Intel Xeon); docs/performance.md.  Depends only on the
-#: shapes.
+#: blocks from 16 samples (3 % at 16, 4 % at 32, measured with register
+#: tiles); docs/performance.md.  Depends only on the shapes.
 PANEL_MIN_BATCH = {"float32": 16, "float64": 128}
 #: A layer's forward pass uses its output panels (``forward._fwd_panel``) from
 #: this many outputs (and ``PANEL_MIN_BATCH`` samples).  Measured on an AMD
