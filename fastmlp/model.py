@@ -613,7 +613,7 @@ def load(path, *, backend=None):
     meta, arrays = modelfile.read_model_file(path)
     try:
         args = {key: meta.get(key) for key in modelfile.INIT_ARGS if key in meta}
-        args["sizes"] = meta["sizes"]
+        args["sizes"] = tuple(meta["sizes"])
         args.setdefault("activation", meta["activations"])
         args.setdefault("init", meta["inits"])
         if backend is not None:

@@ -67,7 +67,7 @@ def test_save_load_round_trip_is_bit_identical(backend, dtype, tmp_path):
     np.testing.assert_array_equal(loaded.predict_proba(X), model.predict_proba(X))
     np.testing.assert_array_equal(loaded.predict(X), model.predict(X))
     assert loaded.history_ == model.history_
-    assert loaded.seed_ == 11 and loaded.sizes == model.sizes
+    assert loaded.seed_ == 11 and loaded.sizes == tuple(model.sizes)
     assert loaded.activations_ == model.activations_ and loaded.inits_ == model.inits_
 
 
@@ -115,7 +115,7 @@ FORMAT_1_CHECK = Path(__file__).parent / "data" / "model-format-1-check.npz"
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_a_format_1_file_loads_and_predicts_what_it_did(backend):
     model = load(FORMAT_1_FILE, backend=backend)
-    assert list(model.sizes) == [784, 4, 10] and model.activations_ == ["tanh", "softmax"] and model.cost == "nll"
+    assert model.sizes == (784, 4, 10) and model.activations_ == ["tanh", "softmax"] and model.cost == "nll"
     assert model.dtype_ == np.float32 and model.params_.dtype == np.float32 and model.seed_ == 5
     assert model.inits_ == ["xavier", "xavier"] and model.epochs_trained_ == 3
     assert [r["epoch"] for r in model.history_] == [1, 2, 3] and model.history_[-1]["val_accuracy"] == 0.86

@@ -179,8 +179,8 @@ def test_uint8_input_is_not_copied():
 
 def test_numba_backend_refuses_more_than_256_classes():
     with pytest.raises(ValueError, match="at most 256 output classes"):
-        MLP([12, 300], backend="numba")
-    MLP([12, 300], backend="numpy")  # the reference has no such limit
+        MLP([12, 300], backend="numba").build()
+    MLP([12, 300], backend="numpy").build()  # the reference has no such limit
 
 
 # --- resource limits ----------------------------------------------------------------------
@@ -250,7 +250,7 @@ def test_cli_divergence_is_one_clear_line_and_saves_nothing_non_finite(synthetic
     assert "Traceback" not in err
     epoch = int(match.group(1))
     if epoch > 1:  # the epochs before it were saved, and only they
-        assert f"saved the weights of epoch {epoch - 1} to {path}" in err
+        assert f"saved the state of epoch {epoch - 1} to {path}" in err
         model = load(path)
         assert model.epochs_trained_ == epoch - 1
         assert np.isfinite(model.params_).all() and np.isfinite(model.velocity_).all()

@@ -292,6 +292,8 @@ def resume_model(args, explicit):
         if key not in explicit and stored.get(key) is not None:
             setattr(args, key, stored[key])
     training.apply_preset(args, explicit | set(TRAINING))  # only the solver's default rate is left to fill
+    if "save" not in explicit:
+        args.save = args.resume
     done = model.epochs_trained_
     if "epochs" in explicit:
         if args.schedule != "constant":

@@ -43,7 +43,14 @@ BAD_ARGUMENTS = [
     (["--epochs", "ten"], "positive integer"),
     (["--lr", "fast"], "expected a number"),
     (["--lr", "0"], "number > 0"),
-    (["--momentum", "nan"], "finite number"),
+    (["--momentum", "nan"], "momentum must be finite"),
+    (["--momentum", "1.5"], "momentum must be < 1"),  # checked as parsed: before the data and the compile
+    (["--solver", "adam", "--momentum", "0.9"], "--momentum: SGD settings; Adam has --beta-1"),
+    (["--solver", "adam", "--preset", "fast"], "--preset fast is an SGD recipe"),
+    (["--beta-1", "1"], "beta_1 must be < 1"),
+    (["--beta-2", "-0.1"], "beta_2 must be >= 0"),
+    (["--epsilon", "0"], "number > 0"),
+    (["--solver", "rmsprop"], "invalid choice"),
     (["--seed", "x"], "invalid int value"),
     (["--patience", "3"], "--patience needs a validation set"),
     (["--nesterov"], "--nesterov needs --momentum"),
@@ -100,7 +107,7 @@ def test_train_with_limit_still_works_and_prints_epoch_lines(data_dir, capsys):
 def test_train_save_writes_a_loadable_model(data_dir, tmp_path, capsys):
     path = tmp_path / "model.npz"
     assert train(data_dir, "--epochs", "2", "--layers", "784,16,10", "--lr", "3", "--save", str(path)) == 0
-    assert f"Saved the model to {path}" in capsys.readouterr().out
+    assert f"Saved the model (epoch 2) to {path}" in capsys.readouterr().out
     model = load(path)
     assert model.sizes == (784, 16, 10) and model.epochs_trained_ == 2
     assert [r["epoch"] for r in model.history_] == [1, 2]
@@ -155,7 +162,7 @@ def test_resume_without_epochs_finishes_the_saved_run(data_dir, tmp_path, capsys
     path = tmp_path / "model.npz"
     assert train(data_dir, "--limit", "300", "--epochs", "3", "--save", str(path)) == 0
     assert train(data_dir, "--resume", str(path)) == 2
-    assert "already holds all 3 epochs" in capsys.readouterr().err
+    assert "already ran all 3 epochs of its run; give --epochs N" in capsys.readouterr().err
 
 
 def test_resume_with_a_conflicting_architecture_is_a_usage_error(data_dir, tmp_path, capsys):

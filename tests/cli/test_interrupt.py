@@ -53,7 +53,7 @@ def test_sigint_saves_the_last_completed_epoch_and_exits_130(tmp_path):
     proc = start_training(tmp_path, "--save", str(path))
     status, out, err = interrupt_after_first_epoch(proc)
     assert status == 130, err
-    match = re.search(r"interrupted after epoch (\d+); saved the weights of epoch (\d+) to (\S+)", err)
+    match = re.search(r"interrupted after epoch (\d+); saved the state of epoch (\d+) to (\S+)", err)
     assert match, err
     done = int(match.group(1))
     assert done >= 1 and int(match.group(2)) == done and match.group(3) == str(path)

@@ -134,8 +134,8 @@ def test_the_probe_compiles_what_the_numba_trials_run_each_once(synthetic_mnist_
     variant the numba trials will run (those ``fastmlp train`` would compile)
     in one call (so side by side, each once)."""
     from fastmlp.backends import numba as kernels
-    from fastmlp.cli.commands import new_model, numba_variants
-    from fastmlp.cli.parser import ArgumentParser, add_train_options
+    from fastmlp.training import new_model, numba_variants
+    from fastmlp.cli.options import ArgumentParser, add_train_options
     from fastmlp.sweep.grid import data_key
     from fastmlp.sweep.trial import probe
 
@@ -205,7 +205,7 @@ BAD_GRIDS = [
     (["--lr", "1", "--param", "lr=1,2"], "--param lr: --lr is also given as a fixed option"),
     (["--param", "save=a.npz,b.npz"], "--param save: cannot be swept"),
     (["--param", "layers=784,30,9:784,30,10"], "trial layers=784,30,9: --layers must end with 10"),
-    (["--param", "momentum=0.5,1.5"], "trial momentum=1.5: momentum must be < 1.0"),
+    (["--param", "momentum=0.5,1.5"], "--param momentum: momentum must be < 1.0, got 1.5"),
     (["--nesterov", "--param", "momentum=0,0.9"], "trial momentum=0.0: --nesterov needs --momentum > 0"),
     (["--param", "patience=2,3"], "trial patience=2: --patience needs a validation set"),
     (["--param", "activation=softmax:sigmoid"], "trial activation=softmax: activation of hidden layer 1"),
