@@ -303,9 +303,11 @@ def resume_model(args, explicit):
     run_start = stored.get("run_start", 0)
     run_total = stored.get("epochs_total", 0)
     epochs_run = stored.get("epochs_run", done)
+    if done < epochs_run:  # early stopping ended the run and undid its last epochs
+        raise UsageError(f"{shown(args.resume)} holds a finished run: early stopping ended it after epoch "
+                         f"{epochs_run} of {run_total} and kept epoch {done}; give --epochs N to train N more")
     if epochs_run >= run_total:
-        kept = (f" (early stopping kept epoch {done})" if done < epochs_run else "")
-        raise UsageError(f"{shown(args.resume)} already ran all {run_total} epochs of its run{kept}; "
+        raise UsageError(f"{shown(args.resume)} already ran all {run_total} epochs of its run; "
                          f"give --epochs N to train N more")
     args.epochs = run_total - done
     return model, run_start, run_total

@@ -309,3 +309,50 @@ def test_a_worker_process_that_dies_ends_the_sweep_with_one_line_and_keeps_the_f
     assert errors == [f"fastmlp sweep: error: a worker process died while trials ran (out of memory? try fewer "
                       f"--jobs) ({len(read_rows(out))} of 6 trials finished; the finished ones are in {out})"]
     assert 1 <= len(read_rows(out)) < 6
+
+
+class InProcessRunner:
+    """The sweep's runner interface with every trial in this process, so a
+    test can make one trial fail."""
+
+    where = "in the test process"
+
+    def call(self, function, *args):
+        return function(*args)
+
+    def run_trials(self, settings, with_model):
+        from fastmlp.sweep.trial import run_trial
+
+        for i, trial in enumerate(settings):
+            yield i, run_trial(trial, None, with_model)
+
+    def close(self, cancel=False):
+        pass
+
+
+def test_a_trial_that_fails_keeps_every_other_trial(synthetic_mnist_dir, tmp_path, capsys, monkeypatch):
+    from fastmlp import training
+    from fastmlp.cli import sweep_command
+
+    real = training.fit_model
+
+    def failing_for_seed_1(model, options, *args, **kwargs):
+        if options.seed == 1:
+            raise RuntimeError("a part broke\nwith a second line")
+        return real(model, options, *args, **kwargs)
+
+    monkeypatch.setattr(sweep_command, "_runner", lambda args, settings: InProcessRunner())
+    monkeypatch.setattr(training, "fit_model", failing_for_seed_1)
+    out, best = tmp_path / "trials.csv", tmp_path / "best.npz"
+    status = sweep(synthetic_mnist_dir, *TINY, "--param", "seed=0,1,2", "--out", str(out),
+                   "--save-best", str(best))
+    captured = capsys.readouterr()
+    assert status == 1
+    errors = [line for line in captured.err.splitlines() if "error" in line]
+    assert errors == ["fastmlp sweep: error: 1 of 3 trials failed (trial 2, seed=1: RuntimeError: a part broke)"]
+    assert "failed: RuntimeError: a part broke" in captured.out
+    rows = read_rows(out)
+    assert sorted(row["seed"] for row in rows) == ["0", "1", "2"]
+    assert [row["error"] for row in rows if row["seed"] == "1"] == ["RuntimeError: a part broke"]
+    assert all(row["test_accuracy"] for row in rows if row["seed"] != "1")
+    assert load(best).seed_ in (0, 2)  # the best finished trial is still saved
