@@ -23,10 +23,15 @@ def compile_ahead(model, *, batch_size=10, momentum=0.0, nesterov=False):
     options]``."""
     if model.backend != "numba":
         return 0.0
+    import copy
+
     from fastmlp.backends import numba as numba_backend
     from fastmlp.network import SGD
 
-    variants = numba_backend.variants_for(model.net_, model.dtype_, batch_size=batch_size,
+    # MLP.__init__ only stores its arguments: resolve them on a copy, so the
+    # model itself is left as the caller made it.
+    built = model if getattr(model, "net_", None) is not None else copy.copy(model).build()
+    variants = numba_backend.variants_for(built.net_, built.dtype_, batch_size=batch_size,
                                           optimizer=SGD(0.1, momentum, bool(nesterov)))
     return numba_backend.compile_variants(variants)
 
