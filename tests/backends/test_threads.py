@@ -133,7 +133,7 @@ def test_n_threads_above_numba_num_threads_is_clipped_with_one_warning(digits):
 @pytest.mark.parametrize("value", [0, -1, 1.5, True, "2"])
 def test_bad_n_threads_is_refused(value):
     with pytest.raises((TypeError, ValueError), match="n_threads"):
-        MLP([784, 8, 10], backend="numpy", n_threads=value)
+        MLP([784, 8, 10], backend="numpy", n_threads=value).build()
 
 
 @pytest.mark.parametrize("value", ["0", "-2", "two", ""])
