@@ -69,3 +69,23 @@ def write_synthetic_mnist(folder, n_train=1000, n_test=300):
     write_idx(folder / "t10k-labels-idx1-ubyte", y_test)
     return folder
 
+
+
+class InProcessRunner:
+    """Stands in for the sweep's runners (``fastmlp.sweep.local``,
+    ``fastmlp.sweep.cluster``): every trial in this process, in turn, so a
+    test can patch what a trial runs."""
+
+    where = "in the test process"
+
+    def call(self, function, *args):
+        return function(*args)
+
+    def run_trials(self, settings, with_model):
+        from fastmlp.sweep.trial import run_trial
+
+        for i, trial in enumerate(settings):
+            yield i, run_trial(trial, None, with_model)
+
+    def close(self, cancel=False):
+        pass

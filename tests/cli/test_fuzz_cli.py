@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import synthetic_digits
+from helpers import InProcessRunner, synthetic_digits
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -158,24 +158,6 @@ def warm(world):
                                    "--limit", "20", "--quiet", "--backend", "numba", "--dtype", dtype])
         assert status == 0, err
     return world
-
-
-class InProcessRunner:
-    """Stands in for the sweep's runners: every trial in this process, in turn."""
-
-    where = "in the fuzzing process"
-
-    def call(self, function, *args):
-        return function(*args)
-
-    def run_trials(self, settings, with_model):
-        from fastmlp.sweep.trial import run_trial
-
-        for i, trial in enumerate(settings):
-            yield i, run_trial(trial, None, with_model)
-
-    def close(self, cancel=False):
-        pass
 
 
 def test_fuzz_cli_exits_cleanly(warm, monkeypatch):

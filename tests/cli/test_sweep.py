@@ -12,6 +12,7 @@ import sys
 
 import numpy as np
 import pytest
+from helpers import InProcessRunner
 
 from fastmlp.cli import main
 from fastmlp.model import load
@@ -309,25 +310,6 @@ def test_a_worker_process_that_dies_ends_the_sweep_with_one_line_and_keeps_the_f
     assert errors == [f"fastmlp sweep: error: a worker process died while trials ran (out of memory? try fewer "
                       f"--jobs) ({len(read_rows(out))} of 6 trials finished; the finished ones are in {out})"]
     assert 1 <= len(read_rows(out)) < 6
-
-
-class InProcessRunner:
-    """The sweep's runner interface with every trial in this process, so a
-    test can make one trial fail."""
-
-    where = "in the test process"
-
-    def call(self, function, *args):
-        return function(*args)
-
-    def run_trials(self, settings, with_model):
-        from fastmlp.sweep.trial import run_trial
-
-        for i, trial in enumerate(settings):
-            yield i, run_trial(trial, None, with_model)
-
-    def close(self, cancel=False):
-        pass
 
 
 def test_a_trial_that_fails_keeps_every_other_trial(synthetic_mnist_dir, tmp_path, capsys, monkeypatch):
