@@ -44,6 +44,14 @@ class OutOfMemoryError(FastMLPError, MemoryError):
     exit_code = 1
 
 
+class BenchError(FastMLPError, RuntimeError):
+    """A part of the bench failed (a child process exited with an error, a
+    peer library is installed but does not import); the message names which
+    and why, in one line."""
+
+    exit_code = 1
+
+
 class MissingDependencyError(FastMLPError, ImportError):
     """An optional extra (matplotlib, Pillow) is needed but not installed."""
 

@@ -16,7 +16,7 @@ from fastmlp.bench.compile_time import compile_times
 from fastmlp.bench.epochs import (BACKENDS, BENCH_ROWS, ISAS, PEERS, backend_available, epoch_time,
                                   flops_per_epoch, jax_available, make_data, make_epoch, run_bench,
                                   torch_available)
-from fastmlp.bench.errors import BenchError
+from fastmlp.errors import BenchError
 from fastmlp.bench.machine_info import blas_info, cpu_model, machine
 from fastmlp.bench.tables import COLUMNS, caption, format_markdown, format_table, format_text
 

@@ -1,13 +1,13 @@
 """Child Python processes of the bench (compile times in a fresh process,
 the numba rows for another vector ISA): run one, return what it printed, and
-turn a failure into one :class:`~fastmlp.bench.errors.BenchError` line naming
+turn a failure into one :class:`~fastmlp.errors.BenchError` line naming
 the child and its last line on stderr."""
 
 import subprocess
 import sys
 from pathlib import Path
 
-from fastmlp.bench.errors import BenchError
+from fastmlp.errors import BenchError
 from fastmlp.errors import shown
 
 #: The folder fastmlp is imported from (a child must import the same copy).

@@ -6,7 +6,7 @@ import os
 import tempfile
 
 from fastmlp.bench.children import IMPORT_ROOT, run_python
-from fastmlp.bench.errors import BenchError
+from fastmlp.errors import BenchError
 from fastmlp.errors import shown
 
 #: The child's program: it prints "import seconds, first-call seconds, variants compiled".

@@ -23,7 +23,7 @@ import numpy as np
 
 from fastmlp.bench import compile_time, peers
 from fastmlp.bench.children import IMPORT_ROOT, run_python
-from fastmlp.bench.errors import BenchError
+from fastmlp.errors import BenchError
 from fastmlp.errors import FastMLPError, UsageError, shown
 from fastmlp.network import SGD, Net, init_params
 

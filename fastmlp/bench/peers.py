@@ -2,7 +2,7 @@
 ``fastmlp bench`` and ``benchmarks/bench_epoch.py`` (fastmlp depends on
 neither; each row appears when its library is installed, and one that is
 installed but does not import is a one-line
-:class:`~fastmlp.bench.errors.BenchError`).
+:class:`~fastmlp.errors.BenchError`).
 
 Both compute the reference's maths (``fastmlp.backends.reference``): sigmoid
 layers, the quadratic cost averaged over the mini-batch, plain SGD, the same
@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 
-from fastmlp.bench.errors import BenchError
+from fastmlp.errors import BenchError
 from fastmlp.errors import shown
 from fastmlp.network import unpack
 
