@@ -74,6 +74,13 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
     lr_step_size, lr_gamma
         The ``'step'`` schedule: the rate is multiplied by ``lr_gamma`` every
         ``lr_step_size`` epochs (default: a third of ``max_iter``).
+    dropout : float or list of float, optional
+        Dropout rates while training (``fastmlp.MLP``'s ``dropout``: one for
+        every hidden layer, or the inputs' then each hidden layer's); the
+        masks do not depend on the thread count or the backend.
+    max_norm : float
+        > 0: after each update, every hidden unit's incoming weights are held
+        to at most this Euclidean norm (0: no limit).
     """
 
     def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam", alpha=0.0001,
@@ -82,7 +89,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
                  warm_start=False, momentum=0.9, nesterovs_momentum=True, early_stopping=False,
                  validation_fraction=0.1, beta_1=0.9, beta_2=0.999, epsilon=1e-8,
                  n_iter_no_change=10, max_fun=15000, backend="numba", dtype=None, n_threads=None,
-                 init=None, input_scale=None, lr_step_size=None, lr_gamma=0.1):
+                 init=None, input_scale=None, lr_step_size=None, lr_gamma=0.1, dropout=None, max_norm=0.0):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.solver = solver
@@ -113,6 +120,8 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         self.input_scale = input_scale
         self.lr_step_size = lr_step_size
         self.lr_gamma = lr_gamma
+        self.dropout = dropout
+        self.max_norm = max_norm
 
     # --- fitting -------------------------------------------------------------------
 
@@ -203,7 +212,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
                         cost="cross_entropy" if binary else "nll", init=init, backend=self.backend,
                         dtype=str(np.dtype(self.dtype or float_dtype)),
                         seed=int(self._random_state.randint(0, 2**31 - 1)), n_threads=self.n_threads,
-                        warm_start=True)
+                        warm_start=True, dropout=self.dropout)
         self._mlp.initialize()
         self.n_layers_ = len(self._mlp.sizes)
         self.n_outputs_ = self._mlp.sizes[-1]
@@ -230,8 +239,9 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
             lr = schedules.learning_rate_at(self.learning_rate, self.learning_rate_init, epoch, self.max_iter,
                                             self.lr_step_size, self.lr_gamma)
         if self.solver == "adam":
-            return Adam(lr, self.beta_1, self.beta_2, self.epsilon, self.alpha)
-        return SGD(lr, self.momentum, bool(self.nesterovs_momentum) and self.momentum > 0, self.alpha)
+            return Adam(lr, self.beta_1, self.beta_2, self.epsilon, self.alpha, max_norm=self.max_norm)
+        return SGD(lr, self.momentum, bool(self.nesterovs_momentum) and self.momentum > 0, self.alpha,
+                   self.max_norm)
 
     def _fit_epochs(self, X, y, incremental):
         """scikit-learn's ``_fit_stochastic``: epochs, the loss curve, stopping

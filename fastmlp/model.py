@@ -16,6 +16,7 @@ import warnings
 
 import numpy as np
 
+from fastmlp import dropout as masks
 from fastmlp import modelfile, validation
 from fastmlp.backends import BACKENDS, DEFAULT_BACKEND, get_backend
 from fastmlp.errors import DivergenceError, OutOfMemoryError
@@ -103,6 +104,14 @@ class MLP:
         When true, ``fit`` continues from the current weights instead of
         drawing new ones (scikit-learn's meaning).  A run setting: model
         files do not keep it.
+    dropout : float or sequence of float, optional
+        Dropout rates during training (inverted dropout: kept units are scaled
+        by ``1 / (1 - p)``, so prediction uses every unit unscaled): one per
+        layer input (the network's inputs, then each hidden layer), or two
+        (inputs, every hidden layer), or one number for every hidden layer.
+        The masks come from a counter-based hash of (seed, epoch, sample,
+        layer, unit) (eq. R1-R5 of docs/math.md), so they are the same for
+        any thread count, batch split and backend.
 
     The constructor only stores its arguments (scikit-learn's rule); they are
     checked and resolved by ``build``, which ``fit``, ``initialize`` and
@@ -132,7 +141,7 @@ class MLP:
 
     def __init__(self, sizes=(784, 30, 10), activation="sigmoid", output_activation=None,
                  cost="quadratic", init=None, backend=DEFAULT_BACKEND, dtype="float64",
-                 seed=None, n_threads=None, warm_start=False):
+                 seed=None, n_threads=None, warm_start=False, dropout=None):
         self.sizes = sizes
         self.activation = activation
         self.output_activation = output_activation
@@ -143,6 +152,7 @@ class MLP:
         self.seed = seed
         self.n_threads = n_threads
         self.warm_start = warm_start
+        self.dropout = dropout
 
     # --- configuration ---------------------------------------------------------
 
@@ -198,6 +208,8 @@ class MLP:
             self.seed_ = int(np.random.SeedSequence().entropy % 2**63)
         if self.n_threads is not None:
             validation.check_positive_int(self.n_threads, "n_threads")
+        self.dropout_ = (masks.check_rates(self.dropout, n_layers) if self.dropout is not None
+                         else (0.0,) * n_layers)
 
         # Refuse up front what the weights alone would not fit in; fit checks
         # again with the batch size (training_bytes).
@@ -218,7 +230,7 @@ class MLP:
     def get_params(self):
         """The constructor's arguments (scikit-learn convention)."""
         keys = ("sizes", "activation", "output_activation", "cost", "init", "backend", "dtype",
-                "seed", "n_threads", "warm_start")
+                "seed", "n_threads", "warm_start", "dropout")
         return {k: getattr(self, k) for k in keys}
 
     # --- parameters --------------------------------------------------------------
@@ -283,7 +295,8 @@ class MLP:
             nesterov=False, l2=0.0, schedule="constant", step_size=None, gamma=0.1,
             schedule_start=0, schedule_length=None,
             val_split=0, validation_data=None, patience=None, test_data=None,
-            progress=False, callback=None, solver="sgd", beta_1=0.9, beta_2=0.999, epsilon=1e-8):
+            progress=False, callback=None, solver="sgd", beta_1=0.9, beta_2=0.999, epsilon=1e-8,
+            max_norm=0.0):
         """Train for ``epochs`` epochs of mini-batch SGD (``solver="sgd"``, with
         ``momentum``/``nesterov``) or Adam (``solver="adam"``, with ``beta_1``,
         ``beta_2``, ``epsilon``; eq. U6) and return ``self``.
@@ -293,7 +306,8 @@ class MLP:
         ``X`` out of training for validation (an int count or a fraction);
         ``validation_data``/``test_data`` are ``(X, y)`` pairs evaluated after
         every epoch.  ``callback(record)`` is called after every epoch with its
-        history record.
+        history record.  ``max_norm`` > 0 holds the incoming weights of every
+        hidden unit to at most that Euclidean norm after each update (eq. U8).
 
         The schedule runs over ``schedule_length`` epochs (default: ``epochs``)
         and this fit's first epoch is its epoch ``schedule_start`` (default 0),
@@ -321,6 +335,7 @@ class MLP:
         learning_rate = validation.check_number(learning_rate, "learning_rate", 0.0, inclusive=False)
         momentum = validation.check_number(momentum, "momentum", 0.0, maximum=1.0)
         l2 = validation.check_number(l2, "l2")
+        max_norm = validation.check_number(max_norm, "max_norm")
         if nesterov and momentum == 0:
             raise ValueError("nesterov=True needs momentum > 0")
         if schedule not in SCHEDULES:
@@ -356,8 +371,8 @@ class MLP:
 
         def optimizer(lr):
             if solver == "adam":
-                return Adam(lr, beta_1, beta_2, epsilon, l2)
-            return SGD(lr, momentum, bool(nesterov), l2)
+                return Adam(lr, beta_1, beta_2, epsilon, l2, max_norm=max_norm)
+            return SGD(lr, momentum, bool(nesterov), l2, max_norm)
 
         _check_memory(self.net_.sizes, self.dtype_.itemsize, batch_size, optimizer(learning_rate),
                       get_backend(self.backend).PREDICT_CHUNK)
@@ -483,6 +498,8 @@ class MLP:
         else:
             order = np.arange(len(X), dtype=np.int64)
         saved = self.params_.copy(), self.velocity_.copy()
+        dropout = (masks.Dropout(self.dropout_, masks.epoch_key(self.seed_, epoch)) if any(self.dropout_)
+                   else None)
         if progress:
             progress.reset(total=len(X))
             progress.set_description(f"epoch {epoch}")
@@ -495,7 +512,8 @@ class MLP:
                 for chunk, chunk_sgd in _chunks(order, batch_size, progress, sgd, l2_per_sample):
                     with self._guard():
                         chunk_loss, chunk_correct = backend.train_batches(
-                            self.params_, self.velocity_, self.net_, chunk_sgd, X, y, chunk, batch_size)
+                            self.params_, self.velocity_, self.net_, chunk_sgd, X, y, chunk, batch_size,
+                            dropout=dropout)
                     loss_sum += chunk_loss
                     n_correct += chunk_correct
                     if progress:

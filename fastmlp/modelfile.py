@@ -22,7 +22,7 @@ in the file, a resumed training continues exactly as the uninterrupted one.
 The JSON metadata holds ``format`` ("fastmlp-model"), ``format_version``
 (:data:`FORMAT_VERSION`), the fastmlp version that wrote it, the constructor
 arguments that describe the network (sizes, activation, output_activation,
-cost, init, backend, dtype, seed), the resolved per-layer ``activations`` and
+cost, init, backend, dtype, dropout, seed), the resolved per-layer ``activations`` and
 ``inits``, the training
 ``history`` and an ``arrays`` table with the shape and dtype of every array, which
 ``load`` checks before trusting anything.  Run settings (``warm_start``,
@@ -54,7 +54,7 @@ METADATA_KEY = "metadata"
 
 #: Constructor arguments stored (and passed back to ``MLP`` on load): the
 #: network's description, not run settings such as ``warm_start``.
-INIT_ARGS = ("sizes", "activation", "output_activation", "cost", "init", "backend", "dtype")
+INIT_ARGS = ("sizes", "activation", "output_activation", "cost", "init", "backend", "dtype", "dropout")
 _REQUIRED = ("format_version", "sizes", "activations", "inits", "cost", "dtype", "seed", "backend",
              "history", "arrays")
 

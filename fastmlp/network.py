@@ -30,6 +30,7 @@ class SGD(NamedTuple):
     momentum: float = 0.0
     nesterov: bool = False
     l2: float = 0.0
+    max_norm: float = 0.0  # (U8) > 0: the largest norm of a hidden unit's incoming weights
 
 
 class Adam(NamedTuple):
@@ -47,6 +48,7 @@ class Adam(NamedTuple):
     epsilon: float = 1e-8
     l2: float = 0.0
     t: int = 0
+    max_norm: float = 0.0  # (U8), as for SGD
 
 
 def single_logistic(net):

@@ -54,6 +54,8 @@ DEFAULTS = {
     "input_scale": None,
     "lr_step_size": None,
     "lr_gamma": 0.1,
+    "dropout": None,
+    "max_norm": 0.0,
 }
 
 
@@ -172,6 +174,19 @@ def _init(name, value):
                            "or a list with one per layer")
 
 
+def _dropout(name, value):
+    """None, a rate in [0, 1) for every hidden layer, or a sequence of rates
+    (``fastmlp.dropout.check_rates`` checks their count against the layers
+    at fit)."""
+    if value is None:
+        return
+    rates = [value] if _is_real(value) else value
+    if not hasattr(rates, "__iter__") or isinstance(rates, str) or not all(
+            _is_real(r) and 0.0 <= r < 1.0 for r in rates):
+        _fail(name, value, "None, a rate in [0, 1) for the hidden layers, or a list of rates in [0, 1) "
+                           "(inputs, then each hidden layer)")
+
+
 def _input_scale(name, value):
     if value is not None:
         _real(0.0, lo_open=True)(name, value)
@@ -208,6 +223,8 @@ CHECKS = {
     "input_scale": _input_scale,
     "lr_step_size": _int(1, none_ok=True),
     "lr_gamma": _real(0.0, 1.0, lo_open=True),
+    "dropout": _dropout,
+    "max_norm": _real(0.0),
 }
 assert CHECKS.keys() == DEFAULTS.keys()
 

@@ -36,6 +36,7 @@ import math
 
 import numpy as np
 
+from fastmlp import dropout as masks
 from fastmlp.functions import ACTIVATIONS, COSTS, DERIVATIVES, predicted_classes
 from fastmlp.network import Adam, single_logistic, unpack
 
@@ -164,36 +165,77 @@ def adam_update(W, b, dW, db, mW, mb, vW, vb, adam, t):
         P -= lr_t * M / (np.sqrt(V) + adam.epsilon)
 
 
-def forward(weights, biases, activations, A0):
+def forward(weights, biases, activations, A0, factors=None, raw=None):
     """(F) for every layer.  Returns the lists ``Zs = [Z_1..Z_L]`` and
-    ``As = [A_0..A_L]`` that backpropagation needs."""
-    Zs, As = [], [A0]
-    for W, b, activation in zip(weights, biases, activations):
+    ``As = [A_0..A_L]`` that backpropagation needs.  With dropout,
+    ``factors[k]`` (``dropout_factors``) multiplies layer input ``k`` before
+    the next layer reads it (R4): ``As`` holds the inputs as the next layer
+    read them, and the list ``raw``, when given, receives every layer's
+    activations before that (``f(Z)``, from which ``f'`` is computed)."""
+    factors = factors or [None] * len(weights)
+    A = A0 if factors[0] is None else A0 * factors[0]
+    Zs, As = [], [A]
+    if raw is not None:
+        raw.append(A0)
+    for l, (W, b, activation) in enumerate(zip(weights, biases, activations)):
         Z, A = dense_forward(As[-1], W, b, activation)
+        if raw is not None:
+            raw.append(A)
+        if l + 1 < len(weights) and factors[l + 1] is not None:
+            A = A * factors[l + 1]  # (R4) inverted dropout of hidden layer l + 1
         Zs.append(Z)
         As.append(A)
     return Zs, As
 
 
-def backprop(weights, biases, net, A0, Y):
+def backprop(weights, biases, net, A0, Y, factors=None):
     """Cost and gradients of one mini-batch: ``(loss, dW_list, db_list, A_L)``.
 
     ``loss`` is the batch-averaged cost (C1-C3) before any update; the gradients
     are averaged over the batch (G).  ``weights``/``biases`` are the per-layer
-    views given by ``fastmlp.network.unpack``.
+    views given by ``fastmlp.network.unpack``.  ``factors``: the dropout
+    factors of the batch (``dropout_factors``), or None: the gradients flow
+    through the kept units only, scaled as the forward pass scaled them (R5).
     """
-    Zs, As = forward(weights, biases, net.activations, A0)
+    raw = []
+    Zs, As = forward(weights, biases, net.activations, A0, factors, raw)
     loss = COSTS[net.cost](Zs[-1], As[-1], Y)
     delta = output_delta(As[-1], Y, net.activations[-1], net.cost)
     dWs, dbs = [None] * len(weights), [None] * len(weights)
     for l in range(len(weights) - 1, -1, -1):  # from the output layer back
         dWs[l], dbs[l] = gradients(delta, As[l])
         if l > 0:
-            delta = hidden_delta(delta, weights[l], As[l], net.activations[l - 1])
+            delta = hidden_delta(delta, weights[l], raw[l], net.activations[l - 1])
+            if factors and factors[l] is not None:
+                delta = delta * factors[l]  # (R5)
     return loss, dWs, dbs, As[-1]
 
 
-def train_batches(params, velocity, net, sgd, X, y, order, batch_size, plan=None):
+def dropout_factors(dropout, sizes, rows, dtype):
+    """(R4) For each layer input ``k`` with a dropout rate, the factors of the
+    batch ``rows`` (sample indices): ``1 / (1 - p)`` where the unit is kept
+    (``fastmlp.dropout.keep``), 0 where it is dropped; None without dropout."""
+    if dropout is None:
+        return None
+    factors = []
+    for k, rate in enumerate(dropout.rates):
+        if rate == 0:
+            factors.append(None)
+        else:
+            kept = masks.keep(dropout.key, rows, k, sizes[k], rate)
+            factors.append(kept.astype(dtype) * dtype.type(masks.scale(rate)))
+    return factors
+
+
+def max_norm(W, limit):
+    """(U8) Scale every row of ``W`` (the weights into one unit) whose
+    Euclidean norm exceeds ``limit`` down to norm ``limit``, in place."""
+    norms = np.sqrt(np.einsum("ij,ij->i", W, W, dtype=np.float64))
+    over = norms > limit
+    W[over] *= (limit / norms[over])[:, None].astype(W.dtype)
+
+
+def train_batches(params, velocity, net, sgd, X, y, order, batch_size, plan=None, dropout=None):
     """Train on the samples ``X[order]`` in consecutive mini-batches of
     ``batch_size`` (the last one may be shorter and is averaged over its own
     size), updating ``params`` (and ``velocity``, for momentum) in place.
@@ -204,6 +246,9 @@ def train_batches(params, velocity, net, sgd, X, y, order, batch_size, plan=None
     Returns ``(loss_sum, n_correct)``: the cost summed over the samples and the
     number classified correctly, both measured on each batch before its update.
     ``plan`` is ignored (the Numba backend's compile plan, ``prepare``).
+    ``dropout``: a ``fastmlp.dropout.Dropout`` (R1-R5), or None.  With
+    ``sgd.max_norm`` > 0 every hidden unit's incoming weights are held to that
+    norm after each update (U8).
     Mirror: ``fastmlp.backends.numba.plan.train_batches``, which runs all of it in
     one compiled call.
     """
@@ -217,7 +262,8 @@ def train_batches(params, velocity, net, sgd, X, y, order, batch_size, plan=None
         rows = order[start:start + batch_size]
         A0 = as_input(X[rows], params.dtype)
         Y = targets(y[rows], net, params.dtype)
-        loss, dWs, dbs, A_L = backprop(weights, biases, net, A0, Y)
+        factors = dropout_factors(dropout, net.sizes, rows, params.dtype)
+        loss, dWs, dbs, A_L = backprop(weights, biases, net, A0, Y, factors)
         loss_sum += loss * len(rows)
         n_correct += int(np.count_nonzero(predicted_classes(A_L, single_logistic(net)) == y[rows]))
         for l, (W, b, dW, db) in enumerate(zip(weights, biases, dWs, dbs)):
@@ -226,6 +272,8 @@ def train_batches(params, velocity, net, sgd, X, y, order, batch_size, plan=None
                             sgd, sgd.t + k + 1)
             else:
                 sgd_update(W, b, dW, db, v_weights[l], v_biases[l], sgd)
+            if sgd.max_norm and l < len(weights) - 1:
+                max_norm(W, sgd.max_norm)
     return loss_sum, n_correct
 
 

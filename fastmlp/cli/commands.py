@@ -287,6 +287,14 @@ def resume_model(args, explicit):
             raise UsageError(f"{option} {_show(getattr(args, key))} conflicts with {shown(args.resume)}, which "
                              f"holds a {'-'.join(map(str, model.sizes))} network ({', '.join(model.activations_)}; "
                              f"cost {model.cost}; {model.dtype_}; seed {model.seed_}): leave {option} out when resuming")
+    if "dropout" in explicit:  # a training choice: the resumed run may change it
+        model.dropout = args.dropout
+        try:
+            model.build()
+        except (ValueError, TypeError) as error:
+            raise UsageError(str(error)) from None
+    else:
+        args.dropout = model.dropout
     stored = model.metadata_.get("extra", {}).get("train", {})
     for key in TRAINING:
         if key not in explicit and stored.get(key) is not None:

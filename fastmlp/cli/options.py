@@ -151,6 +151,18 @@ beta_1_value = _checked(lambda value: training.beta_value(value, "beta_1"), "bet
 beta_2_value = _checked(lambda value: training.beta_value(value, "beta_2"), "beta_2")
 
 
+def rate_list(text):
+    """``--dropout``: comma-separated rates, each in [0, 1)."""
+    try:
+        rates = [float(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated rates such as 0.2,0.5, got {text!r}") from None
+    for rate in rates:
+        if not 0.0 <= rate < 1.0:
+            raise argparse.ArgumentTypeError(f"every dropout rate must be in [0, 1), got {rate:g}")
+    return rates[0] if len(rates) == 1 else rates
+
+
 def csv_path(text):
     """``--out``: a file ending in .csv."""
     path_arg(text)
@@ -195,6 +207,11 @@ def add_train_options(p):
                      help="adam: decay of the second moments (default 0.999)")
     opt.add_argument("--epsilon", type=positive_float, default=1e-8, help="adam: added to the root of the second moments (default 1e-8)")
     opt.add_argument("--l2", type=non_negative_float, default=0.0, help="L2 weight decay")
+    opt.add_argument("--dropout", type=rate_list, metavar="RATES",
+                     help="dropout rates: one for every hidden layer, or the inputs' and the hidden layers' "
+                          "(0.2,0.5), or one per layer input; masks independent of threads and backend")
+    opt.add_argument("--max-norm", type=non_negative_float, default=0.0, metavar="C",
+                     help="hold every hidden unit's incoming weights to norm <= C after each update (0: off)")
     opt.add_argument("--schedule", choices=SCHEDULES, default="constant", help="learning-rate schedule")
     opt.add_argument("--val-split", type=val_split, nargs="?", const=10000, default=0,
                      help="hold out the last N training images (or a fraction) for validation; alone: 10000")

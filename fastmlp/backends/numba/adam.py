@@ -25,7 +25,9 @@ import numpy as np
 from numba import prange
 
 from fastmlp.backends.numba.calls import ADAM_APPLY, FORWARD, GATHER, HIDDEN, OUTPUT, UPDATE, caller
-from fastmlp.backends.numba.epoch import _bias, _rows, call_forward, call_gather, call_hidden, call_output, call_update
+from fastmlp.backends.numba.dropout import _max_norm
+from fastmlp.backends.numba.epoch import (_bias, _delta_input, _drop_hidden, _drop_input, _rows, call_forward,
+                                          call_gather, call_hidden, call_output, call_update)
 from fastmlp.backends.numba.jit import DRIVER, kernel
 from fastmlp.backends.numba.shapes import FWD, PAR, PNL
 
@@ -76,13 +78,14 @@ call_adam_apply = caller(_adam_apply)
 
 @kernel(args=DRIVER)
 def _train_epoch_adam(params, velocity, offsets, a_off, sizes, acts, cost, hyper, X, y, order, batch_size, scale,
-                      panels, kinds, G, A_buf, D_buf, XB, Z_L, grads, ghyper, fns):
+                      panels, kinds, G, A_buf, D_buf, XB, Z_L, F_buf, drop, reg, grads, ghyper, fns):
     """All mini-batches of one Adam epoch: per batch (X), (F) through every
     layer, (C)/(D_L), then from the last layer back (D_l) with the old
     weights and each layer's gradient into ``grads`` (the update kernels with
     ``ghyper`` = plain SGD at rate -1, no decay), then the Adam step for all
     parameters (``_adam_apply``).  ``fns``: the kernels' addresses, as in
-    ``epoch._train_epoch``.  Returns ``(loss_sum, n_correct)``."""
+    ``epoch._train_epoch``; dropout and max-norm as there (``drop``,
+    ``reg``).  Returns ``(loss_sum, n_correct)``."""
     L = sizes.shape[0] - 1
     s0 = sizes[0]
     n = order.shape[0]
@@ -94,12 +97,15 @@ def _train_epoch_adam(params, velocity, offsets, a_off, sizes, acts, cost, hyper
         m = min(batch_size, n - start)
         x = _rows(XB[0], zero, s0, m)
         call_gather(fns[GATHER, 0], X, order, start, m, scale, x)
+        _drop_input(x, m, order, start, drop, reg)
         for l in range(L):
             n_in, n_out = sizes[l], sizes[l + 1]
             a_in = x if l == 0 else _rows(A_buf, a_off[l], n_in, m)
             call_forward(fns[FORWARD, 2 * kinds[l, PAR] + kinds[l, FWD]], a_in, m,
                          _rows(params, offsets[l], n_in, n_out), _bias(params, offsets[l], n_in, n_out), acts[l],
                          Z_L, _rows(A_buf, a_off[l + 1], n_out, m), l == L - 1)
+            if l + 1 < L:
+                _drop_hidden(A_buf, F_buf, a_off, sizes, acts, l + 1, m, order, start, drop, reg)
         loss, correct = call_output(fns[OUTPUT, 0], Z_L, _rows(A_buf, a_off[L], sizes[L], m), y, order, start, m,
                                     acts[L - 1], cost, _rows(D_buf, a_off[L], sizes[L], m))
         loss_sum += loss
@@ -111,10 +117,14 @@ def _train_epoch_adam(params, velocity, offsets, a_off, sizes, acts, cost, hyper
             a_in = x if l == 0 else _rows(A_buf, a_off[l], n_in, m)
             k = 2 * kinds[l, PAR] + kinds[l, PNL]
             if l > 0:  # delta_l with the old W_l, before any update
-                call_hidden(fns[HIDDEN, k], d_next, _rows(params, o, n_in, n_out), a_in, m, acts[l - 1],
+                factors, code = _delta_input(A_buf, F_buf, a_off, acts, l, n_in, m, drop)
+                call_hidden(fns[HIDDEN, k], d_next, _rows(params, o, n_in, n_out), factors, m, code,
                             _rows(D_buf, a_off[l], n_in, m), G, panels[l])
             GW, Gb = _rows(grads, o, n_in, n_out), _bias(grads, o, n_in, n_out)
             call_update(fns[UPDATE, k], d_next, a_in, m, GW, Gb, GW, Gb, ghyper, G, panels[l])
         t += 1
         call_adam_apply(fns[ADAM_APPLY, 0], params, velocity, grads, offsets, sizes, hyper, t)
+        if reg[0] > 0:
+            for l in range(L - 1):
+                _max_norm(_rows(params, offsets[l], sizes[l], sizes[l + 1]), reg[0])
     return loss_sum, n_correct

@@ -6,7 +6,7 @@ Mirror: ``fastmlp.functions`` (the NumPy versions the reference uses).
 
 import math
 
-from fastmlp.backends.numba.jit import IDENTITY, LEAKY_RELU, RELU, SIGMOID, SOFTMAX, TANH, kernel
+from fastmlp.backends.numba.jit import GIVEN, IDENTITY, LEAKY_RELU, RELU, SIGMOID, SOFTMAX, TANH, kernel
 
 
 @kernel
@@ -30,9 +30,12 @@ def _activate(z, code, slope, one):
 
 @kernel
 def _derivative(a, code, slope, one):
-    """(A1'-A4', A6') ``f'(z)`` from ``a = f(z)``."""
+    """(A1'-A4', A6') ``f'(z)`` from ``a = f(z)``; under the code ``GIVEN``,
+    ``a`` itself (a factor computed beforehand: dropout's (R5))."""
     if code == IDENTITY:
         return one
+    if code == GIVEN:
+        return a
     if code == SIGMOID:
         return a * (one - a)
     if code == TANH:

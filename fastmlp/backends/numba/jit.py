@@ -43,6 +43,9 @@ RELU = ACTIVATION_CODES["relu"]
 LEAKY_RELU = ACTIVATION_CODES["leaky_relu"]
 SOFTMAX = ACTIVATION_CODES["softmax"]
 IDENTITY = ACTIVATION_CODES["identity"]
+#: Not an activation: the code under which ``elementwise._derivative`` returns
+#: its argument, for a delta whose factors are given (dropout, ``dropout``).
+GIVEN = max(ACTIVATION_CODES.values()) + 1
 QUADRATIC = COST_CODES["quadratic"]
 CROSS_ENTROPY = COST_CODES["cross_entropy"]
 NLL = COST_CODES["nll"]

@@ -40,6 +40,7 @@ except ImportError:  # Windows: compiles are not serialised between processes
 import numba
 import numpy as np
 
+from fastmlp import dropout as masks
 from fastmlp._files import atomic_write
 from fastmlp.backends.numba import cache, calls, jit, precompile
 from fastmlp.backends.numba.adam import _adam_apply, _train_epoch_adam
@@ -71,9 +72,14 @@ CALLS = {"epoch": ("forward", "hidden", "update", "first", "gather", "output"),
 
 
 def update_rule(optimizer):
-    """``"adam"`` for ``network.Adam``, else ``"sgd"`` (plain, momentum and
-    Nesterov share their compiled code)."""
-    return "adam" if isinstance(optimizer, Adam) else "sgd"
+    """``"adam"`` for ``network.Adam``; for SGD (plain, momentum and Nesterov
+    share their compiled code) ``"sgd"``, or ``"sgd_max_norm"`` with max-norm,
+    whose first layer cannot take the fused update-and-forward (the forward
+    must see the weights after max-norm), so it needs the kernels of the
+    unfused path too (``needed_variants``)."""
+    if isinstance(optimizer, Adam):
+        return "adam"
+    return "sgd_max_norm" if getattr(optimizer, "max_norm", 0.0) > 0 else "sgd"
 
 
 @dataclass(frozen=True)
@@ -158,7 +164,8 @@ def _signature(variant, dispatcher):
     if variant.stage == "predict":
         return (vec, ints, ints, ints, X, ints, t.float64, mat, t.Array(dt, 3, "C"), table)
     head = (vec, vec, ints, ints, ints, ints, t.int64, hyper, X, t.Array(t.uint8, 1, "C"),
-            ints, t.int64, t.float64, ints, t.Array(t.int64, 2, "C"), t.Array(dt, 3, "C"), vec, vec, mat, mat)
+            ints, t.int64, t.float64, ints, t.Array(t.int64, 2, "C"), t.Array(dt, 3, "C"), vec, vec, mat, mat,
+            vec, t.Array(t.uint64, 1, "C"), hyper)
     if variant.stage == "adam_epoch":
         head += (vec, hyper)
     return head + (table,)
@@ -321,7 +328,8 @@ def needed_variants(sizes, dtype, *, batch_size=None, rule="sgd"):
     if batch_size is not None:
         kinds = layer_kinds(sizes, batch_size, dtype)
         driver = "adam_epoch" if rule == "adam" else "epoch"
-        split = bool(kinds[0, PNL] or kinds[0, FWD])  # see epoch._train_epoch
+        # see epoch._train_epoch: the first layer's update, forward and gather one at a time
+        split = bool(kinds[0, PNL] or kinds[0, FWD] or (rule == "sgd_max_norm" and len(sizes) > 2))
         used = {stage: [] for stage in CALLS[driver]}
         for l, (par, pnl, fwd) in enumerate(kinds):
             used["forward"].append(Variant("forward", dtype, bool(par), bool(fwd)))
@@ -451,10 +459,12 @@ class Workspace:
     """The work buffers of one epoch call for ``sizes`` and ``m`` samples per
     batch: activations and deltas of every layer (flat, at ``a_off``), three
     gathered input batches, the output's pre-activations, and per-thread
-    scratch rows.  Allocated per call, so concurrent calls share nothing."""
+    scratch rows, and with dropout the delta factors ``F`` (laid out as the
+    activations).  Allocated per call, so concurrent calls share nothing."""
 
-    def __init__(self, sizes, m, dtype):
+    def __init__(self, sizes, m, dtype, dropout=False):
         self.a_off = np.concatenate([[0], np.cumsum(m * np.asarray(sizes, dtype=np.int64))]).astype(np.int64)
+        self.F = np.zeros(self.a_off[-1] if dropout else 0, dtype)  # (R5) delta factors of the dropped layers
         self.A = np.zeros(self.a_off[-1], dtype)
         self.D = np.zeros(self.a_off[-1], dtype)
         self.XB = np.zeros((3, m * sizes[0]), dtype)
@@ -491,8 +501,10 @@ class Plan:
             self.table = _table(driver, self.compiled)
             self.epoch = _entry_point(driver)
 
-    def train(self, params, velocity, net, sgd, X, y, order):
+    def train(self, params, velocity, net, sgd, X, y, order, dropout=None):
         """``train_batches`` with this plan (see there)."""
+        if update_rule(sgd) != self.rule:  # its table lacks kernels that optimiser calls
+            raise ValueError(f"this plan was prepared for the update rule {self.rule!r}, not {update_rule(sgd)!r}")
         X, scale = _check_input(X, params.dtype)
         y = np.ascontiguousarray(y, dtype=np.uint8)
         order = np.ascontiguousarray(order, dtype=np.int64)
@@ -501,18 +513,20 @@ class Plan:
         if not order.flags.writeable:
             order = order.copy()
         m = min(self.batch_size, len(order))
-        work = Workspace(self.sizes, m, params.dtype)
+        work = Workspace(self.sizes, m, params.dtype, dropout is not None)
         args = (params, velocity, self.offsets, work.a_off, self.sizes_array, _codes(net), COST_CODES[net.cost])
+        drop, reg = _regularisation(self.sizes, dropout, sgd.max_norm)
         if self.rule == "adam":  # (U6), see fastmlp.backends.numba.adam
             hyper = np.array([sgd.lr, sgd.beta_1, sgd.beta_2, sgd.epsilon, sgd.l2, sgd.t], dtype=np.float64)
             grads = np.zeros(params.shape[0], params.dtype)
             ghyper = np.array([-1.0, 0.0, 0.0, 0.0])  # (U1) with rate -1 on a zero buffer: the gradient
             loss, correct = self.epoch(*args, hyper, X, y, order, m, float(scale), self.panels, self.kinds,
-                                       work.G, work.A, work.D, work.XB, work.Z_L, grads, ghyper, self.table)
+                                       work.G, work.A, work.D, work.XB, work.Z_L, work.F, drop, reg, grads, ghyper,
+                                       self.table)
         else:
             hyper = np.array([sgd.lr, sgd.momentum, sgd.l2, float(bool(sgd.nesterov))], dtype=np.float64)
             loss, correct = self.epoch(*args, hyper, X, y, order, m, float(scale), self.panels, self.kinds,
-                                       work.G, work.A, work.D, work.XB, work.Z_L, self.table)
+                                       work.G, work.A, work.D, work.XB, work.Z_L, work.F, drop, reg, self.table)
         return float(loss), int(correct)
 
     def predict_proba(self, params, net, X):
@@ -525,6 +539,22 @@ class Plan:
             self.predict(params, self.offsets, self.sizes_array, _codes(net), X, np.arange(n, dtype=np.int64),
                          float(scale), out, work, self.predict_table)
         return out
+
+
+def _regularisation(sizes, dropout, max_norm):
+    """The drivers' ``drop`` (the epoch's key, then per layer input the
+    threshold of R3, 0 for no dropout) and ``reg`` (the max-norm limit of U8,
+    0 for none, then per layer input the scale ``1 / (1 - p)``)."""
+    n_inputs = len(sizes) - 1
+    drop = np.zeros(n_inputs + 1, dtype=np.uint64)
+    reg = np.ones(n_inputs + 1, dtype=np.float64)
+    reg[0] = max_norm
+    if dropout is not None:
+        drop[0] = dropout.key
+        for k, rate in enumerate(dropout.rates):
+            drop[k + 1] = masks.threshold(rate)
+            reg[k + 1] = masks.scale(rate)
+    return drop, reg
 
 
 _plans = {}
@@ -543,14 +573,18 @@ def prepare(net, dtype, *, batch_size=None, optimizer=None):
     return _plans[key]
 
 
-def train_batches(params, velocity, net, sgd, X, y, order, batch_size, plan=None):
+def train_batches(params, velocity, net, sgd, X, y, order, batch_size, plan=None, dropout=None):
     """Train on ``X[order]`` in consecutive mini-batches, updating ``params`` and
     ``velocity`` in place; returns ``(loss_sum, n_correct)`` measured on each batch
     before its update.  All batches run inside one compiled call.  ``plan``:
     what ``prepare`` returned for this network, batch size and optimiser (else
     it is looked up, and made on first use).
 
-    Implements (X), (F), (C), (D_L), (D_l), (G), (U1)-(U4), (U6) of docs/math.md.
+    ``dropout``: a ``fastmlp.dropout.Dropout`` or None; ``sgd.max_norm`` > 0
+    holds every hidden unit's incoming weights to that norm.
+
+    Implements (X), (F), (C), (D_L), (D_l), (G), (U1)-(U4), (U6), (U8),
+    (R1)-(R5) of docs/math.md.
     Mirror: ``fastmlp.backends.reference.train_batches``.
     """
     if len(order) == 0:
@@ -560,7 +594,7 @@ def train_batches(params, velocity, net, sgd, X, y, order, batch_size, plan=None
     batch_size = int(max(batch_size, 1))
     if plan is None:
         plan = prepare(net, params.dtype, batch_size=batch_size, optimizer=sgd)
-    return plan.train(params, velocity, net, sgd, X, y, order)
+    return plan.train(params, velocity, net, sgd, X, y, order, dropout)
 
 
 def predict_proba(params, net, X, plan=None):
