@@ -150,8 +150,8 @@ def test_interrupt_restores_last_completed_epoch(blobs, monkeypatch):
 
     real = reference.train_batches
 
-    def interrupted(params, *args):
-        real(params, *args)
+    def interrupted(params, *args, **kwargs):
+        real(params, *args, **kwargs)
         if params is model.params_:  # a real epoch (not the warm-up on a copy) changed
             raise KeyboardInterrupt  # the weights, then "Ctrl-C" arrives
 
@@ -239,8 +239,8 @@ def test_running_out_of_memory_in_an_epoch_keeps_the_last_state(blobs, monkeypat
     after_epoch_1 = model.params_.copy()
     real = reference.train_batches
 
-    def out_of_memory(params, *args):
-        real(params, *args)
+    def out_of_memory(params, *args, **kwargs):
+        real(params, *args, **kwargs)
         if params is model.params_:
             raise MemoryError
 
@@ -316,3 +316,30 @@ def test_a_schedule_position_past_its_length_is_refused(blobs):
     X, y = blobs
     with pytest.raises(ValueError, match="runs past the schedule_length 3"):
         small().fit(X, y, epochs=2, schedule="cosine", schedule_start=2, schedule_length=3)
+
+
+def test_dropout_is_deterministic_changes_training_and_leaves_prediction_alone(blobs):
+    X, y = blobs
+    a = small(dropout=(0.2, 0.5)).fit(X, y, epochs=3, learning_rate=3.0)
+    b = small(dropout=(0.2, 0.5)).fit(X, y, epochs=3, learning_rate=3.0)
+    plain = small().fit(X, y, epochs=3, learning_rate=3.0)
+    npt.assert_array_equal(a.params_, b.params_)
+    assert not np.array_equal(a.params_, plain.params_)
+    assert a.score(X, y) > BLOBS_MIN_SCORE
+    npt.assert_array_equal(a.predict_proba(X), a.predict_proba(X))  # no mask at prediction: repeatable
+
+
+def test_max_norm_holds_the_hidden_units(blobs):
+    X, y = blobs
+    model = small().fit(X, y, epochs=2, learning_rate=3.0, momentum=0.5, max_norm=0.5)
+    assert np.linalg.norm(model.weights_[0], axis=1).max() <= 0.5 * (1 + 1e-12)
+
+
+@pytest.mark.parametrize("dropout, match", [
+    ((0.2, 0.5, 0.5), "one rate for the inputs and one per hidden layer"),
+    (1.0, r"in \[0, 1\)"),
+])
+def test_bad_dropout_is_refused_at_fit(blobs, dropout, match):
+    X, y = blobs
+    with pytest.raises(ValueError, match=match):
+        small(dropout=dropout).fit(X, y, epochs=1)

@@ -407,7 +407,10 @@ RESUMED_RUNS = {
     "nesterov": dict(learning_rate=0.2, momentum=0.9, nesterov=True),
     "adam": dict(learning_rate=0.01, solver="adam"),
     "adam, l2 and a cosine schedule": dict(learning_rate=0.01, solver="adam", l2=1e-4, schedule="cosine"),
+    "momentum, dropout and max-norm": dict(learning_rate=0.2, momentum=0.9, max_norm=1.0),
 }
+#: The constructor's arguments of a run, where they differ from the default.
+RESUMED_MODELS = {"momentum, dropout and max-norm": dict(dropout=(0.2, 0.5))}
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -415,7 +418,8 @@ RESUMED_RUNS = {
 def test_a_resumed_run_equals_an_uninterrupted_one_bit_for_bit(tmp_path, backend, name):
     X, y = tiny_data()
     settings = dict(batch_size=16, val_split=40, **RESUMED_RUNS[name])
-    new = lambda: MLP([784, 6, 10], activation="relu", cost="nll", backend=backend, seed=4)  # noqa: E731
+    new = lambda: MLP([784, 6, 10], activation="relu", cost="nll", backend=backend, seed=4,  # noqa: E731
+                      **RESUMED_MODELS.get(name, {}))
     straight = new().fit(X, y, epochs=4, **settings)
     first = new().fit(X, y, epochs=2, schedule_length=4, **settings)
     resumed = load(save(first, tmp_path / "m.npz"))
@@ -426,3 +430,10 @@ def test_a_resumed_run_equals_an_uninterrupted_one_bit_for_bit(tmp_path, backend
     assert resumed.adam_steps_ == straight.adam_steps_
     strip = lambda history: [{k: v for k, v in r.items() if k != "seconds"} for r in history]  # noqa: E731
     assert strip(resumed.history_) == strip(straight.history_)
+
+
+def test_dropout_is_saved_with_the_model(tmp_path):
+    X, y = tiny_data()
+    model = MLP([784, 6, 10], backend="numpy", seed=4, dropout=0.5).fit(X, y, epochs=1)
+    loaded = load(save(model, tmp_path / "m.npz"))
+    assert loaded.dropout == 0.5 and loaded.dropout_ == (0.0, 0.5)

@@ -23,15 +23,20 @@ import numpy as np
 import pytest
 from helpers import subprocess_env
 
-#: (sizes, batch, dtype): serial and parallel layers, with and without panels.
-CASES = [(sizes, batch, dtype) for sizes, batch in (("784-30-10", 10), ("784-64-32-10", 32), ("784-520-10", 64),
-                                                    ("784-100-70-10", 128))
+#: (sizes, batch, dtype, regularised): serial and parallel layers, with and
+#: without panels; regularised: with dropout on the inputs and hidden layers
+#: and max-norm (their passes run in parallel from large enough batches).
+CASES = [(sizes, batch, dtype, False) for sizes, batch in (("784-30-10", 10), ("784-64-32-10", 32),
+                                                           ("784-520-10", 64), ("784-100-70-10", 128))
          for dtype in ("float32", "float64")]
+CASES += [("784-64-32-10", 32, "float64", True), ("784-520-10", 64, "float32", True),
+          ("784-100-70-10", 128, "float64", True)]
 
 SCRIPT = r"""
 import json, sys
 import numba
 import numpy as np
+from fastmlp import dropout as masks
 from fastmlp.backends import numba as kernels
 from fastmlp.network import Net, SGD, init_params
 
@@ -44,7 +49,7 @@ def threads_seen(n):
     return np.unique(seen).size
 
 
-def train(sizes, dtype, batch):
+def train(sizes, dtype, batch, regularised):
     sizes = tuple(int(s) for s in sizes.split("-"))
     net = Net(sizes, ("sigmoid",) * (len(sizes) - 2) + ("softmax",), "nll")
     rng = np.random.default_rng(0)
@@ -53,9 +58,11 @@ def train(sizes, dtype, batch):
     params = init_params(sizes, ["normal"] * (len(sizes) - 1), np.random.default_rng(1), np.dtype(dtype))
     velocity = np.zeros_like(params)
     results = []
+    sgd = SGD(0.1, 0.9, True, 1e-4, 1.5 if regularised else 0.0)
     for epoch in range(2):
         order = np.random.default_rng(2 + epoch).permutation(300)
-        results.extend(kernels.train_batches(params, velocity, net, SGD(0.1, 0.9, True, 1e-4), X, y, order, batch))
+        drop = masks.Dropout((0.2,) + (0.5,) * (len(sizes) - 2), masks.epoch_key(0, epoch + 1)) if regularised else None
+        results.extend(kernels.train_batches(params, velocity, net, sgd, X, y, order, batch, dropout=drop))
         results.append(kernels.predict_proba(params, net, X).sum())
     return np.concatenate([params, velocity, np.array(results, dtype=np.float64).astype(params.dtype)])
 
@@ -64,8 +71,8 @@ out, cases = sys.argv[1], json.loads(sys.argv[2])
 runs = {}
 for count in ([1, 2] if numba.config.NUMBA_NUM_THREADS > 1 else [1]):
     numba.set_num_threads(count)
-    for sizes, batch, dtype in cases:
-        runs[f"{sizes} {batch} {dtype} {count}"] = train(sizes, dtype, batch)
+    for sizes, batch, dtype, regularised in cases:
+        runs[f"{sizes} {batch} {dtype} {regularised} {count}"] = train(sizes, dtype, batch, regularised)
     runs[f"threads seen with {count}"] = np.array([threads_seen(10_000)])
 np.savez(out, **runs)
 """
@@ -91,9 +98,9 @@ def test_two_threads_really_ran(thread_runs):
     assert thread_runs[2]["threads seen with 1"][0] == 1 and thread_runs[2]["threads seen with 2"][0] == 2
 
 
-@pytest.mark.parametrize("sizes,batch,dtype", CASES)
-def test_params_bitwise_equal_for_1_and_2_threads(thread_runs, sizes, batch, dtype):
-    key = f"{sizes} {batch} {dtype}"
+@pytest.mark.parametrize("sizes,batch,dtype,regularised", CASES)
+def test_params_bitwise_equal_for_1_and_2_threads(thread_runs, sizes, batch, dtype, regularised):
+    key = f"{sizes} {batch} {dtype} {regularised}"
     one_thread = thread_runs[1][f"{key} 1"]
     for got in (thread_runs[2][f"{key} 1"], thread_runs[2][f"{key} 2"]):
         assert got.dtype == one_thread.dtype and got.shape == one_thread.shape
@@ -106,7 +113,7 @@ def test_the_cases_take_serial_parallel_and_panel_kernels():
     from fastmlp.backends.numba.plan import needed_variants
     from fastmlp.backends.numba.shapes import panel_tile_rows
 
-    variants = {v for sizes, batch, dtype in CASES
+    variants = {v for sizes, batch, dtype, _ in CASES
                 for v in needed_variants(tuple(map(int, sizes.split("-"))), dtype, batch_size=batch)}
     assert {v.parallel for v in variants if v.stage == "update"} == {False, True}
     assert {v.panels for v in variants if v.stage in ("forward", "hidden", "update")} == \
