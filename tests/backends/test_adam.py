@@ -10,7 +10,7 @@ import pytest
 
 from fastmlp.backends import reference
 from fastmlp.functions import COSTS
-from fastmlp.network import Adam, Net, init_params, unpack
+from fastmlp.network import Adam, Net, init_params, single_logistic, unpack
 
 
 def make_params(sizes, seed=0, init="xavier", dtype=np.float64):
@@ -158,56 +158,77 @@ def _assert_close(actual, expected, dtype):
         npt.assert_allclose(actual, expected, rtol=config.TEST_RTOL_FLOAT32, atol=1e-6)
 
 
-def check_adam_epochs(net, dtype, n, batch_size, uint8=False, epochs=2, l2=1e-3):
-    """Both backends train ``epochs`` epochs with Adam from the same start (the
-    second call continues the step count, as MLP.train_epoch does); parameters,
-    both moments, loss and accuracy must agree; the predictions are checked on
-    the compiled run's own parameters."""
+def check_adam_epochs(net, dtype, n, batch_size, uint8=False, epochs=2, l2=1e-3, lr=0.01, epsilon=1e-8):
+    """Both backends train ``epochs`` epochs with Adam from the same start (each
+    call continues the step count, as MLP.train_epoch does).  After every epoch
+    the parameters and both moments must agree to ``_assert_close``, the loss
+    sums to 1e-12 relative in float64 and 1e-4 in float32, and the numbers
+    correct but for the samples ``_near_ties`` counts; the predictions are
+    checked on the compiled run's own parameters.
+
+    Why these tolerances hold on every epoch, on any CPU: Adam steps by
+    lr_t m / (sqrt(v) + epsilon), and where sqrt(v) is small beside epsilon the
+    step follows the gradient's rounding error d closely: at the first step it
+    moves by up to lr sqrt(1 - beta_2) d / epsilon.  That factor is 3e4 for
+    lr 0.01 and epsilon 1e-8 (``WIDE_ADAM`` gives the wide float32 case's
+    settings and why).  It matters only where a gradient passes near zero
+    while v is still small; the small networks' gradients do not, and float64
+    rounds 5e8 times finer: with the defaults they stay within 3 % of the
+    tolerances in float32 and 0.04 % in float64 on every epoch, the compiled
+    run (AVX-512 and AVX2 code) and the reference with its sums taken in other
+    orders alike."""
     from fastmlp.backends import numba as kernels
 
     X, y, order = _data(net.sizes, n, dtype, uint8, 1)
     start = make_params(net.sizes, seed=2, dtype=dtype)
     ref_p, comp_p = start.copy(), start.copy()
     ref_s, comp_s = np.zeros(2 * len(start), dtype), np.zeros(2 * len(start), dtype)
+    loss_rtol = 1e-12 if np.dtype(dtype) == np.float64 else 1e-4
     steps = 0
-    for _ in range(epochs):
-        adam = Adam(0.01, 0.9, 0.999, 1e-8, l2, steps)
+    for epoch in range(1, epochs + 1):
+        adam = Adam(lr, 0.9, 0.999, epsilon, l2, steps)
+        ties = _near_ties(net, adam, ref_p, ref_s, X, y, order, batch_size)
         ref_loss, ref_correct = reference.train_batches(ref_p, ref_s, net, adam, X, y, order, batch_size)
         comp_loss, comp_correct = kernels.train_batches(comp_p, comp_s, net, adam, X, y, order, batch_size)
         steps += -(-n // batch_size)
-        try:
-            _assert_close(comp_p, ref_p, dtype)
-            _assert_close(comp_s, ref_s, dtype)
-        except AssertionError:
-            # Adam divides by sqrt(v): where a gradient is near zero, the last
-            # bits of a sum (another summation order) move the step a lot.  The
-            # bound is then the reference's own spread when its start moves by
-            # one ulp (as tests/backends/test_kernels.py does for momentum), so
-            # it does not depend on one CPU's rounding.
-            spread = _reference_spread(net, start, X, y, order, batch_size, steps, l2)
-            moved = np.abs(comp_p - ref_p).max()
-            assert moved <= 4 * spread, (moved, spread)
-            break  # past here both follow the noise
-        rtol = 1e-12 if np.dtype(dtype) == np.float64 else 1e-4
-        assert comp_loss == pytest.approx(ref_loss, rel=rtol, abs=1e-10)
-        assert comp_correct == ref_correct
+        _assert_close(comp_p, ref_p, dtype)
+        _assert_close(comp_s, ref_s, dtype)
+        assert comp_loss == pytest.approx(ref_loss, rel=loss_rtol, abs=1e-10), epoch
+        assert abs(comp_correct - ref_correct) <= ties, (epoch, comp_correct, ref_correct, ties)
     _assert_close(kernels.predict_proba(comp_p, net, X), reference.predict_proba(comp_p, net, X), dtype)
 
 
-def _reference_spread(net, start, X, y, order, batch_size, total_steps, l2):
-    """How far the reference's parameters move after the same epochs when
-    ``start`` is nudged by one ulp (up, then down; the larger move)."""
-    n = len(order)
-    runs = []
-    for direction in (np.inf, -np.inf, None):
-        p = start.copy() if direction is None else np.nextafter(start, direction)
-        state = np.zeros(2 * len(p), p.dtype)
-        steps = 0
-        while steps < total_steps:
-            reference.train_batches(p, state, net, Adam(0.01, 0.9, 0.999, 1e-8, l2, steps), X, y, order, batch_size)
-            steps += -(-n // batch_size)
-        runs.append(p)
-    return max(np.abs(runs[0] - runs[2]).max(), np.abs(runs[1] - runs[2]).max())
+def _near_ties(net, adam, params, state, X, y, order, batch_size):
+    """The samples of one epoch from ``params``/``state`` (left unchanged) that
+    the reference classifies by a margin within the tolerances of
+    ``_assert_close``: its two largest outputs (a single logistic unit: its
+    output and 0.5) closer than their two tolerances, on the parameters before
+    the sample's batch.  Outputs that agree to those tolerances (as
+    ``predict_proba``'s must) can give another class only there, so the
+    numbers correct differ by at most this count (0 in every epoch of the
+    cases here).  Exact ties are not counted: they come from outputs clamped
+    to one value, which the compiled run clamps alike, and both backends then
+    take the first class."""
+    from fastmlp import config
+
+    p, s = params.copy(), state.copy()
+    count = 0
+    for k, first in enumerate(range(0, len(order), batch_size)):
+        rows = order[first:first + batch_size]
+        A = reference.predict_proba(p, net, X[rows])
+        if np.dtype(p.dtype) == np.float64:
+            tol = np.full(A.shape, config.TEST_ATOL_FLOAT64)
+        else:
+            tol = config.TEST_RTOL_FLOAT32 * np.abs(A) + 1e-6
+        if single_logistic(net):
+            count += int(np.count_nonzero((A[:, 0] != 0.5) & (np.abs(A[:, 0] - 0.5) <= tol[:, 0])))
+        elif A.shape[1] > 1:  # one output of another kind: its argmax is always 0
+            second, top = np.argsort(A, axis=1, kind="stable")[:, -2:].T
+            i = np.arange(len(A))
+            gap = A[i, top] - A[i, second]
+            count += int(np.count_nonzero((gap > 0) & (gap <= tol[i, top] + tol[i, second])))
+        reference.train_batches(p, s, net, adam._replace(t=adam.t + k), X, y, rows, batch_size)
+    return count
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
@@ -241,8 +262,22 @@ def test_numba_single_logistic_output_and_identity(dtype, net):
     assert comp[1] == ref[1]
 
 
+# The wide float32 case's Adam: lr 1e-3 and epsilon 1e-4.  Its gradients
+# carry rounding errors d of 2e-9 (median) to 4e-7 (largest) against float64,
+# and some of its 76,330 weights have a gradient near zero while v is still
+# small.  With lr 0.01 and epsilon 1e-8 the first step turns d into up to
+# 3e4 d: those weights end up to 1e-4 apart with any other summation order
+# (75 times the tolerance for the compiled run, 8 times for the reference with
+# its sums reordered).  Here lr sqrt(1 - beta_2) / epsilon = 0.3, so an
+# error stays the size it is, and both stay within 4 % of the tolerances.
+# Adam still divides by sqrt(v): it exceeds epsilon for 91 % of the parameters.
+WIDE_ADAM = {"float32": {"lr": 1e-3, "epsilon": 1e-4}, "float64": {}}
+
+
 @pytest.mark.parametrize("dtype, batch_size", [("float32", 64), ("float64", 128)])
 def test_numba_adam_epoch_wide(dtype, batch_size):
     """Layers wide enough for the parallel loops and the outer-product panels
-    (float32 from batch 16, float64 from 128), uint8 pixels as MNIST's."""
-    check_adam_epochs(Net((784, 96, 10), ("relu", "softmax"), "nll"), dtype, 300, batch_size, uint8=True)
+    (float32 from batch 16, float64 from 128), uint8 pixels as MNIST's; the
+    float32 case with the settings of ``WIDE_ADAM``."""
+    check_adam_epochs(Net((784, 96, 10), ("relu", "softmax"), "nll"), dtype, 300, batch_size, uint8=True,
+                      **WIDE_ADAM[dtype])

@@ -14,7 +14,7 @@ import warnings
 import numpy as np
 import numpy.testing as npt
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from fastmlp import config
@@ -24,7 +24,7 @@ from fastmlp.backends.numba.shapes import _forward_panels, _panels
 from fastmlp.backends.numba.tile import NARROW_ROWS, PANEL
 from fastmlp.backends import reference
 from fastmlp.functions import COST_OUTPUTS, HIDDEN_ACTIVATIONS, default_init
-from fastmlp.network import SGD, Net, init_params, unpack
+from fastmlp.network import SGD, Net, init_params, single_logistic, unpack
 
 DTYPES = ("float64", "float32")
 ALL_ACTIVATIONS = HIDDEN_ACTIVATIONS + ("softmax",)
@@ -61,61 +61,81 @@ def make_data(n, n_in, n_classes, dtype, uint8, seed=1):
 
 
 def check_epoch(net, sgd, dtype, n, batch_size, uint8, epochs=1, seed=0):
-    """Train ``epochs`` epochs with both backends from the same start; compare
-    params, velocity, loss_sum, n_correct, then predict_proba.
+    """Train ``epochs`` epochs with both backends from the same start and, after
+    every epoch, compare the parameters and velocities (``assert_close``), the
+    loss sum (1e-12 relative in float64, ``TEST_RTOL_FLOAT32`` in float32) and
+    the number classified correctly (equal but for the samples ``near_ties``
+    counts); then ``predict_proba`` on the compiled run's own parameters.
 
-    The parameters must agree to the tolerances of ``assert_close``.  Only
-    with momentum, whose velocity carries every rounding difference into all
-    later steps (many small batches amplify it), may they instead agree to
-    within 4 times the reference's own spread when its start is nudged by one
-    unit in the last place (``reference_spread``): no implementation that sums
-    in another order can be closer than that, on any CPU.  ``predict_proba``
-    is checked on the compiled run's own parameters, so it is checked either
-    way."""
+    Why these tolerances hold on every epoch of every case, on any CPU: two
+    orders of a sum of k terms differ by at most about 2 k u sum|terms| (u the
+    unit roundoff), so each step's gradients differ between the backends by a
+    few units in the last place of their terms.  A step passes that on to the
+    parameters times the rate, and momentum's velocity, a geometric sum of past
+    steps, adds at most 1/(1 - mu) times one step's (10 at mu = 0.9).  Later
+    steps can amplify it further, exponentially once the effective rate
+    lr/(1 - mu) summed over the steps is large: at 1.0 for 105 steps of batch
+    1 (tanh, quadratic cost) the difference grows from 1e-16 to 1e-10, with
+    the reference's own sums reordered as much as with the compiled run.  The
+    cases here keep that sum at most 20 (the random examples 12), and on every
+    epoch the compiled run, with AVX-512 and with AVX2 code, and the reference
+    with its sums taken in other orders stay within 0.4 % of the float32
+    tolerance and 0.01 % of the float64 one.  A case outside that regime
+    tests the rounding, not the kernels; so does a run that diverges, whose
+    parameters end with last bits beyond any fixed tolerance
+    (``test_train_batches_random`` leaves such examples out)."""
     X, y, order = make_data(n, net.sizes[0], net.sizes[-1], dtype, uint8, seed + 1)
     start = make_params(net, dtype, seed)
     ref_p, comp_p = start.copy(), start.copy()
     ref_v, comp_v = np.zeros_like(ref_p), np.zeros_like(ref_p)
-    for done in range(epochs):
+    loss_rtol = 1e-12 if dtype == "float64" else config.TEST_RTOL_FLOAT32
+    for epoch in range(1, epochs + 1):
         with warnings.catch_warnings():
             warnings.simplefilter("error")
+            ties = near_ties(net, sgd, ref_p, ref_v, X, y, order, batch_size)
             ref_loss, ref_correct = reference.train_batches(ref_p, ref_v, net, sgd, X, y, order, batch_size)
             comp_loss, comp_correct = kernels.train_batches(comp_p, comp_v, net, sgd, X, y, order, batch_size)
         assert isinstance(comp_loss, float) and isinstance(comp_correct, int)
-        try:
-            assert_close(comp_p, ref_p, dtype)
-            assert_close(comp_v, ref_v, dtype)
-        except AssertionError:
-            if not sgd.momentum:
-                raise
-            spread = reference_spread(net, sgd, start, X, y, order, batch_size, done + 1)
-            moved = max(np.abs(comp_p - ref_p).max(), np.abs(comp_v - ref_v).max())
-            assert moved <= 4 * spread, (moved, spread)
-            break  # past here both follow the noise: loss and accuracy may differ
-        rtol = 1e-12 if dtype == "float64" else config.TEST_RTOL_FLOAT32
-        assert comp_loss == pytest.approx(ref_loss, rel=rtol, abs=1e-10)
-        assert comp_correct == ref_correct
+        assert_close(comp_p, ref_p, dtype)
+        assert_close(comp_v, ref_v, dtype)
+        assert comp_loss == pytest.approx(ref_loss, rel=loss_rtol, abs=1e-10), epoch
+        assert abs(comp_correct - ref_correct) <= ties, (epoch, comp_correct, ref_correct, ties)
     assert_close(kernels.predict_proba(comp_p, net, X), reference.predict_proba(comp_p, net, X), dtype)
 
 
-def reference_spread(net, sgd, start, X, y, order, batch_size, epochs):
-    """How far the reference's own parameters and velocities move after
-    ``epochs`` epochs when ``start`` is nudged by one ulp (up, down, random
-    signs; the largest move)."""
-    def run(params):
-        v = np.zeros_like(params)
-        for _ in range(epochs):
-            reference.train_batches(params, v, net, sgd, X, y, order, batch_size)
-        return params, v
+def output_tolerance(A, dtype):
+    """How far, element by element, outputs ``A`` of one backend may be from
+    another's: the tolerances of ``assert_close``, which ``predict_proba`` meets."""
+    if np.dtype(dtype) == np.float64:
+        return np.full(A.shape, config.TEST_ATOL_FLOAT64)
+    return config.TEST_RTOL_FLOAT32 * (np.abs(A) + max(1.0, float(np.abs(A).max(initial=0))))
 
-    base_p, base_v = run(start.copy())
-    signs = np.random.default_rng(0).random(start.shape) < 0.5
-    moves = []
-    for nudged in (np.nextafter(start, np.inf), np.nextafter(start, -np.inf),
-                   np.where(signs, np.nextafter(start, np.inf), np.nextafter(start, -np.inf))):
-        p, v = run(nudged.astype(start.dtype))
-        moves.append(max(np.abs(p - base_p).max(), np.abs(v - base_v).max()))
-    return max(moves)
+
+def near_ties(net, sgd, params, velocity, X, y, order, batch_size):
+    """The samples of one epoch from ``params``/``velocity`` (left unchanged)
+    that the reference classifies by a margin within ``output_tolerance``: its
+    two largest outputs (a single logistic unit: its output and 0.5) are closer
+    than their two tolerances, on the parameters before the sample's batch.  A
+    backend whose outputs agree with the reference's to those tolerances can
+    predict another class only there, so its number correct differs by at most
+    this count (0 in most epochs).  Exact ties are not counted: they come from
+    outputs clamped to one value (relu's 0, a float32 sigmoid's 1), which the
+    compiled run clamps alike, and both backends then take the first class."""
+    p, v = params.copy(), velocity.copy()
+    count = 0
+    for first in range(0, len(order), batch_size):
+        rows = order[first:first + batch_size]
+        A = reference.predict_proba(p, net, X[rows])
+        tol = output_tolerance(A, p.dtype)
+        if single_logistic(net):
+            count += int(np.count_nonzero((A[:, 0] != 0.5) & (np.abs(A[:, 0] - 0.5) <= tol[:, 0])))
+        elif A.shape[1] > 1:  # one output of another kind: its argmax is always 0
+            second, top = np.argsort(A, axis=1, kind="stable")[:, -2:].T
+            i = np.arange(len(A))
+            gap = A[i, top] - A[i, second]
+            count += int(np.count_nonzero((gap > 0) & (gap <= tol[i, top] + tol[i, second])))
+        reference.train_batches(p, v, net, sgd, X, y, rows, batch_size)
+    return count
 
 
 # --- whole epochs ----------------------------------------------------------------
@@ -180,7 +200,11 @@ def test_train_batches_one_wide_softmax(dtype):
 
 
 # derandomize: the same examples in every run and on every machine; change
-# max_examples on purpose to explore further.
+# max_examples on purpose to explore further.  Explored to a few thousand
+# examples, about one in 5000 (a long run of batch 1 through relu units, whose
+# kinks turn a rounding difference into a jump) ends beyond the tolerances with
+# the reference's own sums reordered as well as with the compiled run: such an
+# example is ill-conditioned (``check_epoch``), not a kernel fault.
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True)
 @given(
     data=st.data(),
@@ -194,12 +218,36 @@ def test_train_batches_random(data, n_layers, dtype, uint8):
     hidden = tuple(data.draw(st.sampled_from(HIDDEN_ACTIVATIONS), label=f"f{l}") for l in range(n_layers - 2))
     net = Net(tuple(sizes), hidden + (output,), cost)
     momentum = data.draw(st.sampled_from([0.0, 0.9]), label="momentum")
-    sgd = SGD(data.draw(st.sampled_from([0.01, 0.1]), label="lr"), momentum,
+    # the effective rate lr/(1 - mu) is 0.01 or 0.1 either way (``check_epoch``)
+    rates = [0.01, 0.1] if momentum == 0 else [0.001, 0.01]
+    sgd = SGD(data.draw(st.sampled_from(rates), label="lr"), momentum,
               data.draw(st.booleans(), label="nesterov") and momentum > 0,
               data.draw(st.sampled_from([0.0, 1e-3]), label="l2"))
     n = data.draw(st.integers(1, 120), label="n")
     batch_size = data.draw(st.integers(1, 40), label="batch")
-    check_epoch(net, sgd, dtype, n, batch_size, uint8, seed=data.draw(st.integers(0, 1000)))
+    seed = data.draw(st.integers(0, 1000))
+    assume(trains_without_diverging(net, sgd, dtype, n, batch_size, uint8, seed))
+    check_epoch(net, sgd, dtype, n, batch_size, uint8, seed=seed)
+
+
+def trains_without_diverging(net, sgd, dtype, n, batch_size, uint8, seed):
+    """Does the reference train ``check_epoch``'s epoch without a floating-point
+    warning, ending with every parameter, and every output on the training
+    set, below 100 in magnitude (they start of order 1)?  An effective rate of
+    0.1 through identity layers can make training diverge: the numbers
+    overflow, or grow past 1e5, where a few units in their last place exceed
+    ``TEST_ATOL_FLOAT64``.  Such an example (about one in a hundred) tests the
+    rounding, not the kernels."""
+    X, y, order = make_data(n, net.sizes[0], net.sizes[-1], dtype, uint8, seed + 1)
+    params = make_params(net, dtype, seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        try:
+            reference.train_batches(params, np.zeros_like(params), net, sgd, X, y, order, batch_size)
+            outputs = reference.predict_proba(params, net, X)
+        except (RuntimeWarning, FloatingPointError):
+            return False
+    return bool(max(np.abs(params).max(initial=0), np.abs(outputs).max(initial=0)) < 100)
 
 
 def test_predict_proba_large_chunks():
