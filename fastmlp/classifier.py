@@ -81,6 +81,10 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
     max_norm : float
         > 0: after each update, every hidden unit's incoming weights are held
         to at most this Euclidean norm (0: no limit).
+    shift : int
+        > 0 (square images as features, e.g. 784 = 28 x 28): each training
+        image is moved by up to this many pixels along each axis as its batch
+        is read, a new draw per epoch (augmentation; 0: none).
     """
 
     def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam", alpha=0.0001,
@@ -89,7 +93,8 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
                  warm_start=False, momentum=0.9, nesterovs_momentum=True, early_stopping=False,
                  validation_fraction=0.1, beta_1=0.9, beta_2=0.999, epsilon=1e-8,
                  n_iter_no_change=10, max_fun=15000, backend="numba", dtype=None, n_threads=None,
-                 init=None, input_scale=None, lr_step_size=None, lr_gamma=0.1, dropout=None, max_norm=0.0):
+                 init=None, input_scale=None, lr_step_size=None, lr_gamma=0.1, dropout=None, max_norm=0.0,
+                 shift=0):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.solver = solver
@@ -122,6 +127,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         self.lr_gamma = lr_gamma
         self.dropout = dropout
         self.max_norm = max_norm
+        self.shift = shift
 
     # --- fitting -------------------------------------------------------------------
 
@@ -262,12 +268,13 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         batch_size = min(200, n) if self.batch_size == "auto" else int(np.clip(self.batch_size, 1, n))
         if self.batch_size != "auto" and self.batch_size > n:
             warnings.warn("Got `batch_size` less than 1 or larger than sample size. It is going to be clipped")
+        mlp._check_shift(self.shift)
         mlp.begin_training(X, y, batch_size, self._optimizer(0))
         self.n_iter_ = 0
         try:
             for epoch in range(self.max_iter):
                 record = mlp.train_epoch(X, y, batch_size, self._optimizer(epoch), shuffle=self.shuffle,
-                                         l2_per_sample=True)
+                                         l2_per_sample=True, shift=self.shift)
                 self.n_iter_ += 1
                 self.loss_ = record["loss"] + self._penalty(n, batch_size)
                 self.t_ += n

@@ -16,7 +16,7 @@ import warnings
 
 import numpy as np
 
-from fastmlp import dropout as masks
+from fastmlp import noise
 from fastmlp import modelfile, validation
 from fastmlp.backends import BACKENDS, DEFAULT_BACKEND, get_backend
 from fastmlp.errors import DivergenceError, OutOfMemoryError
@@ -208,7 +208,7 @@ class MLP:
             self.seed_ = int(np.random.SeedSequence().entropy % 2**63)
         if self.n_threads is not None:
             validation.check_positive_int(self.n_threads, "n_threads")
-        self.dropout_ = (masks.check_rates(self.dropout, n_layers) if self.dropout is not None
+        self.dropout_ = (noise.check_rates(self.dropout, n_layers) if self.dropout is not None
                          else (0.0,) * n_layers)
 
         # Refuse up front what the weights alone would not fit in; fit checks
@@ -296,7 +296,7 @@ class MLP:
             schedule_start=0, schedule_length=None,
             val_split=0, validation_data=None, patience=None, test_data=None,
             progress=False, callback=None, solver="sgd", beta_1=0.9, beta_2=0.999, epsilon=1e-8,
-            max_norm=0.0):
+            max_norm=0.0, shift=0):
         """Train for ``epochs`` epochs of mini-batch SGD (``solver="sgd"``, with
         ``momentum``/``nesterov``) or Adam (``solver="adam"``, with ``beta_1``,
         ``beta_2``, ``epsilon``; eq. U6) and return ``self``.
@@ -308,6 +308,10 @@ class MLP:
         every epoch.  ``callback(record)`` is called after every epoch with its
         history record.  ``max_norm`` > 0 holds the incoming weights of every
         hidden unit to at most that Euclidean norm after each update (eq. U8).
+        ``shift`` > 0 (augmentation) moves every training image, as its batch
+        is read, by up to that many pixels along each axis, a new draw per
+        epoch from the counter-based generator of the dropout masks (eq. R6);
+        the inputs must be square images (784 = 28 x 28).
 
         The schedule runs over ``schedule_length`` epochs (default: ``epochs``)
         and this fit's first epoch is its epoch ``schedule_start`` (default 0),
@@ -336,6 +340,7 @@ class MLP:
         momentum = validation.check_number(momentum, "momentum", 0.0, maximum=1.0)
         l2 = validation.check_number(l2, "l2")
         max_norm = validation.check_number(max_norm, "max_norm")
+        shift = validation.check_positive_int(shift, "shift", minimum=0)
         if nesterov and momentum == 0:
             raise ValueError("nesterov=True needs momentum > 0")
         if schedule not in SCHEDULES:
@@ -355,6 +360,7 @@ class MLP:
             beta_2 = validation.check_number(beta_2, "beta_2", 0.0, maximum=1.0)
             epsilon = validation.check_number(epsilon, "epsilon", 0.0, inclusive=False)
         self.build()
+        self._check_shift(shift)
         X = validation.check_features(X, self.sizes[0], self.dtype_)
         y = validation.check_labels(y, len(X), self.n_classes_)
         X, y, validation_data = self._split_validation(X, y, val_split, validation_data)
@@ -392,7 +398,7 @@ class MLP:
             for i in range(epochs):
                 rate = learning_rate_at(schedule, learning_rate, schedule_start + i, schedule_length,
                                         step_size, gamma)
-                record = self.train_epoch(X, y, batch_size, optimizer(rate), progress=progress)
+                record = self.train_epoch(X, y, batch_size, optimizer(rate), progress=progress, shift=shift)
                 if validation_data is not None:  # already checked: no second conversion
                     record["val_accuracy"] = self._accuracy(*validation_data)
                 if test_data is not None:
@@ -449,7 +455,8 @@ class MLP:
         X = validation.check_features(X, self.sizes[0], self.dtype_)
         return X, validation.check_labels(y, len(X), self.n_classes_)
 
-    def train_epoch(self, X, y, batch_size, optimizer, *, shuffle=True, l2_per_sample=False, progress=False):
+    def train_epoch(self, X, y, batch_size, optimizer, *, shuffle=True, l2_per_sample=False, progress=False,
+                    shift=0):
         """One epoch over checked ``X``, ``y`` with ``optimizer`` (a ``network.SGD``
         or ``network.Adam`` with the epoch's rate; Adam's step count is kept here),
         appended to ``history_`` and returned as its record.  The trainer ``fit``
@@ -459,17 +466,31 @@ class MLP:
         reads ``optimizer.l2`` as scikit-learn's ``alpha``: each mini-batch of m
         samples decays the weights by ``alpha / m`` (the penalty
         ``alpha / 2 ||W||^2`` is divided by the batch size with the cost).
+        ``shift``: the input shifts of ``fit`` (R6), 0 for none; the model's
+        ``dropout`` applies in every epoch.
         """
+        self._check_shift(shift)
         self._optimizer_state(optimizer)
         if isinstance(optimizer, Adam):
             optimizer = optimizer._replace(t=self.adam_steps_)
         with self._threads():
             record = self._train_one_epoch(get_backend(self.backend), X, y, batch_size, optimizer,
-                                           progress, shuffle, l2_per_sample)
+                                           progress, shuffle, l2_per_sample, shift)
         if isinstance(optimizer, Adam):
             self.adam_steps_ += -(-len(X) // batch_size)
         self.history_.append(record)
         return record
+
+    def _check_shift(self, shift):
+        """Shifts (R6) need square images as inputs, and less than their side."""
+        if not shift:
+            return
+        side = noise.image_side(self.net_.sizes[0])
+        if side is None:
+            raise ValueError(f"shift needs square images as inputs; {self.net_.sizes[0]} inputs are not "
+                             f"n x n pixels")
+        if shift >= side:
+            raise ValueError(f"shift {shift} must be smaller than the images' side ({side} pixels)")
 
     def _warm_up(self, backend, X, y, batch_size, optimizer):
         """Run one mini-batch on copies of the parameters, so that compiling the
@@ -488,7 +509,7 @@ class MLP:
                                   batch_size)
         self.warm_up_seconds_ = time.perf_counter() - start
 
-    def _train_one_epoch(self, backend, X, y, batch_size, sgd, progress, shuffle=True, l2_per_sample=False):
+    def _train_one_epoch(self, backend, X, y, batch_size, sgd, progress, shuffle=True, l2_per_sample=False, shift=0):
         """One pass over the (shuffled) training set; returns the history record."""
         epoch = self.epochs_trained_ + 1
         # Each epoch's order comes from (seed, epoch), so a resumed run shuffles
@@ -498,8 +519,8 @@ class MLP:
         else:
             order = np.arange(len(X), dtype=np.int64)
         saved = self.params_.copy(), self.velocity_.copy()
-        dropout = (masks.Dropout(self.dropout_, masks.epoch_key(self.seed_, epoch)) if any(self.dropout_)
-                   else None)
+        epoch_noise = (noise.Noise(noise.epoch_key(self.seed_, epoch), self.dropout_, shift)
+                       if any(self.dropout_) or shift else None)
         if progress:
             progress.reset(total=len(X))
             progress.set_description(f"epoch {epoch}")
@@ -513,7 +534,7 @@ class MLP:
                     with self._guard():
                         chunk_loss, chunk_correct = backend.train_batches(
                             self.params_, self.velocity_, self.net_, chunk_sgd, X, y, chunk, batch_size,
-                            dropout=dropout)
+                            noise=epoch_noise)
                     loss_sum += chunk_loss
                     n_correct += chunk_correct
                     if progress:

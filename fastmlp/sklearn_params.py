@@ -56,6 +56,7 @@ DEFAULTS = {
     "lr_gamma": 0.1,
     "dropout": None,
     "max_norm": 0.0,
+    "shift": 0,
 }
 
 
@@ -176,7 +177,7 @@ def _init(name, value):
 
 def _dropout(name, value):
     """None, a rate in [0, 1) for every hidden layer, or a sequence of rates
-    (``fastmlp.dropout.check_rates`` checks their count against the layers
+    (``fastmlp.noise.check_rates`` checks their count against the layers
     at fit)."""
     if value is None:
         return
@@ -225,6 +226,7 @@ CHECKS = {
     "lr_gamma": _real(0.0, 1.0, lo_open=True),
     "dropout": _dropout,
     "max_norm": _real(0.0),
+    "shift": _int(0),
 }
 assert CHECKS.keys() == DEFAULTS.keys()
 

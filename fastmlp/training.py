@@ -24,7 +24,7 @@ from fastmlp.presets import PRESETS
 ARCHITECTURE = ("layers", "activation", "output_activation", "cost", "init", "dtype", "seed")
 #: Training options stored in the model file and reused by --resume unless given again.
 TRAINING = ("solver", "batch_size", "lr", "momentum", "nesterov", "beta_1", "beta_2", "epsilon", "l2",
-            "max_norm", "schedule", "val_split", "patience", "limit", "dataset", "checkpoint_every")
+            "max_norm", "shift", "schedule", "val_split", "patience", "limit", "dataset", "checkpoint_every")
 #: The learning rate when none is given: the original's 10 for SGD (gradients
 #: averaged over the batch, quadratic cost), Adam's usual 0.001 (scikit-learn's
 #: and PyTorch's default too).
@@ -148,7 +148,7 @@ def fit_model(model, options, train_data, test_data, *, run_start=0, run_total=N
         return model.fit(*train_data, epochs=options.epochs, batch_size=options.batch_size,
                          learning_rate=options.lr, solver=solver, l2=options.l2, schedule=options.schedule,
                          schedule_start=done - run_start, schedule_length=run_total - run_start,
-                         max_norm=getattr(options, "max_norm", 0.0) or 0.0,
+                         max_norm=getattr(options, "max_norm", 0.0) or 0.0, shift=getattr(options, "shift", 0) or 0,
                          val_split=options.val_split, patience=options.patience, test_data=test_data,
                          progress=progress, callback=callback, **settings)
     except (ValueError, TypeError) as error:

@@ -36,7 +36,7 @@ import math
 
 import numpy as np
 
-from fastmlp import dropout as masks
+from fastmlp import noise as noise_draws
 from fastmlp.functions import ACTIVATIONS, COSTS, DERIVATIVES, predicted_classes
 from fastmlp.network import Adam, single_logistic, unpack
 
@@ -211,20 +211,27 @@ def backprop(weights, biases, net, A0, Y, factors=None):
     return loss, dWs, dbs, As[-1]
 
 
-def dropout_factors(dropout, sizes, rows, dtype):
+def dropout_factors(epoch_noise, sizes, rows, dtype):
     """(R4) For each layer input ``k`` with a dropout rate, the factors of the
     batch ``rows`` (sample indices): ``1 / (1 - p)`` where the unit is kept
-    (``fastmlp.dropout.keep``), 0 where it is dropped; None without dropout."""
-    if dropout is None:
+    (``fastmlp.noise.keep``), 0 where it is dropped; None without dropout
+    (``epoch_noise``: a ``fastmlp.noise.Noise`` or None)."""
+    if epoch_noise is None or not any(epoch_noise.rates):
         return None
     factors = []
-    for k, rate in enumerate(dropout.rates):
+    for k, rate in enumerate(epoch_noise.rates):
         if rate == 0:
             factors.append(None)
         else:
-            kept = masks.keep(dropout.key, rows, k, sizes[k], rate)
-            factors.append(kept.astype(dtype) * dtype.type(masks.scale(rate)))
+            kept = noise_draws.keep(epoch_noise.key, rows, k, sizes[k], rate)
+            factors.append(kept.astype(dtype) * dtype.type(noise_draws.scale(rate)))
     return factors
+
+
+def shifted_inputs(A0, epoch_noise, rows):
+    """(R6) The batch's input images, each shifted by its draw of the epoch."""
+    dy, dx = noise_draws.shifts(epoch_noise.key, rows, epoch_noise.shift)
+    return noise_draws.shift_images(A0, noise_draws.image_side(A0.shape[1]), dy, dx)
 
 
 def max_norm(W, limit):
@@ -235,7 +242,7 @@ def max_norm(W, limit):
     W[over] *= (limit / norms[over])[:, None].astype(W.dtype)
 
 
-def train_batches(params, velocity, net, sgd, X, y, order, batch_size, plan=None, dropout=None):
+def train_batches(params, velocity, net, sgd, X, y, order, batch_size, plan=None, noise=None):
     """Train on the samples ``X[order]`` in consecutive mini-batches of
     ``batch_size`` (the last one may be shorter and is averaged over its own
     size), updating ``params`` (and ``velocity``, for momentum) in place.
@@ -246,7 +253,8 @@ def train_batches(params, velocity, net, sgd, X, y, order, batch_size, plan=None
     Returns ``(loss_sum, n_correct)``: the cost summed over the samples and the
     number classified correctly, both measured on each batch before its update.
     ``plan`` is ignored (the Numba backend's compile plan, ``prepare``).
-    ``dropout``: a ``fastmlp.dropout.Dropout`` (R1-R5), or None.  With
+    ``noise``: a ``fastmlp.noise.Noise`` (dropout, R1-R5; input shifts, R6),
+    or None.  With
     ``sgd.max_norm`` > 0 every hidden unit's incoming weights are held to that
     norm after each update (U8).
     Mirror: ``fastmlp.backends.numba.plan.train_batches``, which runs all of it in
@@ -261,8 +269,10 @@ def train_batches(params, velocity, net, sgd, X, y, order, batch_size, plan=None
     for k, start in enumerate(range(0, len(order), batch_size)):
         rows = order[start:start + batch_size]
         A0 = as_input(X[rows], params.dtype)
+        if noise is not None and noise.shift:
+            A0 = shifted_inputs(A0, noise, rows)
         Y = targets(y[rows], net, params.dtype)
-        factors = dropout_factors(dropout, net.sizes, rows, params.dtype)
+        factors = dropout_factors(noise, net.sizes, rows, params.dtype)
         loss, dWs, dbs, A_L = backprop(weights, biases, net, A0, Y, factors)
         loss_sum += loss * len(rows)
         n_correct += int(np.count_nonzero(predicted_classes(A_L, single_logistic(net)) == y[rows]))

@@ -210,6 +210,9 @@ def add_train_options(p):
     opt.add_argument("--dropout", type=rate_list, metavar="RATES",
                      help="dropout rates: one for every hidden layer, or the inputs' and the hidden layers' "
                           "(0.2,0.5), or one per layer input; masks independent of threads and backend")
+    opt.add_argument("--shift", type=non_negative_int, default=0, metavar="PIXELS",
+                     help="augmentation: move each training image by up to PIXELS along each axis, a new draw "
+                          "per epoch (0: off)")
     opt.add_argument("--max-norm", type=non_negative_float, default=0.0, metavar="C",
                      help="hold every hidden unit's incoming weights to norm <= C after each update (0: off)")
     opt.add_argument("--schedule", choices=SCHEDULES, default="constant", help="learning-rate schedule")

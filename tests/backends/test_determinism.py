@@ -24,8 +24,9 @@ import pytest
 from helpers import subprocess_env
 
 #: (sizes, batch, dtype, regularised): serial and parallel layers, with and
-#: without panels; regularised: with dropout on the inputs and hidden layers
-#: and max-norm (their passes run in parallel from large enough batches).
+#: without panels; regularised: with shifts of the input images, dropout on
+#: the inputs and hidden layers and max-norm (their passes run in parallel
+#: from large enough batches).
 CASES = [(sizes, batch, dtype, False) for sizes, batch in (("784-30-10", 10), ("784-64-32-10", 32),
                                                            ("784-520-10", 64), ("784-100-70-10", 128))
          for dtype in ("float32", "float64")]
@@ -36,7 +37,7 @@ SCRIPT = r"""
 import json, sys
 import numba
 import numpy as np
-from fastmlp import dropout as masks
+from fastmlp import noise
 from fastmlp.backends import numba as kernels
 from fastmlp.network import Net, SGD, init_params
 
@@ -61,8 +62,8 @@ def train(sizes, dtype, batch, regularised):
     sgd = SGD(0.1, 0.9, True, 1e-4, 1.5 if regularised else 0.0)
     for epoch in range(2):
         order = np.random.default_rng(2 + epoch).permutation(300)
-        drop = masks.Dropout((0.2,) + (0.5,) * (len(sizes) - 2), masks.epoch_key(0, epoch + 1)) if regularised else None
-        results.extend(kernels.train_batches(params, velocity, net, sgd, X, y, order, batch, dropout=drop))
+        drop = noise.Noise(noise.epoch_key(0, epoch + 1), (0.2,) + (0.5,) * (len(sizes) - 2), 2) if regularised else None
+        results.extend(kernels.train_batches(params, velocity, net, sgd, X, y, order, batch, noise=drop))
         results.append(kernels.predict_proba(params, net, X).sum())
     return np.concatenate([params, velocity, np.array(results, dtype=np.float64).astype(params.dtype)])
 

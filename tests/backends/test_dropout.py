@@ -1,15 +1,15 @@
-"""Dropout (R1-R5) and max-norm (U8): the counter-based masks, the
-reference's gradients against finite differences, and the compiled epochs
-against the reference (float64 within 1e-10, float32 within 1e-4 relative)
-for every activation, optimiser and loop shape.  Thread-count determinism
-with dropout is in ``test_determinism.py``."""
+"""Dropout (R1-R5), input shifts (R6) and max-norm (U8): the counter-based
+draws, the reference's gradients against finite differences, and the
+compiled epochs against the reference (float64 within 1e-10, float32 within
+1e-4 relative) for every activation, optimiser and loop shape.
+Thread-count determinism with them is in ``test_determinism.py``."""
 
 import numpy as np
 import numpy.testing as npt
 import pytest
 
 from fastmlp import config
-from fastmlp import dropout as masks
+from fastmlp import noise
 from fastmlp.backends import numba as kernels
 from fastmlp.backends import reference
 from fastmlp.functions import default_init
@@ -19,28 +19,28 @@ from fastmlp.network import SGD, Adam, Net, init_params, unpack
 def test_the_hash_is_splitmix64():
     # SplitMix64 from state 0 outputs mix(0 + PHI) first: 0xE220A8397B1DCDAF
     # (Vigna's reference implementation, splitmix64.c)
-    assert masks.mix(masks.PHI) == 0xE220A8397B1DCDAF
-    z = np.array([masks.PHI, 2 * masks.PHI % 2**64, 12345], dtype=np.uint64)
-    assert [int(v) for v in masks.mix_array(z)] == [masks.mix(int(v)) for v in z]
+    assert noise.mix(noise.PHI) == 0xE220A8397B1DCDAF
+    z = np.array([noise.PHI, 2 * noise.PHI % 2**64, 12345], dtype=np.uint64)
+    assert [int(v) for v in noise.mix_array(z)] == [noise.mix(int(v)) for v in z]
 
 
 def test_units_are_dropped_at_the_rate():
-    kept = masks.keep(masks.epoch_key(0, 1), np.arange(2000), 1, 500, 0.3)
+    kept = noise.keep(noise.epoch_key(0, 1), np.arange(2000), 1, 500, 0.3)
     # 10^6 draws: the kept fraction is within 5 standard deviations of 0.7
     assert abs(kept.mean() - 0.7) < 5 * np.sqrt(0.21 / kept.size)
-    assert masks.keep(1, np.arange(10), 0, 7, 0.0).all()
+    assert noise.keep(1, np.arange(10), 0, 7, 0.0).all()
 
 
 def test_masks_depend_on_the_sample_not_on_its_place_in_the_batch():
-    key = masks.epoch_key(3, 2)
+    key = noise.epoch_key(3, 2)
     samples = np.array([5, 17, 2, 40_000, 9])
-    together = masks.keep(key, samples, 2, 64, 0.5)
+    together = noise.keep(key, samples, 2, 64, 0.5)
     for i, s in enumerate(samples):
-        npt.assert_array_equal(masks.keep(key, [s], 2, 64, 0.5)[0], together[i])
+        npt.assert_array_equal(noise.keep(key, [s], 2, 64, 0.5)[0], together[i])
     # and on the epoch, the layer and the seed
-    assert not np.array_equal(together, masks.keep(masks.epoch_key(3, 3), samples, 2, 64, 0.5))
-    assert not np.array_equal(together, masks.keep(key, samples, 1, 64, 0.5))
-    assert not np.array_equal(together, masks.keep(masks.epoch_key(4, 2), samples, 2, 64, 0.5))
+    assert not np.array_equal(together, noise.keep(noise.epoch_key(3, 3), samples, 2, 64, 0.5))
+    assert not np.array_equal(together, noise.keep(key, samples, 1, 64, 0.5))
+    assert not np.array_equal(together, noise.keep(noise.epoch_key(4, 2), samples, 2, 64, 0.5))
 
 
 @pytest.mark.parametrize("rates, n_layers, expected", [
@@ -51,7 +51,7 @@ def test_masks_depend_on_the_sample_not_on_its_place_in_the_batch():
     ((0.2, 0.0), 1, (0.2,)),
 ])
 def test_rates_per_layer_input(rates, n_layers, expected):
-    assert masks.check_rates(rates, n_layers) == expected
+    assert noise.check_rates(rates, n_layers) == expected
 
 
 @pytest.mark.parametrize("rates, n_layers, match", [
@@ -62,7 +62,7 @@ def test_rates_per_layer_input(rates, n_layers, expected):
 ])
 def test_bad_rates_are_refused(rates, n_layers, match):
     with pytest.raises((ValueError, TypeError), match=match):
-        masks.check_rates(rates, n_layers)
+        noise.check_rates(rates, n_layers)
 
 
 def _net(sizes, hidden, output="softmax", cost="nll"):
@@ -84,7 +84,7 @@ def test_reference_gradients_with_dropout_match_finite_differences(hidden):
         (a + 1) * b for a, b in zip(net.sizes[:-1], net.sizes[1:])))
     A0 = rng.random((4, 7))
     Y = reference.one_hot(rng.integers(0, 3, 4), 3, np.float64)
-    factors = reference.dropout_factors(masks.Dropout((0.3, 0.5, 0.4), masks.epoch_key(0, 1)), net.sizes,
+    factors = reference.dropout_factors(noise.Noise(noise.epoch_key(0, 1), (0.3, 0.5, 0.4)), net.sizes,
                                         np.arange(4), np.dtype(np.float64))
     assert any((f == 0).any() for f in factors)  # some units are dropped
 
@@ -125,20 +125,21 @@ def _assert_close(comp, ref, dtype):
 
 
 #: (sizes, hidden activation, batch): serial layers, the fused first layer,
-#: parallel layers, and a layer wide enough for panels.
-SHAPES = [((23, 13, 9, 7), "sigmoid", 10), ((23, 13, 7), "tanh", 10), ((40, 64, 32, 10), "relu", 32),
-          ((50, 300, 10), "leaky_relu", 64), ((30, 520, 10), "relu", 64)]
+#: parallel layers, and a layer wide enough for panels; inputs of square
+#: images (25, 49, 64 and 36 pixels) so that shifts apply.
+SHAPES = [((25, 13, 9, 7), "sigmoid", 10), ((49, 13, 7), "tanh", 10), ((64, 64, 32, 10), "relu", 32),
+          ((49, 300, 10), "leaky_relu", 64), ((36, 520, 10), "relu", 64)]
 OPTIMISERS = {"sgd": SGD(0.3), "nesterov, l2": SGD(0.2, 0.9, True, 1e-3), "adam": Adam(0.01)}
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("name", OPTIMISERS)
 @pytest.mark.parametrize("sizes, hidden, batch", SHAPES)
-@pytest.mark.parametrize("max_norm", [0.0, 1.0])
-def test_compiled_epochs_with_dropout_equal_the_reference(sizes, hidden, batch, name, dtype, max_norm):
+@pytest.mark.parametrize("max_norm, shift", [(0.0, 0), (1.0, 2)])
+def test_compiled_epochs_with_dropout_equal_the_reference(sizes, hidden, batch, name, dtype, max_norm, shift):
     net = _net(sizes, hidden)
     n_inputs = len(sizes) - 1
-    dropout = masks.Dropout((0.2,) + (0.5,) * (n_inputs - 1), masks.epoch_key(7, 1))
+    rates = (0.2,) + (0.5,) * (n_inputs - 1)
     opt = OPTIMISERS[name]._replace(max_norm=max_norm)
     rng = np.random.default_rng(3)
     n = 150
@@ -150,9 +151,9 @@ def test_compiled_epochs_with_dropout_equal_the_reference(sizes, hidden, batch, 
     v_ref, v_num = np.zeros(size, start.dtype), np.zeros(size, start.dtype)
     for epoch in (1, 2):
         order = np.random.default_rng(epoch).permutation(n).astype(np.int64)
-        drop = dropout._replace(key=masks.epoch_key(7, epoch))
-        ref = reference.train_batches(p_ref, v_ref, net, opt, X, y, order, batch, dropout=drop)
-        num = kernels.train_batches(p_num, v_num, net, opt, X, y, order, batch, dropout=drop)
+        drop = noise.Noise(noise.epoch_key(7, epoch), rates, shift)
+        ref = reference.train_batches(p_ref, v_ref, net, opt, X, y, order, batch, noise=drop)
+        num = kernels.train_batches(p_num, v_num, net, opt, X, y, order, batch, noise=drop)
         _assert_close(p_num, p_ref, dtype)
         _assert_close(v_num, v_ref, dtype)
         assert num[0] == pytest.approx(ref[0], rel=1e-12 if dtype == "float64" else 1e-4)
@@ -177,3 +178,39 @@ def test_the_shapes_cover_serial_parallel_and_panel_layers():
     assert "first" in {v.stage for v in variants}  # the fused first-layer update
     if panel_tile_rows():
         assert True in {v.panels for v in variants if v.stage in ("hidden", "update")}
+
+
+def test_shifts_are_uniform_and_move_whole_images():
+    dy, dx = noise.shifts(noise.epoch_key(1, 1), np.arange(20000), 2)
+    for d in (dy, dx):
+        counts = np.bincount(d + 2, minlength=5)
+        assert set(np.unique(d)) == {-2, -1, 0, 1, 2}
+        assert np.abs(counts / len(d) - 0.2).max() < 0.02
+    image = np.arange(1, 26, dtype=np.float64).reshape(1, 25)
+    moved = noise.shift_images(image, 5, [1], [-2]).reshape(5, 5)
+    expected = np.zeros((5, 5))
+    expected[1:, :3] = image.reshape(5, 5)[:4, 2:]
+    npt.assert_array_equal(moved, expected)
+
+
+def test_compiled_shifts_equal_the_reference_on_mnist_sized_images():
+    """784 = 28 x 28 inputs with the fused first layer (batch 10) and with
+    panels (batch 64, float32), shifts of up to 3 pixels and input dropout."""
+    rng = np.random.default_rng(5)
+    X = rng.integers(0, 256, (130, 784)).astype(np.uint8)
+    y = rng.integers(0, 10, 130).astype(np.uint8)
+    for sizes, batch, dtype in (((784, 30, 10), 10, "float64"), ((784, 200, 10), 64, "float32")):
+        net = _net(sizes, "relu")
+        start = _params(net, dtype)
+        p_ref, p_num = start.copy(), start.copy()
+        v_ref, v_num = np.zeros_like(start), np.zeros_like(start)
+        drop = noise.Noise(noise.epoch_key(2, 1), (0.2, 0.5), 3)
+        order = rng.permutation(130).astype(np.int64)
+        ref = reference.train_batches(p_ref, v_ref, net, SGD(0.1, 0.9), X, y, order, batch, noise=drop)
+        num = kernels.train_batches(p_num, v_num, net, SGD(0.1, 0.9), X, y, order, batch, noise=drop)
+        _assert_close(p_num, p_ref, dtype)
+        assert num[1] == ref[1]
+        unshifted = start.copy()
+        kernels.train_batches(unshifted, np.zeros_like(start), net, SGD(0.1, 0.9), X, y, order, batch,
+                              noise=drop._replace(shift=0))
+        assert not np.allclose(unshifted, p_num)

@@ -3,7 +3,7 @@ the drivers (``epoch._train_epoch``, ``adam._train_epoch_adam``) call on a
 batch's layer inputs after they are computed, and on a layer's weights after
 its update.
 
-The masks come from the counter-based hash of ``fastmlp.dropout`` on the
+The masks come from the counter-based hash of ``fastmlp.noise`` on the
 same 64-bit integers, so both backends keep the same units.  Dropping a
 hidden layer's units writes, next to the scaled activations, the factor its
 delta needs (``f'(Z) / (1 - p)`` where kept, 0 where dropped) into the
@@ -25,7 +25,7 @@ from numba import prange
 
 from fastmlp.backends.numba.elementwise import _derivative
 from fastmlp.backends.numba.jit import kernel
-from fastmlp.dropout import PHI, ROW
+from fastmlp.noise import PHI, ROW
 from fastmlp.functions import LEAKY_SLOPE
 
 # the constants as uint64, so Numba's arithmetic on them wraps modulo 2**64
@@ -42,7 +42,7 @@ PARALLEL_MIN_ELEMENTS = 16384
 
 @kernel
 def _mix(z):
-    """SplitMix64's output function (``fastmlp.dropout.mix``)."""
+    """SplitMix64's output function (``fastmlp.noise.mix``)."""
     z = (z ^ (z >> _S30)) * _M1
     z = (z ^ (z >> _S27)) * _M2
     return z ^ (z >> _S31)

@@ -22,6 +22,7 @@ from fastmlp.backends.numba.deltas import _hidden_layer, _output_rows
 from fastmlp.backends.numba.dropout import _drop_rows, _max_norm
 from fastmlp.backends.numba.forward import _forward_layer, _gather_input
 from fastmlp.backends.numba.jit import DRIVER, GIVEN, kernel
+from fastmlp.backends.numba.shift import _shift_rows
 from fastmlp.backends.numba.shapes import FWD, PAR, PNL
 from fastmlp.backends.numba.update import _update_forward_first, _update_layer
 
@@ -49,8 +50,13 @@ def _bias(params, o, n_in, n_out):
 
 @kernel
 def _drop_input(x, m, order, start, drop, reg):
-    """(R4) dropout on the gathered inputs ``x`` of the samples
-    ``order[start:start + m]``, when the inputs have a rate (``drop[1]``)."""
+    """The gathered inputs ``x`` of the samples ``order[start:start + m]``:
+    (R6) shifted when ``reg`` gives a radius (its last but one entry; the
+    images' side is the last), then (R4) dropout when the inputs have a rate
+    (``drop[1]``)."""
+    radius = np.int64(reg[reg.shape[0] - 2])
+    if radius > 0 and m > 0:
+        _shift_rows(x, m, order, start, drop[0], radius, np.int64(reg[reg.shape[0] - 1]))
     if drop[1] != 0 and m > 0:
         _drop_rows(x, x, m, order, start, drop[0], 0, drop[1], reg[1], 0, False)
 
@@ -89,11 +95,12 @@ def _train_epoch(params, velocity, offsets, a_off, sizes, acts, cost, hyper, X, 
     rows of W).  ``XB`` holds three gathered batches in turn.  The work
     buffers come from the caller (``plan.Workspace``), so the driver has no
     array expression of its own.  Dropout (``drop``: the epoch's key, then a
-    threshold per layer input, 0 for none; ``reg``: the max-norm limit, then
-    a scale per layer input) runs on each batch's layer inputs right after
-    they are computed, and max-norm on each hidden layer's weights right
-    after their update (``dropout``; the first layer then takes the unfused
-    path).  Returns ``(loss_sum, n_correct)``."""
+    threshold per layer input, 0 for none; ``reg``: the max-norm limit, a
+    scale per layer input, the shift radius and the images' side) runs on
+    each batch's layer inputs right after they are computed, shifts (R6) on
+    the gathered inputs before it, and max-norm on each hidden layer's
+    weights right after their update (``dropout``, ``shift``; the first
+    layer then takes the unfused path).  Returns ``(loss_sum, n_correct)``."""
     L = sizes.shape[0] - 1
     s0 = sizes[0]
     n = order.shape[0]

@@ -40,7 +40,7 @@ except ImportError:  # Windows: compiles are not serialised between processes
 import numba
 import numpy as np
 
-from fastmlp import dropout as masks
+from fastmlp import noise as noise_draws
 from fastmlp._files import atomic_write
 from fastmlp.backends.numba import cache, calls, jit, precompile
 from fastmlp.backends.numba.adam import _adam_apply, _train_epoch_adam
@@ -501,7 +501,7 @@ class Plan:
             self.table = _table(driver, self.compiled)
             self.epoch = _entry_point(driver)
 
-    def train(self, params, velocity, net, sgd, X, y, order, dropout=None):
+    def train(self, params, velocity, net, sgd, X, y, order, noise=None):
         """``train_batches`` with this plan (see there)."""
         if update_rule(sgd) != self.rule:  # its table lacks kernels that optimiser calls
             raise ValueError(f"this plan was prepared for the update rule {self.rule!r}, not {update_rule(sgd)!r}")
@@ -513,9 +513,9 @@ class Plan:
         if not order.flags.writeable:
             order = order.copy()
         m = min(self.batch_size, len(order))
-        work = Workspace(self.sizes, m, params.dtype, dropout is not None)
+        work = Workspace(self.sizes, m, params.dtype, noise is not None and any(noise.rates))
         args = (params, velocity, self.offsets, work.a_off, self.sizes_array, _codes(net), COST_CODES[net.cost])
-        drop, reg = _regularisation(self.sizes, dropout, sgd.max_norm)
+        drop, reg = _regularisation(self.sizes, noise, sgd.max_norm)
         if self.rule == "adam":  # (U6), see fastmlp.backends.numba.adam
             hyper = np.array([sgd.lr, sgd.beta_1, sgd.beta_2, sgd.epsilon, sgd.l2, sgd.t], dtype=np.float64)
             grads = np.zeros(params.shape[0], params.dtype)
@@ -541,19 +541,23 @@ class Plan:
         return out
 
 
-def _regularisation(sizes, dropout, max_norm):
+def _regularisation(sizes, epoch_noise, max_norm):
     """The drivers' ``drop`` (the epoch's key, then per layer input the
     threshold of R3, 0 for no dropout) and ``reg`` (the max-norm limit of U8,
-    0 for none, then per layer input the scale ``1 / (1 - p)``)."""
+    0 for none; per layer input the scale ``1 / (1 - p)``; the shift radius
+    of R6, 0 for none; the side of the input images)."""
     n_inputs = len(sizes) - 1
     drop = np.zeros(n_inputs + 1, dtype=np.uint64)
-    reg = np.ones(n_inputs + 1, dtype=np.float64)
+    reg = np.ones(n_inputs + 3, dtype=np.float64)
     reg[0] = max_norm
-    if dropout is not None:
-        drop[0] = dropout.key
-        for k, rate in enumerate(dropout.rates):
-            drop[k + 1] = masks.threshold(rate)
-            reg[k + 1] = masks.scale(rate)
+    reg[-2] = 0.0
+    reg[-1] = noise_draws.image_side(sizes[0]) or 0
+    if epoch_noise is not None:
+        drop[0] = epoch_noise.key
+        for k, rate in enumerate(epoch_noise.rates):
+            drop[k + 1] = noise_draws.threshold(rate)
+            reg[k + 1] = noise_draws.scale(rate)
+        reg[-2] = epoch_noise.shift
     return drop, reg
 
 
@@ -573,18 +577,19 @@ def prepare(net, dtype, *, batch_size=None, optimizer=None):
     return _plans[key]
 
 
-def train_batches(params, velocity, net, sgd, X, y, order, batch_size, plan=None, dropout=None):
+def train_batches(params, velocity, net, sgd, X, y, order, batch_size, plan=None, noise=None):
     """Train on ``X[order]`` in consecutive mini-batches, updating ``params`` and
     ``velocity`` in place; returns ``(loss_sum, n_correct)`` measured on each batch
     before its update.  All batches run inside one compiled call.  ``plan``:
     what ``prepare`` returned for this network, batch size and optimiser (else
     it is looked up, and made on first use).
 
-    ``dropout``: a ``fastmlp.dropout.Dropout`` or None; ``sgd.max_norm`` > 0
-    holds every hidden unit's incoming weights to that norm.
+    ``noise``: a ``fastmlp.noise.Noise`` (dropout, input shifts) or None;
+    ``sgd.max_norm`` > 0 holds every hidden unit's incoming weights to that
+    norm.
 
     Implements (X), (F), (C), (D_L), (D_l), (G), (U1)-(U4), (U6), (U8),
-    (R1)-(R5) of docs/math.md.
+    (R1)-(R6) of docs/math.md.
     Mirror: ``fastmlp.backends.reference.train_batches``.
     """
     if len(order) == 0:
@@ -594,7 +599,7 @@ def train_batches(params, velocity, net, sgd, X, y, order, batch_size, plan=None
     batch_size = int(max(batch_size, 1))
     if plan is None:
         plan = prepare(net, params.dtype, batch_size=batch_size, optimizer=sgd)
-    return plan.train(params, velocity, net, sgd, X, y, order, dropout)
+    return plan.train(params, velocity, net, sgd, X, y, order, noise)
 
 
 def predict_proba(params, net, X, plan=None):

@@ -1,13 +1,15 @@
-"""Dropout masks from a counter-based generator (eq. R1-R3 of docs/math.md).
+"""The randomness of training beyond the shuffle: dropout masks and input
+shifts (augmentation), from a counter-based generator (eq. R1-R3, R6 of
+docs/math.md).
 
 Whether unit ``j`` of layer input ``k`` is kept for sample ``i`` in epoch
-``e`` is a pure function of ``(seed, e, i, k, j)``: a 64-bit hash of those
-numbers compared with a threshold.  No generator state is carried from one
-draw to the next, so the masks do not depend on the order of the samples
-within an epoch, the batch size, how a batch is split over threads, or the
-backend: the NumPy reference (here) and the Numba kernels
-(``fastmlp.backends.numba.dropout``) compute the same integers and keep the
-same units.
+``e``, and how far image ``i`` is shifted in epoch ``e``, are pure functions
+of ``(seed, e, i, k, j)``: 64-bit hashes of those numbers.  No generator
+state is carried from one draw to the next, so the draws do not depend on
+the order of the samples within an epoch, the batch size, how a batch is
+split over threads, or the backend: the NumPy reference (here) and the
+Numba kernels (``fastmlp.backends.numba.dropout``) compute the same
+integers.
 
 The hash is SplitMix64's output function (Steele, Lea and Flood, "Fast
 splittable pseudorandom number generators", OOPSLA 2014), a bijection on
@@ -35,14 +37,22 @@ MASK64 = (1 << 64) - 1
 _M1, _M2 = 0xBF58476D1CE4E5B9, 0x94D049BB133111EB
 
 
-class Dropout(NamedTuple):
-    """Dropout of one epoch: ``rates[k]`` is the probability of dropping each
-    unit of layer input ``k`` (0: the network's inputs, 1..L-1: the hidden
-    layers' activations; the output layer is never dropped), and ``key`` the
-    epoch's key (R1, ``epoch_key``)."""
+#: The "layer" under which an image's shift is hashed (R6): no layer input
+#: has this index, so shifts and dropout masks are independent draws.
+SHIFT_LAYER = 1 << 32
 
-    rates: tuple
+
+class Noise(NamedTuple):
+    """The random changes of one epoch of training.  ``key``: the epoch's key
+    (R1, ``epoch_key``); ``rates[k]``: the probability of dropping each unit
+    of layer input ``k`` (0: the network's inputs, 1..L-1: the hidden
+    layers' activations; the output layer is never dropped), ``()`` for no
+    dropout; ``shift``: the largest shift of an input image in pixels, along
+    each axis (R6), 0 for none."""
+
     key: int
+    rates: tuple = ()
+    shift: int = 0
 
 
 def mix(z):
@@ -113,3 +123,35 @@ def check_rates(rates, n_layers):
         if not 0.0 <= r < 1.0:
             raise ValueError(f"every dropout rate must be in [0, 1), got {r!r}")
     return rates
+
+
+def shifts(key, samples, radius):
+    """(R6) The shift ``(dy, dx)`` of each image of ``samples`` in the epoch
+    of ``key``: each uniform in ``-radius..radius``, from one hash per image
+    (its low and high 32 bits).  Two int64 arrays."""
+    with np.errstate(over="ignore"):
+        rows = np.asarray(samples, dtype=np.uint64) * np.uint64(ROW) + np.uint64(SHIFT_LAYER)
+        h = mix_array(np.uint64(key) ^ rows)
+    span = np.uint64(2 * radius + 1)
+    dy = (h >> np.uint64(32)) % span
+    dx = (h & np.uint64(0xFFFFFFFF)) % span
+    return dy.astype(np.int64) - radius, dx.astype(np.int64) - radius
+
+
+def shift_images(A, side, dy, dx):
+    """(R6) Each row of ``A`` (an image of ``side x side`` pixels, row-major)
+    moved ``dy[i]`` rows down and ``dx[i]`` columns right; pixels moved in
+    from outside are 0.  Returns a new array."""
+    images = A.reshape(len(A), side, side)
+    out = np.zeros_like(images)
+    for i, (y, x) in enumerate(zip(dy, dx)):
+        src = images[i, max(0, -y):side - max(0, y), max(0, -x):side - max(0, x)]
+        out[i, max(0, y):max(0, y) + src.shape[0], max(0, x):max(0, x) + src.shape[1]] = src
+    return out.reshape(A.shape)
+
+
+def image_side(n_inputs):
+    """The side of the square images of ``n_inputs`` pixels (28 for 784), or
+    None when ``n_inputs`` is not a square."""
+    side = int(round(n_inputs ** 0.5))
+    return side if side * side == n_inputs else None
