@@ -92,8 +92,9 @@ class MLP:
         ``"numpy"`` is the reference, ``"numba"`` the compiled kernels.
     dtype : {"float64", "float32"}
     seed : int, optional
-        Fixes the initial weights and every epoch's shuffle.  Drawn at random
-        (and kept in ``seed_``) when not given.
+        Fixes the initial weights and every epoch's shuffle, dropout masks
+        and input shifts.  Drawn at random (and kept in ``seed_``) when not
+        given.
     n_threads : int, optional
         Threads for the Numba backend (default: Numba's, i.e. ``NUMBA_NUM_THREADS``).
         Numba cannot use more threads than ``NUMBA_NUM_THREADS`` (fixed when Numba

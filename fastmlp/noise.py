@@ -24,6 +24,7 @@ with all arithmetic modulo 2**64 and ``threshold(p) = floor(p 2**64)``, so a
 unit is dropped with probability ``p`` (to within 2**-64).
 """
 
+import numbers
 from typing import NamedTuple
 
 import numpy as np
@@ -31,7 +32,8 @@ import numpy as np
 #: 2**64 / golden ratio, odd: SplitMix64's increment.
 PHI = 0x9E3779B97F4A7C15
 #: An odd multiplier that spreads sample indices over the 64 bits before the
-#: layer is added (the first constant of Steele et al.'s SplitMix-style mixers).
+#: layer is added: 2**64 divided by the real root of x**4 = x + 1 (1.2207...,
+#: a generalised golden ratio), so its bits are as irregular as PHI's.
 ROW = 0xD1B54A32D192ED03
 MASK64 = (1 << 64) - 1
 _M1, _M2 = 0xBF58476D1CE4E5B9, 0x94D049BB133111EB
@@ -106,7 +108,7 @@ def check_rates(rates, n_layers):
     in all.  Also accepted: one number (for every hidden layer, none on the
     inputs) and two (the inputs, then every hidden layer).  Raises
     ValueError/TypeError naming what was wrong."""
-    if isinstance(rates, (int, float, np.floating)) and not isinstance(rates, bool):
+    if isinstance(rates, numbers.Real) and not isinstance(rates, bool):
         rates = (0.0, float(rates))
     try:
         rates = tuple(float(r) for r in rates)

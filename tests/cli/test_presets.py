@@ -25,6 +25,26 @@ def test_fast_preset_fills_untyped_options(synthetic_mnist_dir, tmp_path, capsys
     assert len(model.history_) == 1  # --epochs 1 typed: wins over the preset's 4
 
 
+def test_best_preset_sets_dropout_max_norm_and_shifts(synthetic_mnist_dir, tmp_path, capsys):
+    path = tmp_path / "m.npz"
+    code = main(["train", "--preset", "best", "--epochs", "1", "--layers", "784,32,10", "--limit", "300",
+                 "--quiet", "--data-dir", str(synthetic_mnist_dir), "--no-download", "--save", str(path)])
+    assert code == 0, capsys.readouterr().err
+    model = load(path)
+    assert model.dropout == PRESETS["best"]["dropout"] and model.dropout_ == (0.1, 0.3)
+    stored = model.metadata_["extra"]["train"]
+    assert stored["max_norm"] == PRESETS["best"]["max_norm"] and stored["shift"] == PRESETS["best"]["shift"]
+    np.testing.assert_array_less(np.linalg.norm(model.weights_[0], axis=1), PRESETS["best"]["max_norm"] * 1.000001)
+    # the same run by hand through the API gives the same weights
+    by_hand = MLP([784, 32, 10], activation="relu", cost="nll", dtype="float32", seed=0, dropout=[0.1, 0.3])
+    from fastmlp.datasets.mnist import load_mnist
+
+    X, y, _, _ = load_mnist(synthetic_mnist_dir, download=False)
+    by_hand.fit(X[:300], y[:300], epochs=1, batch_size=128, learning_rate=0.05, momentum=0.9, schedule="cosine",
+                max_norm=3.0, shift=2)
+    npt.assert_array_equal(by_hand.params_, model.params_)
+
+
 def test_original_defaults_are_the_original_network():
     # The original project: sigmoid everywhere, quadratic cost, N(0, 1) weights and biases.
     model = MLP(seed=3).initialize()
