@@ -89,3 +89,19 @@ class InProcessRunner:
 
     def close(self, cancel=False):
         pass
+
+
+def ties_within(A, tol, logistic):
+    """How many rows of outputs ``A`` could change their predicted class
+    within the element-wise tolerances ``tol``: for a single logistic output,
+    those within ``tol`` of 0.5 (not exactly on it); otherwise those whose top
+    two outputs are apart by more than 0 and at most the sum of their
+    tolerances (an exact tie is broken the same way by both backends)."""
+    if logistic:
+        return int(np.count_nonzero((A[:, 0] != 0.5) & (np.abs(A[:, 0] - 0.5) <= tol[:, 0])))
+    if A.shape[1] < 2:  # one output of another kind: its argmax is always 0
+        return 0
+    second, top = np.argsort(A, axis=1, kind="stable")[:, -2:].T
+    i = np.arange(len(A))
+    gap = A[i, top] - A[i, second]
+    return int(np.count_nonzero((gap > 0) & (gap <= tol[i, top] + tol[i, second])))

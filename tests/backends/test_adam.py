@@ -7,6 +7,7 @@ import math
 import numpy as np
 import numpy.testing as npt
 import pytest
+from helpers import ties_within
 
 from fastmlp.backends import reference
 from fastmlp.functions import COSTS
@@ -220,13 +221,7 @@ def _near_ties(net, adam, params, state, X, y, order, batch_size):
             tol = np.full(A.shape, config.TEST_ATOL_FLOAT64)
         else:
             tol = config.TEST_RTOL_FLOAT32 * np.abs(A) + 1e-6
-        if single_logistic(net):
-            count += int(np.count_nonzero((A[:, 0] != 0.5) & (np.abs(A[:, 0] - 0.5) <= tol[:, 0])))
-        elif A.shape[1] > 1:  # one output of another kind: its argmax is always 0
-            second, top = np.argsort(A, axis=1, kind="stable")[:, -2:].T
-            i = np.arange(len(A))
-            gap = A[i, top] - A[i, second]
-            count += int(np.count_nonzero((gap > 0) & (gap <= tol[i, top] + tol[i, second])))
+        count += ties_within(A, tol, single_logistic(net))
         reference.train_batches(p, s, net, adam._replace(t=adam.t + k), X, y, rows, batch_size)
     return count
 

@@ -14,6 +14,7 @@ import warnings
 import numpy as np
 import numpy.testing as npt
 import pytest
+from helpers import ties_within
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
@@ -127,13 +128,7 @@ def near_ties(net, sgd, params, velocity, X, y, order, batch_size):
         rows = order[first:first + batch_size]
         A = reference.predict_proba(p, net, X[rows])
         tol = output_tolerance(A, p.dtype)
-        if single_logistic(net):
-            count += int(np.count_nonzero((A[:, 0] != 0.5) & (np.abs(A[:, 0] - 0.5) <= tol[:, 0])))
-        elif A.shape[1] > 1:  # one output of another kind: its argmax is always 0
-            second, top = np.argsort(A, axis=1, kind="stable")[:, -2:].T
-            i = np.arange(len(A))
-            gap = A[i, top] - A[i, second]
-            count += int(np.count_nonzero((gap > 0) & (gap <= tol[i, top] + tol[i, second])))
+        count += ties_within(A, tol, single_logistic(net))
         reference.train_batches(p, v, net, sgd, X, y, rows, batch_size)
     return count
 
