@@ -16,7 +16,7 @@ The heavier library modules are imported inside the functions, so that
 
 import sys
 
-from fastmlp import training
+from fastmlp import training, validation
 from fastmlp.errors import FastMLPError, UsageError, shown
 from fastmlp.training import ARCHITECTURE, TRAINING
 
@@ -92,7 +92,7 @@ def cmd_train(args):
             save()
         print(epoch_line(record), flush=True)
 
-    n_val = validation_rows(args.val_split, len(X_train))
+    n_val = validation.validation_rows(len(X_train), args.val_split) if args.val_split else 0
     bar = progress_bar(len(X_train) - n_val, enabled=not args.quiet)
     try:
         training.fit_model(model, args, (X_train, y_train), (X_test, y_test), run_start=run_start,
@@ -153,13 +153,6 @@ def summary_line(model, epochs_before, epochs_run):
     if kept and "test_accuracy" in kept:
         line += f"; test accuracy {100 * kept['test_accuracy']:.2f}%"
     return line
-
-
-def validation_rows(split, n):
-    """Images ``--val-split`` holds out of ``n`` (0 without one)."""
-    from fastmlp.validation import validation_rows as rows
-
-    return rows(n, split) if split else 0
 
 
 def _network_name(model):
