@@ -16,8 +16,8 @@ import numpy as np
 LEAKY_SLOPE = 0.01
 
 #: Integer codes shared with the Numba kernels (which cannot take strings cheaply).
-ACTIVATION_CODES = {"sigmoid": 0, "tanh": 1, "relu": 2, "leaky_relu": 3, "softmax": 4, "identity": 5}
-COST_CODES = {"quadratic": 0, "cross_entropy": 1, "nll": 2}
+ACTIVATION_CODES = {"sigmoid": 0, "tanh": 1, "relu": 2, "leaky_relu": 3, "softmax": 4, "identity": 5, "exp": 6}
+COST_CODES = {"quadratic": 0, "cross_entropy": 1, "nll": 2, "poisson": 3}
 HIDDEN_ACTIVATIONS = ("sigmoid", "tanh", "relu", "leaky_relu", "identity")
 INITS = ("normal", "xavier", "he", "glorot_uniform", "glorot_uniform_logistic")
 
@@ -56,6 +56,12 @@ def identity(Z):
     return Z
 
 
+def exp(Z):
+    """(A7) ``exp(z)``: the output of a Poisson regression (the inverse of its
+    log link), offered with the Poisson cost only."""
+    return np.exp(Z)
+
+
 def softmax(Z):
     """(A5) ``exp(z_j) / sum_k exp(z_k)`` per row, with the row maximum subtracted
     first so ``exp`` never overflows."""
@@ -90,6 +96,11 @@ def identity_derivative(A):
     return np.ones_like(A)
 
 
+def exp_derivative(A):
+    """(A7') ``exp'(z) = exp(z) = A``."""
+    return A
+
+
 ACTIVATIONS = {
     "identity": identity,
     "sigmoid": sigmoid,
@@ -97,6 +108,7 @@ ACTIVATIONS = {
     "relu": relu,
     "leaky_relu": leaky_relu,
     "softmax": softmax,
+    "exp": exp,
 }
 # softmax has no entry: its Jacobian is not diagonal, and it is only offered
 # with the log-likelihood cost, whose output delta does not need it (eq. D_L3).
@@ -106,39 +118,55 @@ DERIVATIVES = {
     "tanh": tanh_derivative,
     "relu": relu_derivative,
     "leaky_relu": leaky_relu_derivative,
+    "exp": exp_derivative,
 }
 
 
-# --- costs, per sample summed, averaged over the mini-batch (eq. C1-C3) -------
+# --- costs, per sample summed, averaged over the mini-batch (eq. C1-C4) -------
+# ``r``: per-sample factors that sum to the batch size (the sample weights of
+# eq. W1, scaled), or None for 1 each; the cost is ``1/m sum_i r_i C_i``.
 
 def softplus(Z):
     """``log(1 + exp(z))`` without overflow: ``max(z, 0) + log1p(exp(-|z|))``."""
     return np.maximum(Z, 0) + np.log1p(np.exp(-np.abs(Z)))
 
 
-def quadratic_cost(Z_L, A_L, Y):
+def _mean(per_sample, r):
+    return float(np.sum(per_sample if r is None else per_sample * r)) / len(per_sample)
+
+
+def quadratic_cost(Z_L, A_L, Y, r=None):
     """(C1) ``C = 1/(2m) sum_i ||a_i - y_i||^2``."""
-    return 0.5 * float(np.sum((A_L - Y) ** 2)) / len(Y)
+    return _mean(0.5 * np.sum((A_L - Y) ** 2, axis=1), r)
 
 
-def cross_entropy_cost(Z_L, A_L, Y):
+def cross_entropy_cost(Z_L, A_L, Y, r=None):
     """(C2) ``C = -1/m sum_i sum_j [y ln a + (1 - y) ln(1 - a)]`` for sigmoid outputs.
 
     Written through ``z`` as ``softplus(z) - y z``, which is the same number but
     stays finite when ``a`` rounds to exactly 0 or 1.
     """
-    return float(np.sum(softplus(Z_L) - Y * Z_L)) / len(Y)
+    return _mean(np.sum(softplus(Z_L) - Y * Z_L, axis=1), r)
 
 
-def nll_cost(Z_L, A_L, Y):
+def nll_cost(Z_L, A_L, Y, r=None):
     """(C3) ``C = -1/m sum_i ln a_{i, y_i}`` for softmax outputs, computed as
     ``logsumexp(z_i) - z_{i, y_i}`` (maximum subtracted) so it never takes ``ln 0``."""
     M = Z_L.max(axis=1, keepdims=True)
     logsumexp = M[:, 0] + np.log(np.exp(Z_L - M).sum(axis=1))
-    return float(np.sum(logsumexp - np.sum(Y * Z_L, axis=1))) / len(Y)
+    return _mean(logsumexp - np.sum(Y * Z_L, axis=1), r)
 
 
-COSTS = {"quadratic": quadratic_cost, "cross_entropy": cross_entropy_cost, "nll": nll_cost}
+def poisson_cost(Z_L, A_L, Y, r=None):
+    """(C4) half the Poisson deviance for ``exp`` outputs (``a = e^z``):
+    ``C = 1/m sum_i sum_j [y ln y - y z + a - y]`` (``y ln y = 0`` at 0),
+    scikit-learn's ``poisson_loss``."""
+    ylogy = np.where(Y > 0, Y * np.log(np.where(Y > 0, Y, 1)), 0)
+    return _mean(np.sum(ylogy - Y * Z_L + A_L - Y, axis=1), r)
+
+
+COSTS = {"quadratic": quadratic_cost, "cross_entropy": cross_entropy_cost, "nll": nll_cost,
+         "poisson": poisson_cost}
 
 
 def predicted_classes(A_L, logistic=None):
@@ -150,11 +178,24 @@ def predicted_classes(A_L, logistic=None):
         return (A_L[:, 0] > 0.5).astype(np.int64)
     return A_L.argmax(axis=1)
 
+
+def correct_rows(A_L, y, logistic=None):
+    """Which rows of a batch are predicted right: for labels ``y`` (1-D) the
+    predicted class equals the label; for a target matrix ``y`` (2-D, eq. Y'')
+    every output is on the target's side of 0.5 (a multilabel row predicted
+    exactly, scikit-learn's subset accuracy; for regression targets a count
+    without meaning, which the regressor ignores)."""
+    if y.ndim == 2:
+        return np.all((A_L > 0.5) == (y > 0.5), axis=1)
+    return predicted_classes(A_L, logistic) == y
+
+
 #: The output activations each cost is defined for (checked by the model).
 COST_OUTPUTS = {
     "quadratic": HIDDEN_ACTIVATIONS,
     "cross_entropy": ("sigmoid",),
     "nll": ("softmax",),
+    "poisson": ("exp",),
 }
 
 

@@ -297,7 +297,7 @@ class MLP:
             schedule_start=0, schedule_length=None,
             val_split=0, validation_data=None, patience=None, test_data=None,
             progress=False, callback=None, solver="sgd", beta_1=0.9, beta_2=0.999, epsilon=1e-8,
-            max_norm=0.0, shift=0):
+            max_norm=0.0, shift=0, sample_weight=None):
         """Train for ``epochs`` epochs of mini-batch SGD (``solver="sgd"``, with
         ``momentum``/``nesterov``) or Adam (``solver="adam"``, with ``beta_1``,
         ``beta_2``, ``epsilon``; eq. U6) and return ``self``.
@@ -313,6 +313,10 @@ class MLP:
         is read, by up to that many pixels along each axis, a new draw per
         epoch from the counter-based generator of the dropout masks (eq. R6);
         the inputs must be square images (784 = 28 x 28).
+        ``sample_weight``: a weight >= 0 per row of ``X`` (eq. W1): each
+        mini-batch's cost is the weighted mean of its samples' costs, and its
+        L2 decay is scaled by the batch size over the batch's sum of weights
+        (so whole-number weights act as repeated samples).
 
         The schedule runs over ``schedule_length`` epochs (default: ``epochs``)
         and this fit's first epoch is its epoch ``schedule_start`` (default 0),
@@ -364,7 +368,10 @@ class MLP:
         self._check_shift(shift)
         X = validation.check_features(X, self.sizes[0], self.dtype_)
         y = validation.check_labels(y, len(X), self.n_classes_)
+        sample_weight = validation.check_sample_weight(sample_weight, len(X))
         X, y, validation_data = self._split_validation(X, y, val_split, validation_data)
+        if sample_weight is not None:
+            sample_weight = sample_weight[:len(X)]  # the validation rows are the last ones
         validation_data = self._check_eval_set(validation_data, "validation_data")
         test_data = self._check_eval_set(test_data, "test_data")
         if patience is not None:
@@ -399,7 +406,8 @@ class MLP:
             for i in range(epochs):
                 rate = learning_rate_at(schedule, learning_rate, schedule_start + i, schedule_length,
                                         step_size, gamma)
-                record = self.train_epoch(X, y, batch_size, optimizer(rate), progress=progress, shift=shift)
+                record = self.train_epoch(X, y, batch_size, optimizer(rate), progress=progress, shift=shift,
+                                          sample_weight=sample_weight)
                 if validation_data is not None:  # already checked: no second conversion
                     record["val_accuracy"] = self._accuracy(*validation_data)
                 if test_data is not None:
@@ -452,12 +460,16 @@ class MLP:
                              f"{', '.join(sorted(needs - set(supports)))}; use backend='numpy'")
 
     def _checked(self, X, y):
-        """``X``, ``y`` through the checks ``fit`` runs (features, integer labels)."""
+        """``X``, ``y`` through the checks ``fit`` runs (features; integer
+        labels, or for a 2-D ``y`` a target matrix with a column per output,
+        eq. Y'')."""
         X = validation.check_features(X, self.sizes[0], self.dtype_)
+        if np.ndim(y) == 2:
+            return X, validation.check_targets(y, len(X), self.sizes[-1], self.dtype_)
         return X, validation.check_labels(y, len(X), self.n_classes_)
 
     def train_epoch(self, X, y, batch_size, optimizer, *, shuffle=True, l2_per_sample=False, progress=False,
-                    shift=0):
+                    shift=0, sample_weight=None):
         """One epoch over checked ``X``, ``y`` with ``optimizer`` (a ``network.SGD``
         or ``network.Adam`` with the epoch's rate; Adam's step count is kept here),
         appended to ``history_`` and returned as its record.  The trainer ``fit``
@@ -468,7 +480,9 @@ class MLP:
         samples decays the weights by ``alpha / m`` (the penalty
         ``alpha / 2 ||W||^2`` is divided by the batch size with the cost).
         ``shift``: the input shifts of ``fit`` (R6), 0 for none; the model's
-        ``dropout`` applies in every epoch.
+        ``dropout`` applies in every epoch.  ``y``: labels, or a target matrix
+        (2-D, Y'': regression, multilabel); ``sample_weight``: checked float64
+        weights per sample (``validation.check_sample_weight``, W1), or None.
         """
         self._check_shift(shift)
         self._optimizer_state(optimizer)
@@ -476,7 +490,7 @@ class MLP:
             optimizer = optimizer._replace(t=self.adam_steps_)
         with self._threads():
             record = self._train_one_epoch(get_backend(self.backend), X, y, batch_size, optimizer,
-                                           progress, shuffle, l2_per_sample, shift)
+                                           progress, shuffle, l2_per_sample, shift, sample_weight)
         if isinstance(optimizer, Adam):
             self.adam_steps_ += -(-len(X) // batch_size)
         self.history_.append(record)
@@ -510,7 +524,8 @@ class MLP:
                                   batch_size)
         self.warm_up_seconds_ = time.perf_counter() - start
 
-    def _train_one_epoch(self, backend, X, y, batch_size, sgd, progress, shuffle=True, l2_per_sample=False, shift=0):
+    def _train_one_epoch(self, backend, X, y, batch_size, sgd, progress, shuffle=True, l2_per_sample=False, shift=0,
+                         sample_weight=None):
         """One pass over the (shuffled) training set; returns the history record."""
         epoch = self.epochs_trained_ + 1
         # Each epoch's order comes from (seed, epoch), so a resumed run shuffles
@@ -535,7 +550,7 @@ class MLP:
                     with self._guard():
                         chunk_loss, chunk_correct = backend.train_batches(
                             self.params_, self.velocity_, self.net_, chunk_sgd, X, y, chunk, batch_size,
-                            noise=epoch_noise)
+                            noise=epoch_noise, sample_weight=sample_weight)
                     loss_sum += chunk_loss
                     n_correct += chunk_correct
                     if progress:

@@ -87,6 +87,46 @@ def check_labels(y, n_samples, n_classes, name="y", samples_name="X"):
     return np.ascontiguousarray(y, dtype=np.uint8 if n_classes <= 256 else np.int64)
 
 
+def check_targets(y, n_samples, n_outputs, dtype, name="y", samples_name="X"):
+    """Validate a target matrix ``y`` (eq. Y'': regression values or
+    multilabel indicators) of shape ``(n_samples, n_outputs)``, finite;
+    returns it C-contiguous in ``dtype``."""
+    y = _as_array(y, name, "a 2-D array of targets")
+    if y.dtype == object or not (np.issubdtype(y.dtype, np.number) or y.dtype == bool):
+        raise TypeError(f"{name} must hold numbers, got dtype {y.dtype}")
+    if y.ndim != 2 or y.shape[1] != n_outputs:
+        raise ValueError(f"{name} must have shape (n_samples, {n_outputs}), got {y.shape}")
+    if len(y) != n_samples:
+        raise ValueError(f"{samples_name} has {n_samples} samples but {name} has {len(y)} rows")
+    y = np.ascontiguousarray(y, dtype=dtype)
+    if not np.isfinite(y).all():
+        raise ValueError(f"{name} holds NaN or infinite targets")
+    return y
+
+
+def check_sample_weight(sample_weight, n_samples, name="sample_weight", samples_name="X"):
+    """Validate per-sample weights (eq. W1): ``None``, a number (the same for
+    every sample), or ``(n_samples,)`` finite numbers >= 0 that are not all
+    0; returns None or float64 weights."""
+    if sample_weight is None:
+        return None
+    if isinstance(sample_weight, numbers.Real) and not isinstance(sample_weight, bool):
+        sample_weight = np.full(n_samples, float(sample_weight))
+    w = _as_array(sample_weight, name, "a 1-D array of weights")
+    if w.dtype == object or not np.issubdtype(w.dtype, np.number) or np.issubdtype(w.dtype, np.complexfloating):
+        raise TypeError(f"{name} must hold real numbers, got dtype {w.dtype}")
+    if w.ndim != 1:
+        raise ValueError(f"{name} must be 1-D (n_samples,), got shape {w.shape}")
+    if len(w) != n_samples:
+        raise ValueError(f"{samples_name} has {n_samples} samples but {name} has {len(w)} weights")
+    w = np.ascontiguousarray(w, dtype=np.float64)
+    if not np.isfinite(w).all() or (w < 0).any():
+        raise ValueError(f"{name} must be finite and >= 0")
+    if len(w) and not w.any():
+        raise ValueError(f"{name} is 0 for every sample")
+    return w
+
+
 def check_positive_int(value, name, minimum=1):
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an integer, got {value!r}")

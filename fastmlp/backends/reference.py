@@ -37,13 +37,13 @@ import math
 import numpy as np
 
 from fastmlp import noise as noise_draws
-from fastmlp.functions import ACTIVATIONS, COSTS, DERIVATIVES, predicted_classes
+from fastmlp.functions import ACTIVATIONS, COSTS, DERIVATIVES, correct_rows
 from fastmlp.network import Adam, single_logistic, unpack
 
 #: What this backend implements (``MLP`` refuses what a backend lacks): the
 #: optimisers, the activations, and the single logistic output of (Y').
-SUPPORTS = ("sgd", "adam", "identity", "sigmoid", "tanh", "relu", "leaky_relu", "softmax",
-            "single_logistic_output")
+SUPPORTS = ("sgd", "adam", "identity", "sigmoid", "tanh", "relu", "leaky_relu", "softmax", "exp",
+            "single_logistic_output", "target_matrix", "sample_weight")
 
 #: Rows per chunk when predicting, so activations of a large set stay small.
 PREDICT_CHUNK = 4096
@@ -65,7 +65,10 @@ def as_input(X_rows, dtype):
 def targets(y, net, dtype):
     """The training targets of labels ``y``: (Y) one-hot rows, or (Y') for a
     network with a single sigmoid output unit (a two-class, logistic network)
-    the label itself, 0 or 1, as one column ``(m, 1)``."""
+    the label itself, 0 or 1, as one column ``(m, 1)``; (Y'') a target matrix
+    ``y`` (2-D: regression values, multilabel indicators) as it is."""
+    if y.ndim == 2:
+        return y.astype(dtype, copy=False)
     if single_logistic(net):
         return np.asarray(y, dtype=dtype).reshape(-1, 1)
     return one_hot(y, net.sizes[-1], dtype)
@@ -99,7 +102,7 @@ def output_delta(A_L, Y, activation, cost):
     """
     if cost == "quadratic":
         return (A_L - Y) * DERIVATIVES[activation](A_L)
-    return A_L - Y
+    return A_L - Y  # also exp + Poisson (D_L4)
 
 
 def hidden_delta(delta_next, W_next, A, activation):
@@ -188,19 +191,23 @@ def forward(weights, biases, activations, A0, factors=None, raw=None):
     return Zs, As
 
 
-def backprop(weights, biases, net, A0, Y, factors=None):
+def backprop(weights, biases, net, A0, Y, factors=None, r=None):
     """Cost and gradients of one mini-batch: ``(loss, dW_list, db_list, A_L)``.
 
-    ``loss`` is the batch-averaged cost (C1-C3) before any update; the gradients
+    ``loss`` is the batch-averaged cost (C1-C4) before any update; the gradients
     are averaged over the batch (G).  ``weights``/``biases`` are the per-layer
     views given by ``fastmlp.network.unpack``.  ``factors``: the dropout
     factors of the batch (``dropout_factors``), or None: the gradients flow
     through the kept units only, scaled as the forward pass scaled them (R5).
+    ``r``: the batch's sample-weight factors (``weight_factors``, W1), which
+    scale each sample's cost and output delta, or None.
     """
     raw = []
     Zs, As = forward(weights, biases, net.activations, A0, factors, raw)
-    loss = COSTS[net.cost](Zs[-1], As[-1], Y)
+    loss = COSTS[net.cost](Zs[-1], As[-1], Y, r)
     delta = output_delta(As[-1], Y, net.activations[-1], net.cost)
+    if r is not None:
+        delta = delta * r[:, None].astype(delta.dtype)  # (W1)
     dWs, dbs = [None] * len(weights), [None] * len(weights)
     for l in range(len(weights) - 1, -1, -1):  # from the output layer back
         dWs[l], dbs[l] = gradients(delta, As[l])
@@ -209,6 +216,20 @@ def backprop(weights, biases, net, A0, Y, factors=None):
             if factors and factors[l] is not None:
                 delta = delta * factors[l]  # (R5)
     return loss, dWs, dbs, As[-1]
+
+
+def weight_factors(sample_weight, rows):
+    """(W1) The factors of the batch ``rows``: ``r_i = m w_i / sum(w)``, which
+    sum to the batch size ``m``, so that averaging over ``m`` averages by
+    weight; and ``c = m / sum(w)``, which scales the batch's L2 term with
+    them.  ``(None, 1.0)`` without weights; ``c = 0`` for a batch whose
+    weights are all 0 (it changes nothing)."""
+    if sample_weight is None:
+        return None, 1.0
+    w = sample_weight[rows]
+    total = float(np.sum(w))
+    c = len(rows) / total if total > 0 else 0.0
+    return w * c, c
 
 
 def dropout_factors(epoch_noise, sizes, rows, dtype):
@@ -242,16 +263,24 @@ def max_norm(W, limit):
     W[over] *= (limit / norms[over])[:, None].astype(W.dtype)
 
 
-def train_batches(params, velocity, net, sgd, X, y, order, batch_size, plan=None, noise=None):
+def train_batches(params, velocity, net, sgd, X, y, order, batch_size, plan=None, noise=None,
+                  sample_weight=None):
     """Train on the samples ``X[order]`` in consecutive mini-batches of
     ``batch_size`` (the last one may be shorter and is averaged over its own
     size), updating ``params`` (and ``velocity``, for momentum) in place.
 
+    ``y``: class labels (1-D), or a target matrix ``(n, n_L)`` (2-D, Y'').
+    ``sample_weight``: float64 weights per sample of ``X``, or None (W1):
+    each batch's cost is their weighted mean, and its L2 term is scaled by
+    ``m / sum(w)`` with it.
+
     ``sgd`` is a ``fastmlp.network.SGD`` (U1-U4) or ``Adam`` (U6); for Adam
     ``velocity`` holds both moments (``network.optimizer_state_size``).
 
-    Returns ``(loss_sum, n_correct)``: the cost summed over the samples and the
-    number classified correctly, both measured on each batch before its update.
+    Returns ``(loss_sum, n_correct)``: the cost summed over the samples (each
+    batch's mean times its size) and the number predicted right
+    (``functions.correct_rows``), both measured on each batch before its
+    update.
     ``plan`` is ignored (the Numba backend's compile plan, ``prepare``).
     ``noise``: a ``fastmlp.noise.Noise`` (dropout, R1-R5; input shifts, R6),
     or None.  With
@@ -273,18 +302,36 @@ def train_batches(params, velocity, net, sgd, X, y, order, batch_size, plan=None
             A0 = shifted_inputs(A0, noise, rows)
         Y = targets(y[rows], net, params.dtype)
         factors = dropout_factors(noise, net.sizes, rows, params.dtype)
-        loss, dWs, dbs, A_L = backprop(weights, biases, net, A0, Y, factors)
+        r, c = weight_factors(sample_weight, rows)
+        batch_sgd = sgd._replace(l2=sgd.l2 * c) if r is not None else sgd
+        loss, dWs, dbs, A_L = backprop(weights, biases, net, A0, Y, factors, r)
         loss_sum += loss * len(rows)
-        n_correct += int(np.count_nonzero(predicted_classes(A_L, single_logistic(net)) == y[rows]))
+        n_correct += int(np.count_nonzero(correct_rows(A_L, y[rows], single_logistic(net))))
         for l, (W, b, dW, db) in enumerate(zip(weights, biases, dWs, dbs)):
             if adam:
                 adam_update(W, b, dW, db, m_weights[l], m_biases[l], v_weights[l], v_biases[l],
-                            sgd, sgd.t + k + 1)
+                            batch_sgd, sgd.t + k + 1)
             else:
-                sgd_update(W, b, dW, db, v_weights[l], v_biases[l], sgd)
+                sgd_update(W, b, dW, db, v_weights[l], v_biases[l], batch_sgd)
             if sgd.max_norm and l < len(weights) - 1:
                 max_norm(W, sgd.max_norm)
     return loss_sum, n_correct
+
+
+def loss_gradient(params, net, X, y, sample_weight=None, plan=None):
+    """The cost averaged over all of ``X`` (weighted by ``sample_weight``,
+    W1) and its gradient with respect to ``params`` (G), flat in their
+    layout, without L2: ``(loss, gradient)``, what a full-batch optimiser
+    (L-BFGS) asks for.  ``plan`` is ignored.
+    Mirror: ``fastmlp.backends.numba.plan.loss_gradient``."""
+    weights, biases = unpack(params, net.sizes)
+    r, _ = weight_factors(sample_weight, np.arange(len(X)))
+    loss, dWs, dbs, _ = backprop(weights, biases, net, as_input(X, params.dtype), targets(y, net, params.dtype),
+                                 None, r)
+    gradient = np.empty_like(params)
+    for G, g in zip([*unpack(gradient, net.sizes)[0], *unpack(gradient, net.sizes)[1]], [*dWs, *dbs]):
+        G[...] = g
+    return loss, gradient
 
 
 def predict_proba(params, net, X, plan=None):

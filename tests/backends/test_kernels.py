@@ -135,7 +135,9 @@ def near_ties(net, sgd, params, velocity, X, y, order, batch_size):
 
 # --- whole epochs ----------------------------------------------------------------
 
-COST_CASES = [(cost, out) for cost, outs in COST_OUTPUTS.items() for out in outs]
+#: The costs of class labels; the Poisson cost (C4) takes counts, and its
+#: exp outputs overflow on the extreme weights below: test_targets_weights.py.
+COST_CASES = [(cost, out) for cost, outs in COST_OUTPUTS.items() for out in outs if cost != "poisson"]
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -26,8 +26,9 @@ from numba import prange
 
 from fastmlp.backends.numba.calls import ADAM_APPLY, FORWARD, GATHER, HIDDEN, OUTPUT, UPDATE, caller
 from fastmlp.backends.numba.dropout import _max_norm
-from fastmlp.backends.numba.epoch import (_bias, _delta_input, _drop_hidden, _drop_input, _rows, call_forward,
-                                          call_gather, call_hidden, call_output, call_update)
+from fastmlp.backends.numba.deltas import _weight_scale
+from fastmlp.backends.numba.epoch import (_batch_hyper, _bias, _delta_input, _drop_hidden, _drop_input, _rows,
+                                          call_forward, call_gather, call_hidden, call_output, call_update)
 from fastmlp.backends.numba.jit import DRIVER, kernel
 from fastmlp.backends.numba.shapes import FWD, PAR, PNL
 
@@ -78,14 +79,15 @@ call_adam_apply = caller(_adam_apply)
 
 @kernel(args=DRIVER)
 def _train_epoch_adam(params, velocity, offsets, a_off, sizes, acts, cost, hyper, X, y, order, batch_size, scale,
-                      panels, kinds, G, A_buf, D_buf, XB, Z_L, F_buf, drop, reg, grads, ghyper, fns):
+                      panels, kinds, G, A_buf, D_buf, XB, Z_L, F_buf, drop, reg, T, w, hyper_b, grads, ghyper, fns):
     """All mini-batches of one Adam epoch: per batch (X), (F) through every
     layer, (C)/(D_L), then from the last layer back (D_l) with the old
     weights and each layer's gradient into ``grads`` (the update kernels with
     ``ghyper`` = plain SGD at rate -1, no decay), then the Adam step for all
     parameters (``_adam_apply``).  ``fns``: the kernels' addresses, as in
-    ``epoch._train_epoch``; dropout and max-norm as there (``drop``,
-    ``reg``).  Returns ``(loss_sum, n_correct)``."""
+    ``epoch._train_epoch``; dropout, max-norm, the targets and sample
+    weights as there (``drop``, ``reg``, ``T``, ``w``, ``hyper_b``).
+    Returns ``(loss_sum, n_correct)``."""
     L = sizes.shape[0] - 1
     s0 = sizes[0]
     n = order.shape[0]
@@ -106,8 +108,10 @@ def _train_epoch_adam(params, velocity, offsets, a_off, sizes, acts, cost, hyper
                          Z_L, _rows(A_buf, a_off[l + 1], n_out, m), l == L - 1)
             if l + 1 < L:
                 _drop_hidden(A_buf, F_buf, a_off, sizes, acts, l + 1, m, order, start, drop, reg)
-        loss, correct = call_output(fns[OUTPUT, 0], Z_L, _rows(A_buf, a_off[L], sizes[L], m), y, order, start, m,
-                                    acts[L - 1], cost, _rows(D_buf, a_off[L], sizes[L], m))
+        c = _weight_scale(w, order, start, m)
+        _batch_hyper(hyper, hyper_b, 4, c)
+        loss, correct = call_output(fns[OUTPUT, 0], Z_L, _rows(A_buf, a_off[L], sizes[L], m), y, T, w, c, order,
+                                    start, m, acts[L - 1], cost, _rows(D_buf, a_off[L], sizes[L], m))
         loss_sum += loss
         n_correct += correct
         for l in range(L - 1, -1, -1):
@@ -123,7 +127,7 @@ def _train_epoch_adam(params, velocity, offsets, a_off, sizes, acts, cost, hyper
             GW, Gb = _rows(grads, o, n_in, n_out), _bias(grads, o, n_in, n_out)
             call_update(fns[UPDATE, k], d_next, a_in, m, GW, Gb, GW, Gb, ghyper, G, panels[l])
         t += 1
-        call_adam_apply(fns[ADAM_APPLY, 0], params, velocity, grads, offsets, sizes, hyper, t)
+        call_adam_apply(fns[ADAM_APPLY, 0], params, velocity, grads, offsets, sizes, hyper_b, t)
         if reg[0] > 0:
             for l in range(L - 1):
                 _max_norm(_rows(params, offsets[l], sizes[l], sizes[l + 1]), reg[0])

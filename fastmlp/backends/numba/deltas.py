@@ -12,18 +12,22 @@ import numpy as np
 from numba import carray, prange
 
 from fastmlp.backends.numba.elementwise import _derivative
-from fastmlp.backends.numba.jit import CROSS_ENTROPY, NLL, PANELS, QUADRATIC, SIGMOID, kernel
+from fastmlp.backends.numba.jit import CROSS_ENTROPY, NLL, PANELS, POISSON, QUADRATIC, SIGMOID, kernel
 from fastmlp.backends.numba.tile import (NARROW_ROWS, NONNEG, PACK_ROWS, PACK_STRIDE, PANEL, full_width_vectors,
                                         narrow_tile, strided_pack_buffer)
 from fastmlp.functions import LEAKY_SLOPE
 
 
-@kernel(args="A A u n i i i i A", returns="fi")
-def _output_rows(Z, A, y, order, start, m, code, cost, delta):
-    """(D_L) the output delta of ``m`` samples, and (C1-C3) the summed cost and
-    the number of correct argmax predictions (measured before the update).
+@kernel(args="A A u A h f n i i i i A", returns="fi")
+def _output_rows(Z, A, y, T, w, c, order, start, m, code, cost, delta):
+    """(D_L) the output delta of ``m`` samples, and (C1-C4) the summed cost and
+    the number of rows predicted right (measured before the update).
+    The targets are the labels ``y`` (one-hot, Y), or the rows of the target
+    matrix ``T`` when it has any (Y'', ``functions.correct_rows``).
     (Y') a single sigmoid output unit is a two-class network: its target is the
-    label itself and its prediction ``a > 0.5``."""
+    label itself and its prediction ``a > 0.5``.  (W1) with sample weights
+    ``w`` (empty for none), sample ``i``'s cost and delta are scaled by
+    ``c w_i`` (``c``: the batch size over the batch's sum of weights)."""
     slope = A.dtype.type(LEAKY_SLOPE)
     one = A.dtype.type(1.0)
     zero = A.dtype.type(0.0)
@@ -31,17 +35,29 @@ def _output_rows(Z, A, y, order, start, m, code, cost, delta):
     loss = 0.0
     correct = 0
     logistic = n == 1 and code == SIGMOID
+    matrix = T.shape[0] > 0
+    weighted = w.shape[0] > 0
     for i in range(m):
-        label = y[order[start + i]]
-        best = 0
-        for j in range(1, n):
-            if A[i, j] > A[i, best]:
-                best = j
-        if logistic:
-            best = 1 if A[i, 0] > 0.5 else 0
-        if best == label:
-            correct += 1
-        if cost == NLL:  # logsumexp(z) - z_label, maximum subtracted (C3)
+        row = order[start + i]
+        label = 0 if matrix else y[row]
+        sample_loss = 0.0
+        if matrix:
+            right = True
+            for j in range(n):
+                if (A[i, j] > 0.5) != (T[row, j] > 0.5):
+                    right = False
+            if right:
+                correct += 1
+        else:
+            best = 0
+            for j in range(1, n):
+                if A[i, j] > A[i, best]:
+                    best = j
+            if logistic:
+                best = 1 if A[i, 0] > 0.5 else 0
+            if best == label:
+                correct += 1
+        if cost == NLL:  # logsumexp(z) - sum_j t_j z_j, maximum subtracted (C3)
             top = Z[i, 0]
             for j in range(1, n):
                 if Z[i, j] > top:
@@ -49,21 +65,50 @@ def _output_rows(Z, A, y, order, start, m, code, cost, delta):
             total = 0.0
             for j in range(n):
                 total += math.exp(Z[i, j] - top)
-            loss += top + math.log(total) - Z[i, label]
+            sample_loss += top + math.log(total)
+            if matrix:
+                for j in range(n):
+                    sample_loss -= T[row, j] * Z[i, j]
+            else:
+                sample_loss -= Z[i, label]
+        r = one
+        if weighted:
+            r = A.dtype.type(c * w[row])
         for j in range(n):
             a = A[i, j]
-            t = one if j == label else zero
-            if logistic:
-                t = one if label == 1 else zero
+            if matrix:
+                t = T[row, j]
+            else:
+                t = one if j == label else zero
+                if logistic:
+                    t = one if label == 1 else zero
             if cost == QUADRATIC:  # (C1) and (D_L) BP1
-                loss += 0.5 * (a - t) * (a - t)
+                sample_loss += 0.5 * (a - t) * (a - t)
                 delta[i, j] = (a - t) * _derivative(a, code, slope, one)
             else:
                 if cost == CROSS_ENTROPY:  # (C2) softplus(z) - y z
                     z = Z[i, j]
-                    loss += (z if z > 0 else zero) + math.log1p(math.exp(-abs(z))) - t * z
+                    sample_loss += (z if z > 0 else zero) + math.log1p(math.exp(-abs(z))) - t * z
+                elif cost == POISSON:  # (C4) y ln y - y z + a - y
+                    sample_loss += (t * math.log(t) if t > 0 else zero) - t * Z[i, j] + a - t
                 delta[i, j] = a - t
+            if weighted:
+                delta[i, j] *= r  # (W1)
+        loss += sample_loss * c * w[row] if weighted else sample_loss
     return loss, correct
+
+
+@kernel
+def _weight_scale(w, order, start, m):
+    """(W1) ``c = m / sum(w)`` over the samples ``order[start:start + m]``; 1
+    without weights (``w`` empty); 0 for a batch whose weights are all 0
+    (it changes nothing)."""
+    if w.shape[0] == 0 or m == 0:
+        return 1.0
+    total = 0.0
+    for i in range(m):
+        total += w[order[start + i]]
+    return m / total if total > 0 else 0.0
 
 
 # --- (D_l) hidden delta: tiles of 4 samples x a block of columns ------------------

@@ -6,12 +6,12 @@ Mirror: ``fastmlp.functions`` (the NumPy versions the reference uses).
 
 import math
 
-from fastmlp.backends.numba.jit import GIVEN, IDENTITY, LEAKY_RELU, RELU, SIGMOID, SOFTMAX, TANH, kernel
+from fastmlp.backends.numba.jit import EXP, GIVEN, IDENTITY, LEAKY_RELU, RELU, SIGMOID, SOFTMAX, TANH, kernel
 
 
 @kernel
 def _activate(z, code, slope, one):
-    """(A1-A4) ``f(z)`` for one element; softmax is applied per row elsewhere.
+    """(A1-A4, A6, A7) ``f(z)`` for one element; softmax is applied per row elsewhere.
     ``slope`` and ``one`` carry the dtype (a bare ``1`` would promote float32 to
     float64 in Numba)."""
     if code == SIGMOID:
@@ -25,16 +25,19 @@ def _activate(z, code, slope, one):
         return z if z > 0 else one - one
     if code == LEAKY_RELU:
         return z if z > 0 else z * slope
+    if code == EXP:
+        return math.exp(z)
     return z  # identity (A6); softmax: the caller normalises the row
 
 
 @kernel
 def _derivative(a, code, slope, one):
-    """(A1'-A4', A6') ``f'(z)`` from ``a = f(z)``; under the code ``GIVEN``,
-    ``a`` itself (a factor computed beforehand: dropout's (R5))."""
+    """(A1'-A4', A6', A7') ``f'(z)`` from ``a = f(z)``; under the code
+    ``GIVEN``, ``a`` itself (a factor computed beforehand: dropout's (R5)),
+    as for ``exp``."""
     if code == IDENTITY:
         return one
-    if code == GIVEN:
+    if code == GIVEN or code == EXP:
         return a
     if code == SIGMOID:
         return a * (one - a)

@@ -18,7 +18,7 @@ Mirror: ``fastmlp.backends.reference.train_batches``.
 import numpy as np
 
 from fastmlp.backends.numba.calls import FIRST, FORWARD, GATHER, HIDDEN, OUTPUT, UPDATE, caller
-from fastmlp.backends.numba.deltas import _hidden_layer, _output_rows
+from fastmlp.backends.numba.deltas import _hidden_layer, _output_rows, _weight_scale
 from fastmlp.backends.numba.dropout import _drop_rows, _max_norm
 from fastmlp.backends.numba.forward import _forward_layer, _gather_input
 from fastmlp.backends.numba.jit import DRIVER, GIVEN, kernel
@@ -82,9 +82,19 @@ def _delta_input(A_buf, F_buf, a_off, acts, l, n, m, drop):
     return _rows(A_buf, a_off[l], n, m), acts[l - 1]
 
 
+@kernel
+def _batch_hyper(hyper, hyper_b, l2_index, c):
+    """(W1) the hyperparameters of one batch: ``hyper`` with its L2 decay
+    (entry ``l2_index``) times the batch's weight scale ``c`` (1 without
+    sample weights)."""
+    for k in range(hyper.shape[0]):
+        hyper_b[k] = hyper[k]
+    hyper_b[l2_index] = hyper[l2_index] * c
+
+
 @kernel(args=DRIVER)
 def _train_epoch(params, velocity, offsets, a_off, sizes, acts, cost, hyper, X, y, order, batch_size, scale,
-                 panels, kinds, G, A_buf, D_buf, XB, Z_L, F_buf, drop, reg, fns):
+                 panels, kinds, G, A_buf, D_buf, XB, Z_L, F_buf, drop, reg, T, w, hyper_b, fns):
     """All mini-batches of one epoch.  For each batch (F) forward through every
     layer, (C)/(D_L) at the output, then from the last layer back (D_l) with
     the old weights followed by the fused (G)+(U) update of that layer.  The
@@ -133,8 +143,10 @@ def _train_epoch(params, velocity, offsets, a_off, sizes, acts, cost, hyper, X, 
                 l == L - 1)
             if l + 1 < L:
                 _drop_hidden(A_buf, F_buf, a_off, sizes, acts, l + 1, m, order, start, drop, reg)
-        loss, correct = call_output(fns[OUTPUT, 0], Z_L, _rows(A_buf, a_off[L], sizes[L], m), y, order, start, m,
-                                    acts[L - 1], cost, _rows(D_buf, a_off[L], sizes[L], m))
+        c = _weight_scale(w, order, start, m)
+        _batch_hyper(hyper, hyper_b, 2, c)
+        loss, correct = call_output(fns[OUTPUT, 0], Z_L, _rows(A_buf, a_off[L], sizes[L], m), y, T, w, c, order,
+                                    start, m, acts[L - 1], cost, _rows(D_buf, a_off[L], sizes[L], m))
         loss_sum += loss
         n_correct += correct
         for l in range(L - 1, 0, -1):
@@ -147,7 +159,7 @@ def _train_epoch(params, velocity, offsets, a_off, sizes, acts, cost, hyper, X, 
             factors, code = _delta_input(A_buf, F_buf, a_off, acts, l, n_in, m, drop)
             call_hidden(fns[HIDDEN, k], d_next, W, factors, m, code, _rows(D_buf, a_off[l], n_in, m), G, panels[l])
             call_update(fns[UPDATE, k], d_next, A, m, W, _bias(params, o, n_in, n_out),
-                        _rows(velocity, o, n_in, n_out), _bias(velocity, o, n_in, n_out), hyper, G, panels[l])
+                        _rows(velocity, o, n_in, n_out), _bias(velocity, o, n_in, n_out), hyper_b, G, panels[l])
             if limit > 0 and l < L - 1:
                 _max_norm(W, limit)
         # the first layer: its update for batch t, its forward for batch t + 1, the gather of batch t + 2
@@ -164,14 +176,14 @@ def _train_epoch(params, velocity, offsets, a_off, sizes, acts, cost, hyper, X, 
         a1_next = _rows(A_buf, a_off[1], n_out, m1)
         par = kinds[0, PAR]
         if kinds[0, PNL] or kinds[0, FWD] or (limit > 0 and L > 1):
-            call_update(fns[UPDATE, 2 * par + kinds[0, PNL]], d1, x_t, m, W, b, vW, vb, hyper, G, panels[0])
+            call_update(fns[UPDATE, 2 * par + kinds[0, PNL]], d1, x_t, m, W, b, vW, vb, hyper_b, G, panels[0])
             if limit > 0 and L > 1:
                 _max_norm(W, limit)
             if m1 > 0:
                 call_forward(fns[FORWARD, 2 * par + kinds[0, FWD]], x_next, m1, W, b, acts[0], Z_L, a1_next, L == 1)
             call_gather(fns[GATHER, par], X, order, s2, m2, scale, x_after)
         else:
-            call_first(fns[FIRST, par], d1, x_t, m, W, b, vW, vb, hyper, G, panels[0],
+            call_first(fns[FIRST, par], d1, x_t, m, W, b, vW, vb, hyper_b, G, panels[0],
                        x_next, m1, acts[0], Z_L, a1_next, L == 1, X, order, s2, scale, x_after)
         if L > 1:
             _drop_hidden(A_buf, F_buf, a_off, sizes, acts, 1, m1, order, s1, drop, reg)

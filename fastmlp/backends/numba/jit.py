@@ -43,12 +43,14 @@ RELU = ACTIVATION_CODES["relu"]
 LEAKY_RELU = ACTIVATION_CODES["leaky_relu"]
 SOFTMAX = ACTIVATION_CODES["softmax"]
 IDENTITY = ACTIVATION_CODES["identity"]
+EXP = ACTIVATION_CODES["exp"]
 #: Not an activation: the code under which ``elementwise._derivative`` returns
 #: its argument, for a delta whose factors are given (dropout, ``dropout``).
 GIVEN = max(ACTIVATION_CODES.values()) + 1
 QUADRATIC = COST_CODES["quadratic"]
 CROSS_ENTROPY = COST_CODES["cross_entropy"]
 NLL = COST_CODES["nll"]
+POISSON = COST_CODES["poisson"]
 
 #: The names a template may read as compile-time constants: ``PANELS`` (int,
 #: the rows of the outer-product panel tiles of this layer's hidden delta and

@@ -64,8 +64,9 @@ def output_delta(A_L, Y, activation, cost):
     m = A_L.shape[0]
     delta = np.empty_like(A_L)
     # Z is read only for the cost's value, which this function does not return
-    specialise(_output_rows)(A_L, A_L, labels.astype(np.uint8), np.arange(m, dtype=np.int64), 0, m,
-                             ACTIVATION_CODES[activation], COST_CODES[cost], delta)
+    specialise(_output_rows)(A_L, A_L, labels.astype(np.uint8), np.zeros((0, 1), A_L.dtype), np.zeros(0), 1.0,
+                             np.arange(m, dtype=np.int64), 0, m, ACTIVATION_CODES[activation], COST_CODES[cost],
+                             delta)
     return delta
 
 

@@ -165,7 +165,7 @@ def _signature(variant, dispatcher):
         return (vec, ints, ints, ints, X, ints, t.float64, mat, t.Array(dt, 3, "C"), table)
     head = (vec, vec, ints, ints, ints, ints, t.int64, hyper, X, t.Array(t.uint8, 1, "C"),
             ints, t.int64, t.float64, ints, t.Array(t.int64, 2, "C"), t.Array(dt, 3, "C"), vec, vec, mat, mat,
-            vec, t.Array(t.uint64, 1, "C"), hyper)
+            vec, t.Array(t.uint64, 1, "C"), hyper, mat, hyper, hyper)
     if variant.stage == "adam_epoch":
         head += (vec, hyper)
     return head + (table,)
@@ -501,16 +501,15 @@ class Plan:
             self.table = _table(driver, self.compiled)
             self.epoch = _entry_point(driver)
 
-    def train(self, params, velocity, net, sgd, X, y, order, noise=None):
+    def train(self, params, velocity, net, sgd, X, y, order, noise=None, sample_weight=None):
         """``train_batches`` with this plan (see there)."""
         if update_rule(sgd) != self.rule:  # its table lacks kernels that optimiser calls
             raise ValueError(f"this plan was prepared for the update rule {self.rule!r}, not {update_rule(sgd)!r}")
         X, scale = _check_input(X, params.dtype)
-        y = np.ascontiguousarray(y, dtype=np.uint8)
+        y, T = _targets(y, params.dtype)
+        w = _weights(sample_weight)
         order = np.ascontiguousarray(order, dtype=np.int64)
-        if not y.flags.writeable:  # the one compiled signature takes writable y and order
-            y = y.copy()
-        if not order.flags.writeable:
+        if not order.flags.writeable:  # the one compiled signature takes writable arrays
             order = order.copy()
         m = min(self.batch_size, len(order))
         work = Workspace(self.sizes, m, params.dtype, noise is not None and any(noise.rates))
@@ -521,13 +520,66 @@ class Plan:
             grads = np.zeros(params.shape[0], params.dtype)
             ghyper = np.array([-1.0, 0.0, 0.0, 0.0])  # (U1) with rate -1 on a zero buffer: the gradient
             loss, correct = self.epoch(*args, hyper, X, y, order, m, float(scale), self.panels, self.kinds,
-                                       work.G, work.A, work.D, work.XB, work.Z_L, work.F, drop, reg, grads, ghyper,
-                                       self.table)
+                                       work.G, work.A, work.D, work.XB, work.Z_L, work.F, drop, reg, T, w,
+                                       np.empty_like(hyper), grads, ghyper, self.table)
         else:
             hyper = np.array([sgd.lr, sgd.momentum, sgd.l2, float(bool(sgd.nesterov))], dtype=np.float64)
             loss, correct = self.epoch(*args, hyper, X, y, order, m, float(scale), self.panels, self.kinds,
-                                       work.G, work.A, work.D, work.XB, work.Z_L, work.F, drop, reg, self.table)
+                                       work.G, work.A, work.D, work.XB, work.Z_L, work.F, drop, reg, T, w,
+                                       np.empty_like(hyper), self.table)
         return float(loss), int(correct)
+
+    def loss_gradient(self, params, net, X, y, sample_weight=None):
+        """``loss_gradient`` with this plan (see there): the kernels of the
+        Adam epoch's loop shapes, called per layer from here on chunks of
+        ``batch_size`` rows."""
+        X, scale = _check_input(X, params.dtype)
+        y, T = _targets(y, params.dtype)
+        w = _weights(sample_weight)
+        n = len(X[0]) + len(X[1])
+        total = float(np.sum(w))
+        c = (n / total if total > 0 else 0.0) if len(w) else 1.0  # (W1) over the whole set
+
+        def kernel(stage, par=0, pnl=0):
+            return self.compiled[Variant(stage, self.dtype, bool(par), bool(pnl))]
+
+        L = len(self.sizes) - 1
+        m_max = min(self.batch_size, n)
+        work = Workspace(self.sizes, m_max, params.dtype)
+        grad = np.zeros_like(params)
+        part = np.zeros_like(params)  # each chunk's gradient: plain SGD at rate 1 on zeros leaves -g
+        ghyper = np.array([1.0, 0.0, 0.0, 0.0])
+        codes, cost = _codes(net), COST_CODES[net.cost]
+        order = np.arange(n, dtype=np.int64)
+        loss = 0.0
+        for start in range(0, n, self.batch_size):
+            m = min(self.batch_size, n - start)
+            x = work.XB[0][:m * self.sizes[0]].reshape(m, self.sizes[0])
+            kernel("gather")(X, order, start, m, float(scale), x)
+            acts = [x] + [work.A[work.a_off[l]:work.a_off[l] + m * self.sizes[l]].reshape(m, self.sizes[l])
+                          for l in range(1, L + 1)]
+            deltas = [None] + [work.D[work.a_off[l]:work.a_off[l] + m * self.sizes[l]].reshape(m, self.sizes[l])
+                               for l in range(1, L + 1)]
+            weights, biases = _layer_views(params, self.offsets, self.sizes)
+            Z_L = work.Z_L[:m]
+            for l in range(L):
+                par, _, fwd = self.kinds[l]
+                kernel("forward", par, fwd)(acts[l], m, weights[l], biases[l], codes[l], Z_L, acts[l + 1],
+                                            l == L - 1)
+            chunk_loss, _ = kernel("output")(Z_L, acts[L], y, T, w, c, order, start, m, codes[L - 1], cost,
+                                               deltas[L])
+            loss += chunk_loss
+            part[...] = 0
+            part_W, part_b = _layer_views(part, self.offsets, self.sizes)
+            for l in range(L - 1, -1, -1):
+                par, pnl, _ = self.kinds[l]
+                if l > 0:
+                    kernel("hidden", par, pnl)(deltas[l + 1], weights[l], acts[l], m, codes[l - 1], deltas[l],
+                                               work.G, self.panels[l])
+                kernel("update", par, pnl)(deltas[l + 1], acts[l], m, part_W[l], part_b[l], part_W[l], part_b[l],
+                                           ghyper, work.G, self.panels[l])
+            grad -= part * part.dtype.type(m / n)
+        return loss / n, grad
 
     def predict_proba(self, params, net, X):
         """``predict_proba`` with this plan (see there)."""
@@ -539,6 +591,34 @@ class Plan:
             self.predict(params, self.offsets, self.sizes_array, _codes(net), X, np.arange(n, dtype=np.int64),
                          float(scale), out, work, self.predict_table)
         return out
+
+
+def _targets(y, dtype):
+    """The kernels' pair for ``y``: class labels (uint8) with an empty target
+    matrix, or no labels with the target matrix ``y`` (2-D, Y'') in
+    ``dtype``."""
+    if np.ndim(y) == 2:
+        return np.zeros(0, np.uint8), np.ascontiguousarray(y, dtype=dtype)
+    y = np.ascontiguousarray(y, dtype=np.uint8)
+    if not y.flags.writeable:  # the one compiled signature takes writable arrays
+        y = y.copy()
+    return y, np.zeros((0, 1), dtype)
+
+
+def _weights(sample_weight):
+    """Sample weights as the kernels take them: float64, empty for none."""
+    if sample_weight is None:
+        return np.zeros(0, np.float64)
+    return np.array(sample_weight, dtype=np.float64)
+
+
+def _layer_views(params, offsets, sizes):
+    """Per-layer ``(W, b)`` views of a flat buffer (``network.unpack``)."""
+    weights, biases = [], []
+    for o, n_in, n_out in zip(offsets, sizes[:-1], sizes[1:]):
+        weights.append(params[o:o + n_out * n_in].reshape(n_out, n_in))
+        biases.append(params[o + n_out * n_in:o + (n_in + 1) * n_out])
+    return weights, biases
 
 
 def _regularisation(sizes, epoch_noise, max_norm):
@@ -577,19 +657,21 @@ def prepare(net, dtype, *, batch_size=None, optimizer=None):
     return _plans[key]
 
 
-def train_batches(params, velocity, net, sgd, X, y, order, batch_size, plan=None, noise=None):
+def train_batches(params, velocity, net, sgd, X, y, order, batch_size, plan=None, noise=None,
+                  sample_weight=None):
     """Train on ``X[order]`` in consecutive mini-batches, updating ``params`` and
     ``velocity`` in place; returns ``(loss_sum, n_correct)`` measured on each batch
     before its update.  All batches run inside one compiled call.  ``plan``:
     what ``prepare`` returned for this network, batch size and optimiser (else
     it is looked up, and made on first use).
 
+    ``y``: class labels, or a target matrix (2-D, Y'');
     ``noise``: a ``fastmlp.noise.Noise`` (dropout, input shifts) or None;
     ``sgd.max_norm`` > 0 holds every hidden unit's incoming weights to that
-    norm.
+    norm; ``sample_weight``: weights per sample of ``X`` (W1), or None.
 
     Implements (X), (F), (C), (D_L), (D_l), (G), (U1)-(U4), (U6), (U8),
-    (R1)-(R6) of docs/math.md.
+    (R1)-(R6), (W1) of docs/math.md.
     Mirror: ``fastmlp.backends.reference.train_batches``.
     """
     if len(order) == 0:
@@ -599,7 +681,26 @@ def train_batches(params, velocity, net, sgd, X, y, order, batch_size, plan=None
     batch_size = int(max(batch_size, 1))
     if plan is None:
         plan = prepare(net, params.dtype, batch_size=batch_size, optimizer=sgd)
-    return plan.train(params, velocity, net, sgd, X, y, order, noise)
+    return plan.train(params, velocity, net, sgd, X, y, order, noise, sample_weight)
+
+
+#: Rows per chunk of a full-batch ``loss_gradient``: its loop shapes are an
+#: epoch's at this batch size, and its work buffers stay small.
+GRADIENT_CHUNK = 4096
+
+
+def loss_gradient(params, net, X, y, sample_weight=None, plan=None):
+    """The cost averaged over all of ``X`` (weighted by ``sample_weight``,
+    W1) and its gradient with respect to ``params``, flat in their layout,
+    without L2: what a full-batch optimiser (L-BFGS) asks for.  It runs the
+    epoch's own kernels, forward, output delta, hidden deltas and gradients,
+    in chunks of ``GRADIENT_CHUNK`` rows.  ``plan``: what ``prepare``
+    returned for this network with ``batch_size=GRADIENT_CHUNK`` and Adam
+    (whose update rule has every layer's gradient kernel).
+    Mirror: ``fastmlp.backends.reference.loss_gradient``."""
+    if plan is None:
+        plan = prepare(net, params.dtype, batch_size=GRADIENT_CHUNK, optimizer=Adam(0.0))
+    return plan.loss_gradient(params, net, X, y, sample_weight)
 
 
 def predict_proba(params, net, X, plan=None):
