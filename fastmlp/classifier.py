@@ -22,10 +22,12 @@ import numpy as np
 from fastmlp.errors import MissingDependencyError
 
 try:
+    import scipy.optimize
     from sklearn.base import BaseEstimator, ClassifierMixin
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.model_selection import train_test_split
     from sklearn.utils import check_random_state
+    from sklearn.utils.optimize import _check_optimize_result
     from sklearn.utils.multiclass import _check_partial_fit_first_call, check_classification_targets
     from sklearn.utils.validation import check_is_fitted, validate_data
 except ImportError as error:  # the optional extra is missing
@@ -33,8 +35,9 @@ except ImportError as error:  # the optional extra is missing
         f"fastmlp.MLPClassifier needs scikit-learn ({error}): pip install fastmlp[sklearn]") from None
 
 from fastmlp import schedules
+from fastmlp.backends import get_backend
 from fastmlp.model import MLP
-from fastmlp.network import SGD, Adam
+from fastmlp.network import SGD, Adam, weight_offsets
 from fastmlp.sklearn_params import ACTIVATION_NAMES, DEFAULTS, check_params, hidden_sizes
 
 #: uint8 input with this ``input_scale`` stays uint8: the backends scale pixels
@@ -46,9 +49,9 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
     """Multi-layer perceptron classifier trained by fastmlp (log-loss, SGD or Adam).
 
     The parameters up to ``max_fun`` are scikit-learn's ``MLPClassifier``'s, with
-    the same names, defaults and meanings (``solver='lbfgs'`` is refused in
-    ``fit``; ``max_fun`` is accepted and, as in scikit-learn for the stochastic
-    solvers, unused).  ``activation`` may also be ``'leaky_relu'`` or a list
+    the same names, defaults and meanings (``solver='lbfgs'``: SciPy's
+    L-BFGS-B on the full-batch loss and gradient of the backend,
+    ``loss_gradient``, with ``max_iter``, ``max_fun`` and ``tol``).  ``activation`` may also be ``'leaky_relu'`` or a list
     with one name per hidden layer; ``learning_rate`` may also be ``'cosine'`` or
     ``'step'`` (fastmlp's per-epoch schedules over ``max_iter`` epochs, for both
     solvers; scikit-learn's three apply to ``sgd`` only, as there).
@@ -139,7 +142,10 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
     def partial_fit(self, X, y, classes=None):
         """One epoch over ``X``, ``y``.  ``classes`` (every label that will ever
         be seen) is required on the first call, as in scikit-learn."""
-        if self.solver not in ("sgd", "adam"):  # also refuses lbfgs with its message
+        if self.solver == "lbfgs":
+            raise AttributeError("partial_fit is only available for stochastic optimizers. lbfgs is not "
+                                 "stochastic.")
+        if self.solver not in ("sgd", "adam"):
             check_params(self.get_params())
         if _check_partial_fit_first_call(self, classes):
             self._classes_from_partial_fit = True
@@ -157,12 +163,42 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
             self._initialize(X)
         elif X.shape[1] != self._mlp.sizes[0]:  # validate_data has checked; kept for clarity
             raise ValueError(f"X has {X.shape[1]} features, but MLPClassifier expects {self._mlp.sizes[0]}")
+        if self.solver == "lbfgs":
+            self._fit_lbfgs(X, y_idx)
+            return self
         if not incremental or not hasattr(self, "_lr"):  # scikit-learn's new optimiser per fit
             self._lr = float(self.learning_rate_init)
             self._mlp.velocity_[...] = 0
             self._mlp.adam_steps_ = 0
         self._fit_epochs(X, y_idx, incremental)
         return self
+
+    def _fit_lbfgs(self, X, y):
+        """scikit-learn's ``_fit_lbfgs``: L-BFGS-B over the flat parameters on
+        the whole training set, minimising the mean log-loss plus
+        ``alpha / (2 n) ||W||^2`` (biases not penalised) with its gradient
+        (eq. G_full of docs/math.md); ``gtol`` is ``tol``."""
+        mlp = self._mlp
+        X, y = mlp._checked(X, y)
+        backend = get_backend(mlp.backend)
+        penalised = np.zeros(len(mlp.params_), dtype=bool)
+        for start, n_in, n_out in zip(weight_offsets(mlp.sizes), mlp.sizes[:-1], mlp.sizes[1:]):
+            penalised[start:start + n_in * n_out] = True
+        decay = float(self.alpha) / len(X)
+
+        def loss_and_gradient(x):
+            params = x.astype(mlp.dtype_)
+            with mlp._threads(), mlp._guard(), np.errstate(over="ignore", invalid="ignore"):
+                loss, grad = backend.loss_gradient(params, mlp.net_, X, y)
+            x_w = np.where(penalised, x, 0.0)
+            return loss + 0.5 * decay * float(x_w @ x_w), grad.astype(np.float64) + decay * x_w
+
+        result = scipy.optimize.minimize(
+            loss_and_gradient, mlp.params_.astype(np.float64), method="L-BFGS-B", jac=True,
+            options={"maxfun": self.max_fun, "maxiter": self.max_iter, "gtol": self.tol})
+        self.n_iter_ = _check_optimize_result("lbfgs", result, self.max_iter)
+        self.loss_ = float(result.fun)
+        mlp.params_[...] = result.x
 
     def _validate_train(self, X, y, reset):
         keep_uint8 = self._keeps_uint8(X)

@@ -17,7 +17,7 @@ from fastmlp.functions import INITS
 #: scikit-learn's hidden activation names -> fastmlp's (the same functions).
 ACTIVATION_NAMES = {"identity": "identity", "logistic": "sigmoid", "tanh": "tanh", "relu": "relu",
                     "leaky_relu": "leaky_relu"}
-SOLVERS = ("sgd", "adam")
+SOLVERS = ("lbfgs", "sgd", "adam")
 #: scikit-learn's schedules, then fastmlp's per-epoch ones (fastmlp.schedules).
 LEARNING_RATES = ("constant", "invscaling", "adaptive", "cosine", "step")
 
@@ -117,14 +117,6 @@ def _verbose(name, value):
         _fail(name, value, "a bool or an integer", TypeError)
 
 
-def _solver(name, value):
-    if value == "lbfgs":
-        raise ValueError("MLPClassifier parameter 'solver': 'lbfgs' is not supported by fastmlp, which "
-                         "trains by mini-batches: use 'adam' or 'sgd' (or scikit-learn's own "
-                         "MLPClassifier for lbfgs)")
-    _choice(SOLVERS)(name, value)
-
-
 def _hidden(name, value):
     sizes = [value] if _is_int(value) else value
     if isinstance(sizes, (str, bytes)) or not hasattr(sizes, "__iter__"):
@@ -196,7 +188,7 @@ def _input_scale(name, value):
 CHECKS = {
     "hidden_layer_sizes": _hidden,
     "activation": _activation,
-    "solver": _solver,
+    "solver": _choice(SOLVERS),
     "alpha": _real(0.0),
     "batch_size": _batch_size,
     "learning_rate": _choice(LEARNING_RATES),

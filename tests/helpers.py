@@ -12,6 +12,9 @@ import struct
 from pathlib import Path
 
 import numpy as np
+import numpy.testing as npt
+
+from fastmlp import config
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -105,3 +108,18 @@ def ties_within(A, tol, logistic):
     i = np.arange(len(A))
     gap = A[i, top] - A[i, second]
     return int(np.count_nonzero((gap > 0) & (gap <= tol[i, top] + tol[i, second])))
+
+
+def assert_close(comp, ref, dtype):
+    """The project's tolerances between a compiled result and the
+    reference's: float64 within ``TEST_ATOL_FLOAT64``, float32 within
+    ``TEST_RTOL_FLOAT32`` relative to the larger of 1 and the largest value;
+    the same shape, dtype and finiteness."""
+    comp, ref = np.asarray(comp), np.asarray(ref)
+    assert comp.shape == ref.shape and comp.dtype == ref.dtype
+    assert np.all(np.isfinite(comp)) == np.all(np.isfinite(ref))
+    if np.dtype(dtype) == np.float64:
+        npt.assert_allclose(comp, ref, rtol=0, atol=config.TEST_ATOL_FLOAT64)
+    else:
+        npt.assert_allclose(comp, ref, rtol=config.TEST_RTOL_FLOAT32,
+                            atol=config.TEST_RTOL_FLOAT32 * max(1.0, float(np.abs(ref).max(initial=0))))

@@ -8,12 +8,12 @@ import numpy as np
 import numpy.testing as npt
 import pytest
 
-from fastmlp import config
 from fastmlp import noise
 from fastmlp.backends import numba as kernels
 from fastmlp.backends import reference
 from fastmlp.functions import default_init
 from fastmlp.network import SGD, Adam, Net, init_params, unpack
+from helpers import assert_close
 
 
 def test_the_hash_is_splitmix64():
@@ -116,14 +116,6 @@ def test_max_norm_holds_every_hidden_unit_and_spares_the_output():
     npt.assert_allclose(weights[-1], before_out, rtol=1e-6)  # the output layer's units are not hidden
 
 
-def _assert_close(comp, ref, dtype):
-    if np.dtype(dtype) == np.float64:
-        npt.assert_allclose(comp, ref, rtol=0, atol=config.TEST_ATOL_FLOAT64)
-    else:
-        npt.assert_allclose(comp, ref, rtol=config.TEST_RTOL_FLOAT32,
-                            atol=config.TEST_RTOL_FLOAT32 * max(1.0, float(np.abs(ref).max())))
-
-
 #: (sizes, hidden activation, batch): serial layers, the fused first layer,
 #: parallel layers, and a layer wide enough for panels; inputs of square
 #: images (25, 49, 64 and 36 pixels) so that shifts apply.
@@ -154,8 +146,8 @@ def test_compiled_epochs_with_dropout_equal_the_reference(sizes, hidden, batch, 
         drop = noise.Noise(noise.epoch_key(7, epoch), rates, shift)
         ref = reference.train_batches(p_ref, v_ref, net, opt, X, y, order, batch, noise=drop)
         num = kernels.train_batches(p_num, v_num, net, opt, X, y, order, batch, noise=drop)
-        _assert_close(p_num, p_ref, dtype)
-        _assert_close(v_num, v_ref, dtype)
+        assert_close(p_num, p_ref, dtype)
+        assert_close(v_num, v_ref, dtype)
         assert num[0] == pytest.approx(ref[0], rel=1e-12 if dtype == "float64" else 1e-4)
         assert num[1] == ref[1]
     if max_norm:
@@ -208,7 +200,7 @@ def test_compiled_shifts_equal_the_reference_on_mnist_sized_images():
         order = rng.permutation(130).astype(np.int64)
         ref = reference.train_batches(p_ref, v_ref, net, SGD(0.1, 0.9), X, y, order, batch, noise=drop)
         num = kernels.train_batches(p_num, v_num, net, SGD(0.1, 0.9), X, y, order, batch, noise=drop)
-        _assert_close(p_num, p_ref, dtype)
+        assert_close(p_num, p_ref, dtype)
         assert num[1] == ref[1]
         unshifted = start.copy()
         kernels.train_batches(unshifted, np.zeros_like(start), net, SGD(0.1, 0.9), X, y, order, batch,

@@ -14,7 +14,7 @@ import warnings
 import numpy as np
 import numpy.testing as npt
 import pytest
-from helpers import ties_within
+from helpers import assert_close, ties_within
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
@@ -29,17 +29,6 @@ from fastmlp.network import SGD, Net, init_params, single_logistic, unpack
 
 DTYPES = ("float64", "float32")
 ALL_ACTIVATIONS = HIDDEN_ACTIVATIONS + ("softmax",)
-
-
-def assert_close(comp, ref, dtype):
-    comp, ref = np.asarray(comp), np.asarray(ref)
-    assert comp.shape == ref.shape and comp.dtype == ref.dtype
-    assert np.all(np.isfinite(comp)) == np.all(np.isfinite(ref))
-    if np.dtype(dtype) == np.float64:
-        npt.assert_allclose(comp, ref, rtol=0, atol=config.TEST_ATOL_FLOAT64)
-    else:
-        npt.assert_allclose(comp, ref, rtol=config.TEST_RTOL_FLOAT32,
-                            atol=config.TEST_RTOL_FLOAT32 * max(1.0, float(np.abs(ref).max(initial=0))))
 
 
 def make_net(sizes, hidden, output, cost):

@@ -13,6 +13,7 @@ from fastmlp.backends import numba as kernels
 from fastmlp.backends import reference
 from fastmlp.backends.numba.plan import GRADIENT_CHUNK
 from fastmlp.network import SGD, Adam, Net, init_params
+from helpers import assert_close
 
 #: (output activation, cost, kind of target)
 OUTPUTS = [("identity", "quadratic", "values"), ("sigmoid", "cross_entropy", "indicators"),
@@ -39,14 +40,6 @@ def network(sizes, hidden, output, cost, dtype, seed=0):
     if output == "exp":
         params *= params.dtype.type(0.3)  # moderate rates at the start
     return net, params
-
-
-def assert_close(comp, ref, dtype):
-    if np.dtype(dtype) == np.float64:
-        npt.assert_allclose(comp, ref, rtol=0, atol=config.TEST_ATOL_FLOAT64)
-    else:
-        npt.assert_allclose(comp, ref, rtol=config.TEST_RTOL_FLOAT32,
-                            atol=config.TEST_RTOL_FLOAT32 * max(1.0, float(np.abs(ref).max())))
 
 
 @pytest.mark.parametrize("output, cost, kind", OUTPUTS)
