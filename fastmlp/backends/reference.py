@@ -329,7 +329,8 @@ def loss_gradient(params, net, X, y, sample_weight=None, plan=None):
     loss, dWs, dbs, _ = backprop(weights, biases, net, as_input(X, params.dtype), targets(y, net, params.dtype),
                                  None, r)
     gradient = np.empty_like(params)
-    for G, g in zip([*unpack(gradient, net.sizes)[0], *unpack(gradient, net.sizes)[1]], [*dWs, *dbs]):
+    G_weights, G_biases = unpack(gradient, net.sizes)
+    for G, g in zip([*G_weights, *G_biases], [*dWs, *dbs]):
         G[...] = g
     return loss, gradient
 

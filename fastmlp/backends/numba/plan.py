@@ -52,7 +52,7 @@ from fastmlp.backends.numba.shapes import (FWD, PAR, PNL, _check_input, _codes, 
                                            layer_kinds, panel_tile_rows)
 from fastmlp.backends.numba.update import _update_forward_first, _update_layer
 from fastmlp.functions import COST_CODES
-from fastmlp.network import Adam, weight_offsets
+from fastmlp.network import Adam, unpack, weight_offsets
 
 #: The kernel templates by stage.  ``first`` is the first layer's update fused
 #: with its next forward pass (``update._update_forward_first``).
@@ -551,6 +551,8 @@ class Plan:
         ghyper = np.array([1.0, 0.0, 0.0, 0.0])
         codes, cost = _codes(net), COST_CODES[net.cost]
         order = np.arange(n, dtype=np.int64)
+        weights, biases = unpack(params, self.sizes)
+        part_W, part_b = unpack(part, self.sizes)
         loss = 0.0
         for start in range(0, n, self.batch_size):
             m = min(self.batch_size, n - start)
@@ -560,7 +562,6 @@ class Plan:
                           for l in range(1, L + 1)]
             deltas = [None] + [work.D[work.a_off[l]:work.a_off[l] + m * self.sizes[l]].reshape(m, self.sizes[l])
                                for l in range(1, L + 1)]
-            weights, biases = _layer_views(params, self.offsets, self.sizes)
             Z_L = work.Z_L[:m]
             for l in range(L):
                 par, _, fwd = self.kinds[l]
@@ -570,7 +571,6 @@ class Plan:
                                                deltas[L])
             loss += chunk_loss
             part[...] = 0
-            part_W, part_b = _layer_views(part, self.offsets, self.sizes)
             for l in range(L - 1, -1, -1):
                 par, pnl, _ = self.kinds[l]
                 if l > 0:
@@ -610,15 +610,6 @@ def _weights(sample_weight):
     if sample_weight is None:
         return np.zeros(0, np.float64)
     return np.array(sample_weight, dtype=np.float64)
-
-
-def _layer_views(params, offsets, sizes):
-    """Per-layer ``(W, b)`` views of a flat buffer (``network.unpack``)."""
-    weights, biases = [], []
-    for o, n_in, n_out in zip(offsets, sizes[:-1], sizes[1:]):
-        weights.append(params[o:o + n_out * n_in].reshape(n_out, n_in))
-        biases.append(params[o + n_out * n_in:o + (n_in + 1) * n_out])
-    return weights, biases
 
 
 def _regularisation(sizes, epoch_noise, max_norm):
