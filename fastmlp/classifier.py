@@ -15,6 +15,7 @@ semantics differ from scikit-learn's and why.
 """
 
 import inspect
+import numbers
 import warnings
 
 import numpy as np
@@ -24,7 +25,7 @@ from fastmlp.errors import MissingDependencyError
 try:
     import scipy.optimize
     from sklearn.base import BaseEstimator, ClassifierMixin
-    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.exceptions import ConvergenceWarning, NotFittedError
     from sklearn.model_selection import train_test_split
     from sklearn.utils import check_random_state
     from sklearn.utils.optimize import _check_optimize_result
@@ -36,6 +37,7 @@ except ImportError as error:  # the optional extra is missing
 
 from fastmlp import schedules
 from fastmlp.backends import get_backend
+from fastmlp.functions import predicted_classes
 from fastmlp.model import MLP
 from fastmlp.network import SGD, Adam, weight_offsets
 from fastmlp.sklearn_params import ACTIVATION_NAMES, DEFAULTS, check_params, hidden_sizes
@@ -43,6 +45,39 @@ from fastmlp.sklearn_params import ACTIVATION_NAMES, DEFAULTS, check_params, hid
 #: uint8 input with this ``input_scale`` stays uint8: the backends scale pixels
 #: by 1/255 inside the first layer (eq. X of docs/math.md).
 FUSED_SCALE = 1.0 / 255.0
+
+
+def _log_loss(P, y):
+    """The mean log-loss of outputs ``P`` (one logistic column, or softmax)
+    for class indices ``y``, in scikit-learn's convention (its
+    ``neural_network._base.log_loss``): probabilities clipped to
+    ``[eps, 1 - eps]`` of their dtype, no penalty."""
+    eps = np.finfo(P.dtype).eps
+    P = np.clip(P, eps, 1 - eps)
+    p = np.where(y == 1, P[:, 0], 1 - P[:, 0]) if P.shape[1] == 1 else P[np.arange(len(y)), y]
+    return float(-np.mean(np.log(p)))
+
+
+class _Layers(list):
+    """``coefs_`` or ``intercepts_``: a list of views of the network's flat
+    parameter buffer, in which assigning an item copies into that layer."""
+
+    def __init__(self, name, views):
+        super().__init__(views)
+        self.name = name
+
+    def __setitem__(self, i, value):
+        view, value = self.checked(i, value)
+        view[...] = value
+
+    def checked(self, i, value):
+        """Layer ``i``'s view and ``value`` as an array of its shape."""
+        if not isinstance(i, numbers.Integral):
+            raise TypeError(f"{self.name} is assigned one layer at a time ({self.name}[i] = array), got {i!r}")
+        view, value = super().__getitem__(i), np.asarray(value)
+        if value.shape != view.shape:
+            raise ValueError(f"{self.name}[{i}] must have shape {view.shape}, got {value.shape}")
+        return view, value
 
 
 class MLPClassifier(ClassifierMixin, BaseEstimator):
@@ -88,6 +123,13 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         > 0 (square images as features, e.g. 784 = 28 x 28): each training
         image is moved by up to this many pixels along each axis as its batch
         is read, a new draw per epoch (augmentation; 0: none).
+
+    fastmlp's own attribute
+    -----------------------
+    validation_loss_curve_ : list of float or None
+        With ``early_stopping=True``, the validation set's log-loss after each
+        epoch (scikit-learn's clipped ``log_loss``, without ``alpha``'s
+        penalty), beside ``validation_scores_``; None otherwise.
     """
 
     def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam", alpha=0.0001,
@@ -225,7 +267,8 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
             return y_idx
         self._classes_from_partial_fit = False
         seen = np.unique(y)
-        if self.warm_start and not incremental and set(seen.tolist()) != set(self.classes_.tolist()):
+        # scikit-learn's rule: with warm_start every fit and partial_fit needs all of classes_
+        if self.warm_start and set(seen.tolist()) != set(self.classes_.tolist()):
             raise ValueError("warm_start can only be used where `y` has the same classes as in the previous "
                              f"call to fit. Previously got {self.classes_}, `y` has {seen}")
         missing = np.setdiff1d(seen, self.classes_)
@@ -266,11 +309,13 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         self._best_params = self._mlp.params_.copy()
         if self.early_stopping:
             self.validation_scores_ = []
+            self.validation_loss_curve_ = []
             self.best_validation_score_ = -np.inf
             self.best_loss_ = None
         else:
             self.best_loss_ = np.inf
             self.validation_scores_ = None
+            self.validation_loss_curve_ = None
             self.best_validation_score_ = None
 
     def _optimizer(self, epoch):
@@ -292,11 +337,12 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         X, y = mlp._checked(X, y)
         X_val = y_val = None
         if self.early_stopping:
-            # stratified for two classes only, as scikit-learn does (it stratifies
-            # on its one-column targets), so the same random_state gives the same split
+            # stratified for two classes only, on scikit-learn's one-column boolean
+            # targets, so the same random_state gives the same split and the same
+            # messages (a class of one member is named 'True' or 'False', as there)
             X, X_val, y, y_val = train_test_split(X, y, random_state=self._random_state,
                                                   test_size=self.validation_fraction,
-                                                  stratify=y if self.n_outputs_ == 1 else None)
+                                                  stratify=(y == 1)[:, None] if self.n_outputs_ == 1 else None)
             if X_val.shape[0] < 2:
                 raise ValueError("The validation set is too small. Increase 'validation_fraction' "
                                  "or the size of your dataset.")
@@ -364,8 +410,10 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
 
     def _update_no_improvement_count(self, X_val, y_val):
         if self.early_stopping:
-            score = self._mlp._accuracy(X_val, y_val)
+            P = self._mlp._predict_proba(self._mlp.params_, X_val)  # one pass for the score and the loss
+            score = float(np.mean(predicted_classes(P, self.n_outputs_ == 1) == y_val))
             self.validation_scores_.append(score)
+            self.validation_loss_curve_.append(_log_loss(P, y_val))
             if self.verbose:
                 print(f"Validation score: {score:f}")
             if score < self.best_validation_score_ + self.tol:
@@ -417,17 +465,36 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
 
     @property
     def coefs_(self):
-        """Weight matrices ``(n_in, n_out)`` per layer, as scikit-learn's (views)."""
-        if not hasattr(self, "_mlp"):
-            raise AttributeError("coefs_: this MLPClassifier is not fitted yet")
-        return [W.T for W in self._mlp.weights_]
+        """Weight matrices ``(n_in, n_out)`` per layer, as scikit-learn's: views
+        of the network's weights, so in-place edits change the network.
+        Assigning a list (or an item) copies into the weights; the shapes are
+        the network's."""
+        return self._layers("coefs_")
+
+    @coefs_.setter
+    def coefs_(self, arrays):
+        self._set_layers("coefs_", arrays)
 
     @property
     def intercepts_(self):
-        """Bias vectors per layer (views)."""
-        if not hasattr(self, "_mlp"):
-            raise AttributeError("intercepts_: this MLPClassifier is not fitted yet")
-        return list(self._mlp.biases_)
+        """Bias vectors ``(n_out,)`` per layer: views, assignable as ``coefs_``."""
+        return self._layers("intercepts_")
+
+    @intercepts_.setter
+    def intercepts_(self, arrays):
+        self._set_layers("intercepts_", arrays)
+
+    def _layers(self, name):
+        if not hasattr(self, "_mlp"):  # NotFittedError is an AttributeError: hasattr(clf, "coefs_") is False
+            raise NotFittedError(f"{name}: this MLPClassifier is not fitted yet (fit or partial_fit it first)")
+        return _Layers(name, [W.T for W in self._mlp.weights_] if name == "coefs_" else self._mlp.biases_)
+
+    def _set_layers(self, name, arrays):
+        layers, arrays = self._layers(name), list(arrays)
+        if len(arrays) != len(layers):
+            raise ValueError(f"{name} must be a list of {len(layers)} arrays (one per layer), got {len(arrays)}")
+        for view, array in [layers.checked(i, array) for i, array in enumerate(arrays)]:  # all shapes first
+            view[...] = array
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

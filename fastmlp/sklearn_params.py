@@ -144,6 +144,16 @@ def _batch_size(name, value):
         _fail(name, value, "'auto' or an integer >= 1")
 
 
+def _n_iter_no_change(name, value):
+    """An integer >= 1, or ``numpy.inf``: never stop on ``tol`` (scikit-learn's
+    ``Options(Real, {np.inf})``)."""
+    real = isinstance(value, numbers.Real) and not isinstance(value, bool)
+    if real and value == np.inf:
+        return
+    if not _is_int(value) or value < 1:
+        _fail(name, value, "an integer >= 1 or numpy.inf", ValueError if real else TypeError)
+
+
 def _random_state(name, value):
     if not (value is None or _is_int(value) or isinstance(value, np.random.RandomState)):
         _fail(name, value, "None, an integer or a numpy.random.RandomState", TypeError)
@@ -207,7 +217,7 @@ CHECKS = {
     "beta_1": _real(0.0, 1.0, hi_open=True),
     "beta_2": _real(0.0, 1.0, hi_open=True),
     "epsilon": _real(0.0, lo_open=True),
-    "n_iter_no_change": _int(1),
+    "n_iter_no_change": _n_iter_no_change,
     "max_fun": _int(1),
     "backend": _choice(tuple(BACKENDS)),
     "dtype": _dtype,

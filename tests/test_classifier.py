@@ -21,7 +21,7 @@ import sklearn  # noqa: E402,F401
 from sklearn.base import clone  # noqa: E402
 from sklearn.datasets import load_breast_cancer, load_digits, load_iris  # noqa: E402
 from sklearn.exceptions import ConvergenceWarning  # noqa: E402
-from sklearn.model_selection import GridSearchCV, cross_val_score  # noqa: E402
+from sklearn.model_selection import GridSearchCV, cross_val_score, train_test_split  # noqa: E402
 from sklearn.neural_network import MLPClassifier as SkMLP  # noqa: E402
 from sklearn.pipeline import make_pipeline  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402
@@ -257,6 +257,180 @@ def test_warm_start_continues_and_fit_restarts():
         warm.fit(X[y < 2], y[y < 2])
 
 
+@pytest.mark.parametrize("early_stopping", [False, True])
+def test_n_iter_no_change_inf_never_stops_on_tolerance(early_stopping):
+    """n_iter_no_change=np.inf is accepted, as in scikit-learn: no epoch after
+    the first improves by tol=10, so 2 stops after 4 epochs and inf runs all
+    max_iter."""
+    X, y = scaled(load_iris)
+    settings = dict(hidden_layer_sizes=(8,), random_state=0, max_iter=15, tol=10.0, early_stopping=early_stopping)
+    for make in (SkMLP, lambda **s: MLPClassifier(backend="numpy", **s)):
+        with pytest.warns(ConvergenceWarning, match=r"Maximum iterations \(15\) reached"):
+            assert make(n_iter_no_change=np.inf, **settings).fit(X, y).n_iter_ == 15
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", ConvergenceWarning)
+            assert make(n_iter_no_change=2, **settings).fit(X, y).n_iter_ == 4
+        for refused in (2.5, 0, -np.inf):
+            with pytest.raises(ValueError, match="n_iter_no_change"):
+                make(n_iter_no_change=refused, **settings).fit(X, y)
+    with pytest.raises(ValueError, match=r"'n_iter_no_change' must be an integer >= 1 or numpy.inf, got 2.5$"):
+        MLPClassifier(n_iter_no_change=2.5).fit(X, y)
+
+
+@pytest.mark.parametrize("tol", [0.0, 1e-2], ids=["no tolerance stop", "tolerance stops"])
+def test_convergence_warnings_and_counts_across_warm_starts_as_sklearn(tol):
+    """From the same start, a sequence of warm-start fits (max_iter changed on
+    the way, a partial_fit among them) gives the same n_iter_, t_, loss curve
+    length and number of ConvergenceWarnings per call as scikit-learn: each fit
+    counts n_iter_ from 0 and warns when it reaches max_iter; partial_fit never
+    warns; the no-improvement count carries over, so after a stop on tolerance
+    each warm fit runs one epoch, as there."""
+    X, y = scaled(load_iris)
+    settings = dict(hidden_layer_sizes=(8,), random_state=0, max_iter=4, shuffle=False, batch_size=32, tol=tol,
+                    n_iter_no_change=2, warm_start=True)
+    ours = MLPClassifier(backend="numpy", **settings)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        ours.fit(X, y)
+    sk = sklearn_from_same_start(dict(backend="numpy", **settings), X, y, **settings)
+    calls = {}
+    for name, clf in (("ours", ours), ("sk", sk)):
+        calls[name] = []
+        for step in range(6):
+            clf.set_params(max_iter=4 if step < 2 else 9)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                clf.partial_fit(X, y) if step == 4 else clf.fit(X, y)
+            n_warnings = sum(issubclass(w.category, ConvergenceWarning) for w in caught)
+            calls[name].append((clf.n_iter_, clf.t_, len(clf.loss_curve_), n_warnings))
+    assert calls["ours"] == calls["sk"]
+    if tol == 0.0:
+        assert [c[3] for c in calls["ours"]] == [1, 1, 1, 1, 0, 1]
+    else:  # the first fit stops on tolerance at epoch 4 = max_iter: no warning
+        assert [c[0] for c in calls["ours"]][:4] == [1] * 4 and not any(c[3] for c in calls["ours"])
+
+
+@pytest.mark.parametrize("loader", [load_iris, load_breast_cancer], ids=["3 classes", "2 classes"])
+def test_assigned_coefs_and_intercepts_set_the_network(loader):
+    """scikit-learn's fitted weights assigned into fastmlp's (same architecture)
+    give scikit-learn's probabilities; items and in-place edits reach the
+    network too, and shapes are checked before anything is copied."""
+    X, y = scaled(loader)
+    settings = dict(hidden_layer_sizes=(16, 8), activation="tanh", random_state=0, max_iter=30)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        sk = SkMLP(**settings).fit(X, y)
+        ours = MLPClassifier(backend="numpy", **settings).fit(X, y)
+    assert not np.allclose(ours.predict_proba(X), sk.predict_proba(X), rtol=0, atol=1e-3)
+    ours.coefs_ = sk.coefs_
+    ours.intercepts_ = sk.intercepts_
+    npt.assert_allclose(ours.predict_proba(X), sk.predict_proba(X), rtol=0, atol=1e-10)
+    npt.assert_array_equal(ours.predict(X), sk.predict(X))
+    assert ours.coefs_[0] is not sk.coefs_[0] and ours.coefs_[0].base is not None  # copied, still views
+
+    ours.coefs_[-1] = np.zeros_like(sk.coefs_[-1])  # one item: the output layer sees only its biases
+    P = ours.predict_proba(X)
+    npt.assert_allclose(P, np.broadcast_to(P[0], P.shape), rtol=0, atol=1e-15)
+    ours.coefs_[-1][...] = sk.coefs_[-1]  # in place
+    npt.assert_allclose(ours.predict_proba(X), sk.predict_proba(X), rtol=0, atol=1e-10)
+
+    before = ours.coefs_[0].copy()
+    wrong = [W.copy() for W in sk.coefs_]
+    wrong[1] = wrong[1][:, :-1]
+    with pytest.raises(ValueError, match=r"^coefs_\[1\] must have shape \(16, 8\), got \(16, 7\)$"):
+        ours.coefs_ = wrong
+    npt.assert_array_equal(ours.coefs_[0], before)  # nothing copied
+    with pytest.raises(ValueError, match=r"^intercepts_ must be a list of 3 arrays \(one per layer\), got 2$"):
+        ours.intercepts_ = sk.intercepts_[:2]
+    with pytest.raises(AttributeError, match="not fitted yet"):
+        MLPClassifier().coefs_ = sk.coefs_
+
+
+@pytest.mark.parametrize("loader", [load_iris, load_breast_cancer], ids=["3 classes", "2 classes"])
+def test_validation_loss_curve(loader, monkeypatch):
+    """With early stopping, the validation set's log-loss after each epoch
+    (no penalty; scikit-learn's log_loss of predict_proba): at the best epoch
+    it is the loss of the weights kept at the end.  None without early stopping,
+    as validation_scores_."""
+    from sklearn.metrics import log_loss
+
+    from fastmlp import classifier
+
+    splits = []
+
+    def recorded_split(*arrays, **kwargs):
+        splits.append(train_test_split(*arrays, **kwargs))
+        return splits[-1]
+
+    monkeypatch.setattr(classifier, "train_test_split", recorded_split)
+    X, y = scaled(loader)
+    settings = dict(hidden_layer_sizes=(8,), backend="numpy", random_state=0, max_iter=30, alpha=1e-2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf = MLPClassifier(early_stopping=True, n_iter_no_change=5, **settings).fit(X, y)
+        plain = MLPClassifier(**settings).fit(X, y)
+    assert plain.validation_loss_curve_ is None and plain.validation_scores_ is None
+    assert len(clf.validation_loss_curve_) == len(clf.validation_scores_) == clf.n_iter_
+    _, X_val, _, y_val = splits[0]
+    best = int(np.argmax(clf.validation_scores_))  # the first best epoch's weights are kept
+    loss = log_loss(y_val, clf.predict_proba(X_val), labels=range(len(clf.classes_)))
+    assert clf.validation_loss_curve_[best] == pytest.approx(loss, rel=1e-12)
+    assert clf.validation_loss_curve_[-1] < clf.validation_loss_curve_[0]
+
+
+def _error(make, calls):
+    """The message of the ValueError ``calls(make(...))`` raises."""
+    clf = make((4,), max_iter=2, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        with pytest.raises(ValueError) as raised:
+            calls(clf)
+    return str(raised.value)
+
+
+IRIS_X, IRIS_Y = load_iris(return_X_y=True)
+IRIS_NAMES = np.array(["setosa", "versicolor", "virginica"])[IRIS_Y]
+PAIR_X, PAIR_Y = IRIS_X[:51], np.where(IRIS_Y[:51] == 0, "cat", "dog")  # one 'dog'
+CLASS_ERRORS = {
+    "warm_start, other classes": lambda c: (c.set_params(warm_start=True).fit(IRIS_X, IRIS_NAMES),
+                                            c.fit(IRIS_X[:100], IRIS_NAMES[:100])),
+    "warm_start, a new class": lambda c: (c.set_params(warm_start=True).fit(IRIS_X, IRIS_NAMES),
+                                          c.fit(IRIS_X, np.where(IRIS_Y == 2, "zebra", IRIS_NAMES))),
+    "warm_start, partial_fit lacking a class": lambda c: (
+        c.set_params(warm_start=True).partial_fit(IRIS_X, IRIS_Y, classes=[0, 1, 2]),
+        c.partial_fit(IRIS_X[:100], IRIS_Y[:100])),
+    "partial_fit, a label not in classes": lambda c: (
+        c.partial_fit(IRIS_X, IRIS_NAMES, classes=np.unique(IRIS_NAMES)),
+        c.partial_fit(IRIS_X[:2], np.array(["setosa", "x"]))),
+    "partial_fit, first call": lambda c: c.partial_fit(IRIS_X, IRIS_Y, classes=[0, 1]),
+    "partial_fit, other classes": lambda c: (c.partial_fit(IRIS_X, IRIS_Y, classes=[0, 1, 2]),
+                                             c.partial_fit(IRIS_X, IRIS_Y, classes=[0, 1, 2, 3])),
+    "partial_fit, no classes": lambda c: c.partial_fit(IRIS_X, IRIS_Y),
+    "partial_fit after fit, a new class": lambda c: (c.fit(IRIS_X[:100], IRIS_Y[:100]), c.partial_fit(IRIS_X, IRIS_Y)),
+    "stratified split, a class of one": lambda c: c.set_params(early_stopping=True).fit(PAIR_X, PAIR_Y),
+    "stratified split, fewer than the classes": lambda c: c.set_params(
+        early_stopping=True, validation_fraction=0.01).fit(IRIS_X[:100], IRIS_NAMES[:100]),
+}
+
+
+@pytest.mark.parametrize("calls", CLASS_ERRORS.values(), ids=CLASS_ERRORS.keys())
+def test_class_errors_have_sklearn_messages(calls):
+    theirs = _error(SkMLP, calls)
+    assert _error(lambda *a, **k: MLPClassifier(*a, backend="numpy", **k), calls) == theirs
+
+
+def test_label_type_errors():
+    """Labels that are no classes: scikit-learn's classifiers' common message
+    (check_classification_targets); scikit-learn's MLP gives the same start
+    followed by the whole array (docs/sklearn.md)."""
+    X, y = scaled(load_iris)
+    for make in (SkMLP, lambda **k: MLPClassifier(backend="numpy", **k)):
+        with pytest.raises(ValueError, match=r"^Unknown label type: "):
+            make(max_iter=2).fit(X, y + 0.5)
+    with pytest.raises(ValueError, match=r"^Unknown label type: continuous. Maybe you are trying"):
+        MLPClassifier(backend="numpy", max_iter=2).fit(X, y + 0.5)
+
+
 def test_input_scale_fused_for_uint8_and_no_hidden_scaling():
     """Integer X is used as numbers, as scikit-learn does; input_scale=1/255
     with uint8 X gives the same network as float X / 255 (the reference scales
@@ -302,8 +476,6 @@ def test_side_by_side_accuracy_on_digits(solver):
     (the target).  The two differ only in their random draws (initial weights,
     shuffles), so over 3 seeds each the mean accuracies are compared; over
     3 seeds the per-seed spread of either was below 1 point on this split."""
-    from sklearn.model_selection import train_test_split
-
     X, y = load_digits(return_X_y=True)
     X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.3, random_state=0, stratify=y)
     scaler = StandardScaler().fit(X_train)
