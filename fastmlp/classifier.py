@@ -86,7 +86,8 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
     The parameters up to ``max_fun`` are scikit-learn's ``MLPClassifier``'s, with
     the same names, defaults and meanings (``solver='lbfgs'``: SciPy's
     L-BFGS-B on the full-batch loss and gradient of the backend,
-    ``loss_gradient``, with ``max_iter``, ``max_fun`` and ``tol``).  ``activation`` may also be ``'leaky_relu'`` or a list
+    ``loss_gradient``, with ``max_iter``, ``max_fun`` and ``tol``).
+    ``activation`` may also be ``'leaky_relu'`` or a list
     with one name per hidden layer; ``learning_rate`` may also be ``'cosine'`` or
     ``'step'`` (fastmlp's per-epoch schedules over ``max_iter`` epochs, for both
     solvers; scikit-learn's three apply to ``sgd`` only, as there).
