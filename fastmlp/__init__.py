@@ -7,7 +7,7 @@ from fastmlp.errors import (DataError, DataUnavailableError, DivergenceError, Fa
                             ModelFileError)
 from fastmlp.model import MLP, load
 
-__all__ = ["MLP", "MLPClassifier", "compile_ahead", "load", "load_mnist", "DataError", "DataUnavailableError", "DivergenceError",
+__all__ = ["MLP", "MLPClassifier", "MLPRegressor", "compile_ahead", "load", "load_mnist", "DataError", "DataUnavailableError", "DivergenceError",
            "FastMLPError", "ModelFileError", "__version__"]
 
 
@@ -37,10 +37,11 @@ def compile_ahead(model, *, batch_size=10, momentum=0.0, nesterov=False):
 
 
 def __getattr__(name):
-    """``fastmlp.MLPClassifier`` is imported on first use: it needs scikit-learn
-    (the ``sklearn`` extra), which ``import fastmlp`` must not require."""
-    if name == "MLPClassifier":
-        from fastmlp.classifier import MLPClassifier
+    """``fastmlp.MLPClassifier`` and ``fastmlp.MLPRegressor`` are imported on
+    first use: they need scikit-learn (the ``sklearn`` extra), which
+    ``import fastmlp`` must not require."""
+    if name in ("MLPClassifier", "MLPRegressor"):
+        from fastmlp import estimators
 
-        return MLPClassifier
+        return getattr(estimators, name)
     raise AttributeError(f"module 'fastmlp' has no attribute {name!r}")

@@ -68,8 +68,10 @@ class MLP:
     """A multi-layer perceptron trained by mini-batch stochastic gradient descent
     (plain, momentum, Nesterov) or Adam.
 
-    A network with a single output unit (sigmoid) is a two-class network: its
-    labels are 0 and 1 and it predicts 1 where the output exceeds 0.5.
+    A network with a single sigmoid output unit trained on class labels is a
+    two-class network: its labels are 0 and 1 and it predicts 1 where the
+    output exceeds 0.5.  Trained on a target matrix (eq. Y''), one output unit
+    may have any output activation its cost allows (regression).
 
     Parameters
     ----------
@@ -184,9 +186,9 @@ class MLP:
             if name not in allowed:
                 where = "the output layer" if i == n_layers - 1 else f"hidden layer {i + 1} (softmax is for the output layer only)"
                 raise ValueError(f"activation of {where} must be one of {', '.join(allowed)}, got {name!r}")
-        if sizes[-1] == 1 and self.activations_[-1] != "sigmoid":
-            raise ValueError(f"a single output unit is a two-class network and needs a sigmoid output, "
-                             f"got {self.activations_[-1]!r}")
+        if sizes[-1] == 1 and self.activations_[-1] == "softmax":
+            raise ValueError("a softmax over a single output unit is always 1: use a sigmoid output "
+                             "(two classes, eq. Y') or an identity output (regression)")
         if self.activations_[-1] not in COST_OUTPUTS[self.cost]:
             raise ValueError(f"cost {self.cost!r} needs an output activation among "
                              f"{', '.join(COST_OUTPUTS[self.cost])}, got {self.activations_[-1]!r}")
@@ -466,6 +468,9 @@ class MLP:
         X = validation.check_features(X, self.sizes[0], self.dtype_)
         if np.ndim(y) == 2:
             return X, validation.check_targets(y, len(X), self.sizes[-1], self.dtype_)
+        if self.sizes[-1] == 1 and self.activations_[-1] != "sigmoid":
+            raise ValueError(f"class labels y need a sigmoid output for a single output unit (eq. Y'), got "
+                             f"{self.activations_[-1]!r}: give y as a target matrix of shape (n_samples, 1)")
         return X, validation.check_labels(y, len(X), self.n_classes_)
 
     def train_epoch(self, X, y, batch_size, optimizer, *, shuffle=True, l2_per_sample=False, progress=False,

@@ -40,7 +40,7 @@ def sklearn_from_same_start(ours_settings, X, y, **settings):
     start = MLPClassifier(**ours_settings)
     start._random_state = np.random.RandomState(ours_settings.get("random_state"))
     start.classes_ = np.unique(y)
-    start._initialize(X)
+    start._initialize(X, None)
     layers = iter([(W.copy(), b.copy()) for W, b in zip(start.coefs_, start.intercepts_)])
     sk = SkMLP(**settings)
     drawn = []
@@ -354,7 +354,7 @@ def test_validation_loss_curve(loader, monkeypatch):
     as validation_scores_."""
     from sklearn.metrics import log_loss
 
-    from fastmlp import classifier
+    from fastmlp.estimators import base
 
     splits = []
 
@@ -362,7 +362,7 @@ def test_validation_loss_curve(loader, monkeypatch):
         splits.append(train_test_split(*arrays, **kwargs))
         return splits[-1]
 
-    monkeypatch.setattr(classifier, "train_test_split", recorded_split)
+    monkeypatch.setattr(base, "train_test_split", recorded_split)
     X, y = scaled(loader)
     settings = dict(hidden_layer_sizes=(8,), backend="numpy", random_state=0, max_iter=30, alpha=1e-2)
     with warnings.catch_warnings():
@@ -560,8 +560,12 @@ def test_lbfgs_on_both_backends_and_its_warnings():
             fitted[backend] = MLPClassifier(solver="lbfgs", max_iter=5, random_state=1, backend=backend).fit(X, y)
     assert fitted["numba"].n_iter_ == fitted["numpy"].n_iter_ == 5
     npt.assert_allclose(fitted["numba"].predict_proba(X), fitted["numpy"].predict_proba(X), rtol=0, atol=1e-8)
-    with pytest.raises(AttributeError, match="partial_fit is only available for stochastic optimizers"):
-        MLPClassifier(solver="lbfgs").partial_fit(X, y, classes=np.unique(y))
+    # as scikit-learn's: no partial_fit attribute, the reason chained to the error
+    for estimator in (MLPClassifier(solver="lbfgs"), SkMLP(solver="lbfgs")):
+        assert not hasattr(estimator, "partial_fit")
+        with pytest.raises(AttributeError, match="has no attribute 'partial_fit'") as raised:
+            estimator.partial_fit(X, y, classes=np.unique(y))
+        assert "partial_fit is only available for stochastic optimizers" in str(raised.value.__cause__)
 
 
 def test_lbfgs_accuracy_is_within_two_points_of_sklearn():

@@ -17,14 +17,14 @@ import sklearn  # noqa: E402,F401
 
 from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
 
-from fastmlp import MLPClassifier  # noqa: E402
+from fastmlp import MLPClassifier, MLPRegressor  # noqa: E402
 
 
-@parametrize_with_checks([MLPClassifier(backend="numpy")])
+@parametrize_with_checks([MLPClassifier(backend="numpy"), MLPRegressor(backend="numpy")])
 def test_sklearn_estimator_checks_reference(estimator, check):
     check(estimator)
 
 
-@parametrize_with_checks([MLPClassifier()])
+@parametrize_with_checks([MLPClassifier(), MLPRegressor()])
 def test_sklearn_estimator_checks_default(estimator, check):
     check(estimator)

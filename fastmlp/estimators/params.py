@@ -1,10 +1,10 @@
-"""The parameters of ``fastmlp.MLPClassifier``, declared once: scikit-learn's
-names, defaults and meanings, then fastmlp's own, each with the check ``fit``
-runs on it (``__init__`` only stores them, scikit-learn's rule, so ``clone``,
+"""The parameters of ``fastmlp.MLPClassifier`` and ``fastmlp.MLPRegressor``,
+declared once: scikit-learn's names, defaults and meanings, then fastmlp's
+own, each with the check ``fit`` runs on it (``__init__`` only stores them, scikit-learn's rule, so ``clone``,
 ``set_params`` and searches see exactly what was passed).
 
 Every check raises ``ValueError`` or ``TypeError`` with one line naming the
-parameter, what it got and what it accepts.
+estimator and the parameter, what it got and what it accepts.
 """
 
 import numbers
@@ -18,10 +18,14 @@ from fastmlp.functions import INITS
 ACTIVATION_NAMES = {"identity": "identity", "logistic": "sigmoid", "tanh": "tanh", "relu": "relu",
                     "leaky_relu": "leaky_relu"}
 SOLVERS = ("lbfgs", "sgd", "adam")
+#: ``MLPRegressor``'s losses: half the squared error (identity outputs) and
+#: half the Poisson deviance (exp outputs), as scikit-learn's.
+REGRESSION_LOSSES = ("squared_error", "poisson")
 #: scikit-learn's schedules, then fastmlp's per-epoch ones (fastmlp.schedules).
 LEARNING_RATES = ("constant", "invscaling", "adaptive", "cosine", "step")
 
-#: name -> default, in scikit-learn's order, then fastmlp's additions.
+#: name -> default, in scikit-learn's order, then fastmlp's additions: the
+#: parameters both estimators share (``MLPRegressor`` has ``loss`` first).
 DEFAULTS = {
     "hidden_layer_sizes": (100,),
     "activation": "relu",
@@ -58,10 +62,11 @@ DEFAULTS = {
     "max_norm": 0.0,
     "shift": 0,
 }
+REGRESSOR_DEFAULTS = {"loss": "squared_error", **DEFAULTS}
 
 
 def _fail(name, value, expected, error=ValueError):
-    raise error(f"MLPClassifier parameter {name!r} must be {expected}, got {value!r}")
+    raise error(f"parameter {name!r} must be {expected}, got {value!r}")
 
 
 def _is_real(value):
@@ -196,6 +201,7 @@ def _input_scale(name, value):
 
 
 CHECKS = {
+    "loss": _choice(REGRESSION_LOSSES),
     "hidden_layer_sizes": _hidden,
     "activation": _activation,
     "solver": _choice(SOLVERS),
@@ -230,13 +236,17 @@ CHECKS = {
     "max_norm": _real(0.0),
     "shift": _int(0),
 }
-assert CHECKS.keys() == DEFAULTS.keys()
+assert CHECKS.keys() == REGRESSOR_DEFAULTS.keys()
 
 
-def check_params(params):
-    """Run every parameter's check on ``params`` (the estimator's ``get_params()``)."""
-    for name, check in CHECKS.items():
-        check(name, params[name])
+def check_params(params, estimator):
+    """Run every parameter's check on ``params`` (the ``get_params()`` of the
+    estimator named ``estimator``); the error names the estimator first."""
+    for name, value in params.items():
+        try:
+            CHECKS[name](name, value)
+        except (TypeError, ValueError) as error:
+            raise type(error)(f"{estimator} {error}") from None
 
 
 def hidden_sizes(value):

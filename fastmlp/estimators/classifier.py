@@ -1,0 +1,168 @@
+"""``fastmlp.MLPClassifier``: a drop-in for ``sklearn.neural_network.MLPClassifier``
+(same parameters, defaults, fitted attributes and stopping rules) that trains
+on fastmlp's backends.
+
+The fitting it shares with ``MLPRegressor`` is in ``base.py``; this module
+adds scikit-learn's label handling: classes of any type, one logistic output
+for two classes or softmax for more, accuracy as the validation score.
+``docs/sklearn.md`` lists where the semantics differ from scikit-learn's and
+why.
+"""
+
+import inspect
+
+import numpy as np
+from sklearn.base import ClassifierMixin
+from sklearn.utils.metaestimators import available_if
+from sklearn.utils.multiclass import _check_partial_fit_first_call, check_classification_targets
+
+from fastmlp.estimators.base import BaseMLP
+from fastmlp.estimators.params import DEFAULTS
+from fastmlp.functions import predicted_classes
+
+
+def _log_loss(P, y):
+    """The mean log-loss of outputs ``P`` (one logistic column, or softmax)
+    for class indices ``y``, in scikit-learn's convention (its
+    ``neural_network._base.log_loss``): probabilities clipped to
+    ``[eps, 1 - eps]`` of their dtype, no penalty."""
+    eps = np.finfo(P.dtype).eps
+    P = np.clip(P, eps, 1 - eps)
+    p = np.where(y == 1, P[:, 0], 1 - P[:, 0]) if P.shape[1] == 1 else P[np.arange(len(y)), y]
+    return float(-np.mean(np.log(p)))
+
+
+class MLPClassifier(ClassifierMixin, BaseMLP):
+    """Multi-layer perceptron classifier trained by fastmlp (log-loss; lbfgs, SGD or Adam).
+
+    The parameters up to ``max_fun`` are scikit-learn's ``MLPClassifier``'s, with
+    the same names, defaults and meanings (``solver='lbfgs'``: SciPy's
+    L-BFGS-B on the full-batch loss and gradient of the backend,
+    ``loss_gradient``, with ``max_iter``, ``max_fun`` and ``tol``).
+    ``activation`` may also be ``'leaky_relu'`` or a list
+    with one name per hidden layer; ``learning_rate`` may also be ``'cosine'`` or
+    ``'step'`` (fastmlp's per-epoch schedules over ``max_iter`` epochs, for both
+    solvers; scikit-learn's three apply to ``sgd`` only, as there).
+
+    fastmlp's own parameters
+    ------------------------
+    backend : {"numba", "numpy"}
+        The compiled kernels or the NumPy reference.
+    dtype : {None, "float32", "float64"}
+        None follows the input as scikit-learn does (float32 stays float32,
+        anything else becomes float64).
+    n_threads : int, optional
+        Threads for the Numba backend.
+    init : str or list of str, optional
+        None: scikit-learn's Glorot uniform (``glorot_uniform``, or
+        ``glorot_uniform_logistic`` when ``activation='logistic'``); or any of
+        ``fastmlp.functions.INITS``, one for all layers or one per layer.
+    input_scale : float, optional
+        Multiplies every input.  With uint8 ``X`` and ``input_scale=1/255`` the
+        data stays uint8 in memory and the scaling happens inside the first
+        layer; other combinations scale a float copy.  None: ``X`` is used as
+        given, as scikit-learn does.
+    lr_step_size, lr_gamma
+        The ``'step'`` schedule: the rate is multiplied by ``lr_gamma`` every
+        ``lr_step_size`` epochs (default: a third of ``max_iter``).
+    dropout : float or list of float, optional
+        Dropout rates while training (``fastmlp.MLP``'s ``dropout``: one for
+        every hidden layer, or the inputs' then each hidden layer's); the
+        masks do not depend on the thread count or the backend.
+    max_norm : float
+        > 0: after each update, every hidden unit's incoming weights are held
+        to at most this Euclidean norm (0: no limit).
+    shift : int
+        > 0 (square images as features, e.g. 784 = 28 x 28): each training
+        image is moved by up to this many pixels along each axis as its batch
+        is read, a new draw per epoch (augmentation; 0: none).
+
+    fastmlp's own attribute
+    -----------------------
+    validation_loss_curve_ : list of float or None
+        With ``early_stopping=True``, the validation set's log-loss after each
+        epoch (scikit-learn's clipped ``log_loss``, without ``alpha``'s
+        penalty), beside ``validation_scores_``; None otherwise.
+    """
+
+    # __init__ is BaseMLP's: the parameters of fastmlp.estimators.params.DEFAULTS
+
+    def fit(self, X, y):
+        """Train on ``X`` (n_samples, n_features) and labels ``y`` of any type
+        (strings, integers, ...) for up to ``max_iter`` epochs; returns ``self``."""
+        return self._fit(X, y, incremental=False)
+
+    @available_if(lambda self: self._check_solver())
+    def partial_fit(self, X, y, classes=None):
+        """One epoch over ``X``, ``y``.  ``classes`` (every label that will ever
+        be seen) is required on the first call, as in scikit-learn."""
+        if _check_partial_fit_first_call(self, classes):
+            self._classes_from_partial_fit = True
+        return self._fit(X, y, incremental=True)
+
+    def _validate_train(self, X, y, reset):
+        X, y = self._validated_X(X, y, reset=reset)
+        check_classification_targets(y)
+        return X, y
+
+    def _targets(self, y, incremental, first_pass):
+        """``y`` as indices into ``classes_`` (0..K-1), which the kernels take."""
+        if first_pass and not (incremental and getattr(self, "_classes_from_partial_fit", False)):
+            self.classes_, y_idx = np.unique(y, return_inverse=True)
+            return y_idx
+        self._classes_from_partial_fit = False
+        seen = np.unique(y)
+        # scikit-learn's rule: with warm_start every fit and partial_fit needs all of classes_
+        if self.warm_start and set(seen.tolist()) != set(self.classes_.tolist()):
+            raise ValueError("warm_start can only be used where `y` has the same classes as in the previous "
+                             f"call to fit. Previously got {self.classes_}, `y` has {seen}")
+        missing = np.setdiff1d(seen, self.classes_)
+        if len(missing):
+            raise ValueError(f"`y` has classes not in `self.classes_`. `self.classes_` has {self.classes_}. "
+                             f"'y' has {seen}.")
+        return np.searchsorted(self.classes_, y)
+
+    def _output_layer(self, targets):
+        """One logistic output with the cross-entropy for two classes, softmax
+        with the log-likelihood for more (scikit-learn's choice)."""
+        if len(self.classes_) <= 2:
+            return 1, "logistic", "sigmoid", "cross_entropy"
+        return len(self.classes_), "softmax", "softmax", "nll"
+
+    def _stratify(self, y):
+        # stratified for two classes only, on scikit-learn's one-column boolean
+        # targets, so the same random_state gives the same split and the same
+        # messages (a class of one member is named 'True' or 'False', as there)
+        return (y == 1)[:, None] if self.n_outputs_ == 1 else None
+
+    def _validation(self, outputs, y_val):
+        """Accuracy (scikit-learn's validation score) and the log-loss."""
+        score = float(np.mean(predicted_classes(outputs, self.n_outputs_ == 1) == y_val))
+        return score, _log_loss(outputs, y_val)
+
+    # --- inference -------------------------------------------------------------------
+
+    def predict_proba(self, X):
+        """Class probabilities ``(n_samples, n_classes)`` in the order of ``classes_``
+        (two columns ``[1 - p, p]`` for a logistic output, as scikit-learn)."""
+        A = self._outputs(X)
+        if self.n_outputs_ == 1:
+            return np.hstack([1 - A, A])
+        return A
+
+    def predict_log_proba(self, X):
+        """``log(predict_proba(X))``."""
+        P = self.predict_proba(X)
+        return np.log(P, out=P)
+
+    def predict(self, X):
+        """The most probable class of each row of ``X``, as a label of ``classes_``."""
+        A = self._outputs(X)
+        if self.n_outputs_ == 1:
+            if len(self.classes_) == 1:
+                return np.repeat(self.classes_[0], len(A))
+            return self.classes_[(A[:, 0] > 0.5).astype(np.intp)]
+        return self.classes_[A.argmax(axis=1)]
+
+
+assert {name: p.default for name, p in inspect.signature(MLPClassifier).parameters.items()} == DEFAULTS
