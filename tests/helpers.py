@@ -123,3 +123,21 @@ def assert_close(comp, ref, dtype):
     else:
         npt.assert_allclose(comp, ref, rtol=config.TEST_RTOL_FLOAT32,
                             atol=config.TEST_RTOL_FLOAT32 * max(1.0, float(np.abs(ref).max(initial=0))))
+
+
+def start_sklearn_from(sk, start):
+    """Make scikit-learn's MLP estimator ``sk`` begin its next fit from the
+    initial weights of the fastmlp estimator ``start`` (its ``_init_coef``
+    replaced).  It still draws one number from its ``random_state`` where
+    fastmlp draws its seed, so the early-stopping split that follows is the
+    same on both sides.  Returns ``sk``."""
+    layers = iter([(W.copy(), b.copy()) for W, b in zip(start.coefs_, start.intercepts_)])
+    drawn = []
+
+    def init_coef(fan_in, fan_out, dtype):
+        if not drawn:
+            drawn.append(sk._random_state.randint(0, 2**31 - 1))
+        return next(layers)
+
+    sk._init_coef = init_coef
+    return sk

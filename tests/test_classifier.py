@@ -27,6 +27,7 @@ from sklearn.pipeline import make_pipeline  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402
 
 from fastmlp import MLPClassifier  # noqa: E402
+from helpers import start_sklearn_from  # noqa: E402
 
 
 def scaled(loader):
@@ -41,16 +42,7 @@ def sklearn_from_same_start(ours_settings, X, y, **settings):
     start._random_state = np.random.RandomState(ours_settings.get("random_state"))
     start.classes_ = np.unique(y)
     start._initialize(X, None)
-    layers = iter([(W.copy(), b.copy()) for W, b in zip(start.coefs_, start.intercepts_)])
-    sk = SkMLP(**settings)
-    drawn = []
-
-    def init_coef(fan_in, fan_out, dtype):
-        if not drawn:  # fastmlp draws its seed from random_state here: the early-stopping split comes next
-            drawn.append(sk._random_state.randint(0, 2**31 - 1))
-        return next(layers)
-
-    sk._init_coef = init_coef
+    sk = start_sklearn_from(SkMLP(**settings), start)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         return sk.fit(X, y)

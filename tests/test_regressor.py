@@ -20,6 +20,7 @@ from sklearn.neural_network import MLPRegressor as SkMLP  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402
 
 from fastmlp import MLPRegressor  # noqa: E402
+from helpers import start_sklearn_from  # noqa: E402
 
 
 def diabetes(n_outputs=1, poisson=False):
@@ -34,16 +35,7 @@ def diabetes(n_outputs=1, poisson=False):
 
 def sklearn_from_same_start(ours, X, y, **settings):
     """A scikit-learn MLPRegressor started from ``ours``'s initial weights."""
-    layers = iter([(W.copy(), b.copy()) for W, b in zip(ours.coefs_, ours.intercepts_)])
-    sk = SkMLP(**settings)
-    drawn = []
-
-    def init_coef(fan_in, fan_out, dtype):
-        if not drawn:  # fastmlp draws its seed from random_state here
-            drawn.append(sk._random_state.randint(0, 2**31 - 1))
-        return next(layers)
-
-    sk._init_coef = init_coef
+    sk = start_sklearn_from(SkMLP(**settings), ours)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         return sk.fit(X, y)
