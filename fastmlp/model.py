@@ -529,16 +529,19 @@ class MLP:
                                   batch_size)
         self.warm_up_seconds_ = time.perf_counter() - start
 
+    def epoch_order(self, epoch, n_samples, shuffle=True):
+        """The order in which epoch ``epoch`` (1, 2, ...) takes ``n_samples``
+        training samples.  It comes from (seed, epoch), so a resumed run
+        shuffles exactly as an uninterrupted one would."""
+        if not shuffle:
+            return np.arange(n_samples, dtype=np.int64)
+        return np.random.default_rng([self.seed_, epoch]).permutation(n_samples).astype(np.int64)
+
     def _train_one_epoch(self, backend, X, y, batch_size, sgd, progress, shuffle=True, l2_per_sample=False, shift=0,
                          sample_weight=None):
         """One pass over the (shuffled) training set; returns the history record."""
         epoch = self.epochs_trained_ + 1
-        # Each epoch's order comes from (seed, epoch), so a resumed run shuffles
-        # exactly as an uninterrupted one would.
-        if shuffle:
-            order = np.random.default_rng([self.seed_, epoch]).permutation(len(X)).astype(np.int64)
-        else:
-            order = np.arange(len(X), dtype=np.int64)
+        order = self.epoch_order(epoch, len(X), shuffle)
         saved = self.params_.copy(), self.velocity_.copy()
         epoch_noise = (noise.Noise(noise.epoch_key(self.seed_, epoch), self.dropout_, shift)
                        if any(self.dropout_) or shift else None)

@@ -21,7 +21,7 @@ from sklearn.exceptions import ConvergenceWarning, NotFittedError
 from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state
 from sklearn.utils.optimize import _check_optimize_result
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
 from fastmlp import schedules
 from fastmlp.backends import get_backend
@@ -117,6 +117,11 @@ class BaseMLP(BaseEstimator):
         """``(n_outputs, out_activation_, fastmlp's output activation, cost)``."""
         raise NotImplementedError
 
+    def _sample_weight(self, targets, sample_weight, incremental):
+        """The weight of each training sample: ``sample_weight`` (checked
+        float64, or None); the classifier multiplies in ``class_weight``."""
+        return sample_weight
+
     def _data_loss(self, cost):
         """scikit-learn's loss (without the penalty) from the backend's mean cost."""
         return cost
@@ -125,8 +130,9 @@ class BaseMLP(BaseEstimator):
         """What the early-stopping split is stratified on (None: not stratified)."""
         return None
 
-    def _validation(self, outputs, y_val):
-        """``(score, loss)`` of the network's ``outputs`` on the validation set."""
+    def _validation(self, outputs, y_val, sample_weight):
+        """``(score, loss)`` of the network's ``outputs`` on the validation
+        set, both weighted by ``sample_weight`` (or None) as scikit-learn's."""
         raise NotImplementedError
 
     # --- fitting -------------------------------------------------------------------
@@ -138,24 +144,27 @@ class BaseMLP(BaseEstimator):
                                  "stochastic.")
         return True
 
-    def _fit(self, X, y, incremental):
+    def _fit(self, X, y, incremental, sample_weight=None):
         check_params(self.get_params(), type(self).__name__)
         if self.early_stopping and incremental:
             raise ValueError("partial_fit does not support early_stopping=True")
         first_pass = not hasattr(self, "_mlp") or (not self.warm_start and not incremental)
         X, y = self._validate_train(X, y, reset=first_pass)
+        if sample_weight is not None:  # scikit-learn's checks and messages; weights must be >= 0 (eq. W1)
+            sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float64, ensure_non_negative=True)
         targets = self._targets(y, incremental, first_pass)
+        sample_weight = self._sample_weight(targets, sample_weight, incremental)
         self._random_state = check_random_state(self.random_state)
         if first_pass:
             self._initialize(X, targets)
         if self.solver == "lbfgs":
-            self._fit_lbfgs(X, targets)
+            self._fit_lbfgs(X, targets, sample_weight)
             return self
         if not incremental or not hasattr(self, "_lr"):  # scikit-learn's new optimiser per fit
             self._lr = float(self.learning_rate_init)
             self._mlp.velocity_[...] = 0
             self._mlp.adam_steps_ = 0
-        self._fit_epochs(X, targets, incremental)
+        self._fit_epochs(X, targets, incremental, sample_weight)
         return self
 
     def _keeps_uint8(self, X):
@@ -229,22 +238,23 @@ class BaseMLP(BaseEstimator):
             penalised[start:start + n_in * n_out] = True
         return penalised
 
-    def _fit_lbfgs(self, X, y):
+    def _fit_lbfgs(self, X, y, sample_weight):
         """scikit-learn's ``_fit_lbfgs``: L-BFGS-B over the flat parameters on
-        the whole training set, minimising the mean cost plus
-        ``alpha / (2 n) ||W||^2`` (biases not penalised) with its gradient
-        (eq. G_full of docs/math.md); ``gtol`` is ``tol``.  ``loss_`` is
-        scikit-learn's loss at the solution (``_data_loss`` of the cost)."""
+        the whole training set, minimising the mean cost (weighted, W1) plus
+        ``alpha / (2 n) ||W||^2`` (biases not penalised; n is the sum of the
+        weights when there are weights) with its gradient (eq. G_full of
+        docs/math.md); ``gtol`` is ``tol``.  ``loss_`` is scikit-learn's loss
+        at the solution (``_data_loss`` of the cost)."""
         mlp = self._mlp
         X, y = mlp._checked(X, y)
         backend = get_backend(mlp.backend)
         penalised = self._penalised()
-        decay = float(self.alpha) / len(X)
+        decay = float(self.alpha) / (len(X) if sample_weight is None else float(np.sum(sample_weight)))
 
         def cost_and_gradient(x):
             params = x.astype(mlp.dtype_)
             with mlp._threads(), mlp._guard(), np.errstate(over="ignore", invalid="ignore"):
-                return backend.loss_gradient(params, mlp.net_, X, y)
+                return backend.loss_gradient(params, mlp.net_, X, y, sample_weight=sample_weight)
 
         def loss_and_gradient(x):
             cost, grad = cost_and_gradient(x)
@@ -272,15 +282,19 @@ class BaseMLP(BaseEstimator):
         return SGD(lr, self.momentum, bool(self.nesterovs_momentum) and self.momentum > 0, self.alpha,
                    self.max_norm)
 
-    def _fit_epochs(self, X, y, incremental):
+    def _fit_epochs(self, X, y, incremental, sample_weight):
         """scikit-learn's ``_fit_stochastic``: epochs, the loss curve, stopping
         on tolerance or early stopping, the ConvergenceWarning."""
         mlp = self._mlp
         X, y = mlp._checked(X, y)
-        X_val = y_val = None
+        X_val = y_val = w_val = None
         if self.early_stopping:
-            X, X_val, y, y_val = train_test_split(X, y, random_state=self._random_state,
-                                                  test_size=self.validation_fraction, stratify=self._stratify(y))
+            split = [X, y] if sample_weight is None else [X, y, sample_weight]
+            parts = train_test_split(*split, random_state=self._random_state,
+                                     test_size=self.validation_fraction, stratify=self._stratify(y))
+            X, X_val, y, y_val = parts[:4]
+            if sample_weight is not None:
+                sample_weight, w_val = parts[4:]
             if X_val.shape[0] < 2:
                 raise ValueError("The validation set is too small. Increase 'validation_fraction' "
                                  "or the size of your dataset.")
@@ -294,14 +308,15 @@ class BaseMLP(BaseEstimator):
         try:
             for epoch in range(self.max_iter):
                 record = mlp.train_epoch(X, y, batch_size, self._optimizer(epoch), shuffle=self.shuffle,
-                                         l2_per_sample=True, shift=self.shift)
+                                         l2_per_sample=True, shift=self.shift, sample_weight=sample_weight)
                 self.n_iter_ += 1
-                self.loss_ = self._data_loss(record["loss"]) + self._penalty(n, batch_size)
+                self.loss_ = self._data_loss(record["loss"]) + self._penalty(n, batch_size, sample_weight,
+                                                                             record["epoch"])
                 self.t_ += n
                 self.loss_curve_.append(self.loss_)
                 if self.verbose:
                     print(f"Iteration {self.n_iter_}, loss = {self.loss_:.8f}")
-                self._update_no_improvement_count(X_val, y_val)
+                self._update_no_improvement_count(X_val, y_val, w_val)
                 if self.solver == "sgd" and self.learning_rate == "invscaling":
                     self._lr = schedules.invscaling_rate(self.learning_rate_init, self.t_, self.power_t)
                 if self._no_improvement_count > self.n_iter_no_change:
@@ -321,14 +336,22 @@ class BaseMLP(BaseEstimator):
         if self.early_stopping:
             mlp.params_[...] = self._best_params
 
-    def _penalty(self, n, batch_size):
-        """scikit-learn's loss adds ``alpha / 2 ||W||^2 / m`` per mini-batch of m,
-        weighted by m over the epoch: ``n_batches alpha / 2 ||W||^2 / n``, here
-        with the weights at the end of the epoch."""
+    def _penalty(self, n, batch_size, sample_weight, epoch):
+        """scikit-learn's loss adds ``alpha / 2 ||W||^2 / S`` per mini-batch of
+        m samples whose weights sum to S (S = m without weights), weighted by
+        m over the epoch: ``sum(m / S) alpha / 2 ||W||^2 / n``, here with the
+        weights at the end of the epoch (``epoch``'s batches: W1)."""
         if not self.alpha:
             return 0.0
+        if sample_weight is None:
+            factor = -(-n // batch_size)
+        else:
+            starts = np.arange(0, n, batch_size)
+            sums = np.add.reduceat(sample_weight[self._mlp.epoch_order(epoch, n, self.shuffle)], starts)
+            sizes = np.diff(np.append(starts, n)).astype(np.float64)
+            factor = float(np.sum(np.divide(sizes, sums, out=np.zeros_like(sizes), where=sums > 0)))
         squares = sum(float(np.dot(W.ravel(), W.ravel())) for W in self._mlp.weights_)
-        return -(-n // batch_size) * 0.5 * self.alpha * squares / n
+        return factor * 0.5 * self.alpha * squares / n
 
     def _stop(self, msg):
         """scikit-learn's ``trigger_stopping``: 'adaptive' SGD divides the rate
@@ -346,10 +369,10 @@ class BaseMLP(BaseEstimator):
             print(msg + " Stopping.")
         return True
 
-    def _update_no_improvement_count(self, X_val, y_val):
+    def _update_no_improvement_count(self, X_val, y_val, w_val):
         if self.early_stopping:
             outputs = self._mlp._predict_proba(self._mlp.params_, X_val)  # one pass for the score and the loss
-            score, loss = self._validation(outputs, y_val)
+            score, loss = self._validation(outputs, y_val, w_val)
             self.validation_scores_.append(score)
             self.validation_loss_curve_.append(loss)
             if self.verbose:

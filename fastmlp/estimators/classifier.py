@@ -13,23 +13,25 @@ import inspect
 
 import numpy as np
 from sklearn.base import ClassifierMixin
+from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import _check_partial_fit_first_call, check_classification_targets
 
+from fastmlp import validation
 from fastmlp.estimators.base import BaseMLP
-from fastmlp.estimators.params import DEFAULTS
+from fastmlp.estimators.params import CLASSIFIER_DEFAULTS, DEFAULTS
 from fastmlp.functions import predicted_classes
 
 
-def _log_loss(P, y):
+def _log_loss(P, y, sample_weight=None):
     """The mean log-loss of outputs ``P`` (one logistic column, or softmax)
-    for class indices ``y``, in scikit-learn's convention (its
-    ``neural_network._base.log_loss``): probabilities clipped to
-    ``[eps, 1 - eps]`` of their dtype, no penalty."""
+    for class indices ``y`` (weighted by ``sample_weight``), in
+    scikit-learn's convention (its ``neural_network._base.log_loss``):
+    probabilities clipped to ``[eps, 1 - eps]`` of their dtype, no penalty."""
     eps = np.finfo(P.dtype).eps
     P = np.clip(P, eps, 1 - eps)
     p = np.where(y == 1, P[:, 0], 1 - P[:, 0]) if P.shape[1] == 1 else P[np.arange(len(y)), y]
-    return float(-np.mean(np.log(p)))
+    return float(-np.average(np.log(p), weights=sample_weight))
 
 
 class MLPClassifier(ClassifierMixin, BaseMLP):
@@ -46,6 +48,10 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
 
     fastmlp's own parameters
     ------------------------
+    class_weight : None, "balanced" or dict {class label: weight}
+        Multiplies each sample's weight by its class's, as scikit-learn's other
+        classifiers define it (``'balanced'``: ``n_samples / (n_classes *
+        count)``, from the ``y`` of each ``fit``; not for ``partial_fit``).
     backend : {"numba", "numpy"}
         The compiled kernels or the NumPy reference.
     dtype : {None, "float32", "float64"}
@@ -85,20 +91,39 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
         penalty), beside ``validation_scores_``; None otherwise.
     """
 
-    # __init__ is BaseMLP's: the parameters of fastmlp.estimators.params.DEFAULTS
+    def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam", alpha=0.0001,
+                 batch_size="auto", learning_rate="constant", learning_rate_init=0.001, power_t=0.5,
+                 max_iter=200, shuffle=True, random_state=None, tol=1e-4, verbose=False,
+                 warm_start=False, momentum=0.9, nesterovs_momentum=True, early_stopping=False,
+                 validation_fraction=0.1, beta_1=0.9, beta_2=0.999, epsilon=1e-8,
+                 n_iter_no_change=10, max_fun=15000, backend="numba", dtype=None, n_threads=None,
+                 init=None, input_scale=None, lr_step_size=None, lr_gamma=0.1, dropout=None, max_norm=0.0,
+                 shift=0, class_weight=None):
+        self.class_weight = class_weight
+        shared = {name: value for name, value in locals().items() if name in DEFAULTS}
+        super().__init__(**shared)
 
-    def fit(self, X, y):
+    def fit(self, X, y, sample_weight=None):
         """Train on ``X`` (n_samples, n_features) and labels ``y`` of any type
-        (strings, integers, ...) for up to ``max_iter`` epochs; returns ``self``."""
-        return self._fit(X, y, incremental=False)
+        (strings, integers, ...) for up to ``max_iter`` epochs; returns ``self``.
+        ``sample_weight``: a weight >= 0 per sample, as scikit-learn's (each
+        mini-batch's loss and L2 term divided by the batch's sum of weights,
+        eq. W1 of docs/math.md), times ``class_weight``'s."""
+        return self._fit(X, y, incremental=False, sample_weight=sample_weight)
 
     @available_if(lambda self: self._check_solver())
-    def partial_fit(self, X, y, classes=None):
-        """One epoch over ``X``, ``y``.  ``classes`` (every label that will ever
-        be seen) is required on the first call, as in scikit-learn."""
+    def partial_fit(self, X, y, sample_weight=None, classes=None):
+        """One epoch over ``X``, ``y`` (weighted as in ``fit``).  ``classes``
+        (every label that will ever be seen) is required on the first call,
+        as in scikit-learn."""
+        if isinstance(self.class_weight, str) and self.class_weight == "balanced":
+            raise ValueError("MLPClassifier: class_weight='balanced' is not supported by partial_fit (one "
+                             "batch does not give the class frequencies); pass "
+                             "compute_class_weight('balanced', classes=classes, y=y) of the whole training "
+                             "set as class_weight instead")
         if _check_partial_fit_first_call(self, classes):
             self._classes_from_partial_fit = True
-        return self._fit(X, y, incremental=True)
+        return self._fit(X, y, incremental=True, sample_weight=sample_weight)
 
     def _validate_train(self, X, y, reset):
         X, y = self._validated_X(X, y, reset=reset)
@@ -122,6 +147,16 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
                              f"'y' has {seen}.")
         return np.searchsorted(self.classes_, y)
 
+    def _sample_weight(self, targets, sample_weight, incremental):
+        """``sample_weight`` times each sample's ``class_weight`` (None when
+        both are None)."""
+        if self.class_weight is None:
+            return sample_weight
+        per_class = compute_class_weight(self.class_weight, classes=self.classes_, y=self.classes_[targets],
+                                         sample_weight=sample_weight)
+        weights = per_class[targets] if sample_weight is None else per_class[targets] * sample_weight
+        return validation.check_sample_weight(weights, len(targets), name="sample_weight (with class_weight)")
+
     def _output_layer(self, targets):
         """One logistic output with the cross-entropy for two classes, softmax
         with the log-likelihood for more (scikit-learn's choice)."""
@@ -135,10 +170,10 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
         # messages (a class of one member is named 'True' or 'False', as there)
         return (y == 1)[:, None] if self.n_outputs_ == 1 else None
 
-    def _validation(self, outputs, y_val):
+    def _validation(self, outputs, y_val, sample_weight):
         """Accuracy (scikit-learn's validation score) and the log-loss."""
-        score = float(np.mean(predicted_classes(outputs, self.n_outputs_ == 1) == y_val))
-        return score, _log_loss(outputs, y_val)
+        score = float(np.average(predicted_classes(outputs, self.n_outputs_ == 1) == y_val, weights=sample_weight))
+        return score, _log_loss(outputs, y_val, sample_weight)
 
     # --- inference -------------------------------------------------------------------
 
@@ -165,4 +200,4 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
         return self.classes_[A.argmax(axis=1)]
 
 
-assert {name: p.default for name, p in inspect.signature(MLPClassifier).parameters.items()} == DEFAULTS
+assert {name: p.default for name, p in inspect.signature(MLPClassifier).parameters.items()} == CLASSIFIER_DEFAULTS

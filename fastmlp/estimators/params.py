@@ -63,6 +63,9 @@ DEFAULTS = {
     "shift": 0,
 }
 REGRESSOR_DEFAULTS = {"loss": "squared_error", **DEFAULTS}
+#: ``class_weight`` is fastmlp's: scikit-learn's MLPClassifier has none, and
+#: its other classifiers define it (None, 'balanced' or {label: weight}).
+CLASSIFIER_DEFAULTS = {**DEFAULTS, "class_weight": None}
 
 
 def _fail(name, value, expected, error=ValueError):
@@ -195,6 +198,17 @@ def _dropout(name, value):
                            "(inputs, then each hidden layer)")
 
 
+def _class_weight(name, value):
+    """None, 'balanced', or a dict of finite weights >= 0 per class label
+    (the labels are checked against ``y``'s at fit)."""
+    if value is None or (isinstance(value, str) and value == "balanced"):
+        return
+    if not isinstance(value, dict):
+        _fail(name, value, "None, 'balanced' or a dict {class label: weight}", TypeError)
+    if not all(_is_real(w) and w >= 0 for w in value.values()):
+        _fail(name, value, "a dict {class label: weight} with finite weights >= 0")
+
+
 def _input_scale(name, value):
     if value is not None:
         _real(0.0, lo_open=True)(name, value)
@@ -235,8 +249,9 @@ CHECKS = {
     "dropout": _dropout,
     "max_norm": _real(0.0),
     "shift": _int(0),
+    "class_weight": _class_weight,
 }
-assert CHECKS.keys() == REGRESSOR_DEFAULTS.keys()
+assert CHECKS.keys() == REGRESSOR_DEFAULTS.keys() | CLASSIFIER_DEFAULTS.keys()
 
 
 def check_params(params, estimator):

@@ -26,16 +26,16 @@ from fastmlp.estimators.params import DEFAULTS, REGRESSOR_DEFAULTS
 OUTPUT_LAYERS = {"squared_error": ("identity", "identity", "quadratic"), "poisson": ("exp", "exp", "poisson")}
 
 
-def _squared_loss(A, Y):
+def _squared_loss(A, Y, sample_weight=None):
     """scikit-learn's ``squared_loss``: half the squared error, averaged over
-    samples and outputs."""
-    return float(0.5 * np.mean((A - Y) ** 2))
+    samples (weighted by ``sample_weight``) and outputs."""
+    return float(0.5 * np.average((A - Y) ** 2, weights=sample_weight, axis=0).mean())
 
 
-def _poisson_loss(A, Y):
+def _poisson_loss(A, Y, sample_weight=None):
     """scikit-learn's ``poisson_loss``: half the Poisson deviance, averaged
-    over samples and summed over outputs."""
-    return float(np.sum(np.mean(xlogy(Y, Y) - xlogy(Y, A) - Y + A, axis=0)))
+    over samples (weighted by ``sample_weight``) and summed over outputs."""
+    return float(np.sum(np.average(xlogy(Y, Y) - xlogy(Y, A) - Y + A, weights=sample_weight, axis=0)))
 
 
 class MLPRegressor(RegressorMixin, BaseMLP):
@@ -62,16 +62,18 @@ class MLPRegressor(RegressorMixin, BaseMLP):
         shared = {name: value for name, value in locals().items() if name in DEFAULTS}
         super().__init__(**shared)
 
-    def fit(self, X, y):
+    def fit(self, X, y, sample_weight=None):
         """Train on ``X`` (n_samples, n_features) and targets ``y``
         (n_samples,) or (n_samples, n_outputs) for up to ``max_iter`` epochs
-        (or L-BFGS iterations); returns ``self``."""
-        return self._fit(X, y, incremental=False)
+        (or L-BFGS iterations); returns ``self``.  ``sample_weight``: a weight
+        >= 0 per sample, as scikit-learn's (each mini-batch's loss and L2 term
+        divided by the batch's sum of weights, eq. W1 of docs/math.md)."""
+        return self._fit(X, y, incremental=False, sample_weight=sample_weight)
 
     @available_if(lambda self: self._check_solver())
-    def partial_fit(self, X, y):
-        """One epoch over ``X``, ``y``."""
-        return self._fit(X, y, incremental=True)
+    def partial_fit(self, X, y, sample_weight=None):
+        """One epoch over ``X``, ``y`` (weighted by ``sample_weight`` as in ``fit``)."""
+        return self._fit(X, y, incremental=True, sample_weight=sample_weight)
 
     def _validate_train(self, X, y, reset):
         X, y = self._validated_X(X, y, reset=reset, multi_output=True, y_numeric=True)
@@ -93,13 +95,13 @@ class MLPRegressor(RegressorMixin, BaseMLP):
         cost (C1) sums them, and so do both gradients (scikit-learn's too)."""
         return cost / self.n_outputs_ if self.loss == "squared_error" else cost
 
-    def _validation(self, outputs, y_val):
+    def _validation(self, outputs, y_val, sample_weight):
         """R^2 (scikit-learn's validation score; NaN for non-finite
         predictions, as there) and scikit-learn's loss without the penalty."""
-        loss = (_squared_loss if self.loss == "squared_error" else _poisson_loss)(outputs, y_val)
+        loss = (_squared_loss if self.loss == "squared_error" else _poisson_loss)(outputs, y_val, sample_weight)
         if not np.isfinite(outputs).all():
             return np.nan, loss
-        return float(r2_score(y_val, outputs)), loss
+        return float(r2_score(y_val, outputs, sample_weight=sample_weight)), loss
 
     def predict(self, X):
         """The predicted targets: ``(n_samples,)`` for one output, else
