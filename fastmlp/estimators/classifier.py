@@ -4,7 +4,8 @@ on fastmlp's backends.
 
 The fitting it shares with ``MLPRegressor`` is in ``base.py``; this module
 adds scikit-learn's label handling: classes of any type, one logistic output
-for two classes or softmax for more, accuracy as the validation score.
+for two classes or softmax for more, an indicator matrix ``y`` for multilabel
+problems (one logistic output per label), accuracy as the validation score.
 ``docs/sklearn.md`` lists where the semantics differ from scikit-learn's and
 why.
 """
@@ -15,7 +16,8 @@ import numpy as np
 from sklearn.base import ClassifierMixin
 from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.metaestimators import available_if
-from sklearn.utils.multiclass import _check_partial_fit_first_call, check_classification_targets
+from sklearn.utils.multiclass import _check_partial_fit_first_call, check_classification_targets, type_of_target
+from sklearn.utils.validation import column_or_1d
 
 from fastmlp import validation
 from fastmlp.estimators.base import BaseMLP
@@ -32,6 +34,14 @@ def _log_loss(P, y, sample_weight=None):
     P = np.clip(P, eps, 1 - eps)
     p = np.where(y == 1, P[:, 0], 1 - P[:, 0]) if P.shape[1] == 1 else P[np.arange(len(y)), y]
     return float(-np.average(np.log(p), weights=sample_weight))
+
+
+def _multilabel_log_loss(P, Y, sample_weight=None):
+    """scikit-learn's ``binary_log_loss`` for indicator targets ``Y``: summed
+    over the labels, averaged over the samples, clipped as ``_log_loss``."""
+    eps = np.finfo(P.dtype).eps
+    P = np.clip(P, eps, 1 - eps)
+    return float(-np.average(Y * np.log(P) + (1 - Y) * np.log(1 - P), weights=sample_weight, axis=0).sum())
 
 
 class MLPClassifier(ClassifierMixin, BaseMLP):
@@ -91,6 +101,9 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
         penalty), beside ``validation_scores_``; None otherwise.
     """
 
+    #: Set by ``fit``: True when ``y`` is a multilabel indicator matrix.
+    _multilabel = False
+
     def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam", alpha=0.0001,
                  batch_size="auto", learning_rate="constant", learning_rate_init=0.001, power_t=0.5,
                  max_iter=200, shuffle=True, random_state=None, tol=1e-4, verbose=False,
@@ -126,16 +139,36 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
         return self._fit(X, y, incremental=True, sample_weight=sample_weight)
 
     def _validate_train(self, X, y, reset):
-        X, y = self._validated_X(X, y, reset=reset)
+        X, y = self._validated_X(X, y, reset=reset, multi_output=True)
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = column_or_1d(y, warn=True)
         check_classification_targets(y)
+        if y.ndim == 2 and type_of_target(y) != "multilabel-indicator":
+            raise ValueError("Multioutput target data is not supported with label binarization")
         return X, y
 
     def _targets(self, y, incremental, first_pass):
-        """``y`` as indices into ``classes_`` (0..K-1), which the kernels take."""
-        if first_pass and not (incremental and getattr(self, "_classes_from_partial_fit", False)):
+        """``y`` as the kernels take it: indices into ``classes_`` (0..K-1),
+        or for multilabel ``y`` a 0/1 indicator matrix (eq. Y'') whose
+        ``classes_`` are ``0..n_labels-1``, as scikit-learn's ``LabelBinarizer``
+        gives them."""
+        new_classes = first_pass and not (incremental and getattr(self, "_classes_from_partial_fit", False))
+        self._classes_from_partial_fit = False
+        multilabel = y.ndim == 2
+        if not first_pass and multilabel != self._multilabel:
+            kind = f"a multilabel indicator matrix of {len(self.classes_)} labels" if self._multilabel else \
+                f"the classes {self.classes_}"
+            raise ValueError(f"this MLPClassifier was fitted on {kind}; y must be of the same kind, got "
+                             f"{'a 2-D' if multilabel else 'a 1-D'} y")
+        self._multilabel = multilabel
+        if multilabel:
+            if not new_classes and len(self.classes_) != y.shape[1]:
+                raise ValueError(f"y has {y.shape[1]} labels, but this MLPClassifier has classes {self.classes_}")
+            self.classes_ = np.arange(y.shape[1])
+            return y.astype(np.float64)
+        if new_classes:
             self.classes_, y_idx = np.unique(y, return_inverse=True)
             return y_idx
-        self._classes_from_partial_fit = False
         seen = np.unique(y)
         # scikit-learn's rule: with warm_start every fit and partial_fit needs all of classes_
         if self.warm_start and set(seen.tolist()) != set(self.classes_.tolist()):
@@ -152,6 +185,9 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
         both are None)."""
         if self.class_weight is None:
             return sample_weight
+        if self._multilabel:
+            raise ValueError("MLPClassifier: class_weight is defined for one label per sample; for multilabel y "
+                             "pass sample_weight instead")
         per_class = compute_class_weight(self.class_weight, classes=self.classes_, y=self.classes_[targets],
                                          sample_weight=sample_weight)
         weights = per_class[targets] if sample_weight is None else per_class[targets] * sample_weight
@@ -159,7 +195,10 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
 
     def _output_layer(self, targets):
         """One logistic output with the cross-entropy for two classes, softmax
-        with the log-likelihood for more (scikit-learn's choice)."""
+        with the log-likelihood for more, a logistic output per label for
+        multilabel ``y`` (scikit-learn's choice)."""
+        if self._multilabel:
+            return len(self.classes_), "logistic", "sigmoid", "cross_entropy"
         if len(self.classes_) <= 2:
             return 1, "logistic", "sigmoid", "cross_entropy"
         return len(self.classes_), "softmax", "softmax", "nll"
@@ -168,10 +207,15 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
         # stratified for two classes only, on scikit-learn's one-column boolean
         # targets, so the same random_state gives the same split and the same
         # messages (a class of one member is named 'True' or 'False', as there)
-        return (y == 1)[:, None] if self.n_outputs_ == 1 else None
+        return (y == 1)[:, None] if self.n_outputs_ == 1 and not self._multilabel else None
 
     def _validation(self, outputs, y_val, sample_weight):
-        """Accuracy (scikit-learn's validation score) and the log-loss."""
+        """Accuracy (scikit-learn's validation score; subset accuracy for
+        multilabel rows) and the log-loss."""
+        if self._multilabel:
+            right = np.all((outputs > 0.5) == (y_val > 0.5), axis=1)
+            return float(np.average(right, weights=sample_weight)), _multilabel_log_loss(outputs, y_val,
+                                                                                          sample_weight)
         score = float(np.average(predicted_classes(outputs, self.n_outputs_ == 1) == y_val, weights=sample_weight))
         return score, _log_loss(outputs, y_val, sample_weight)
 
@@ -179,9 +223,10 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
 
     def predict_proba(self, X):
         """Class probabilities ``(n_samples, n_classes)`` in the order of ``classes_``
-        (two columns ``[1 - p, p]`` for a logistic output, as scikit-learn)."""
+        (two columns ``[1 - p, p]`` for a logistic output, as scikit-learn;
+        one probability per label for multilabel ``y``)."""
         A = self._outputs(X)
-        if self.n_outputs_ == 1:
+        if self.n_outputs_ == 1 and not self._multilabel:
             return np.hstack([1 - A, A])
         return A
 
@@ -191,13 +236,22 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
         return np.log(P, out=P)
 
     def predict(self, X):
-        """The most probable class of each row of ``X``, as a label of ``classes_``."""
+        """The most probable class of each row of ``X``, as a label of
+        ``classes_``; for multilabel ``y`` a 0/1 indicator matrix (each label's
+        probability > 0.5)."""
         A = self._outputs(X)
+        if self._multilabel:
+            return (A > 0.5).astype(int)
         if self.n_outputs_ == 1:
             if len(self.classes_) == 1:
                 return np.repeat(self.classes_[0], len(A))
             return self.classes_[(A[:, 0] > 0.5).astype(np.intp)]
         return self.classes_[A.argmax(axis=1)]
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_label = True
+        return tags
 
 
 assert {name: p.default for name, p in inspect.signature(MLPClassifier).parameters.items()} == CLASSIFIER_DEFAULTS
