@@ -519,7 +519,8 @@ class MLP:
         ``backend.prepare`` makes the run's compile plan: the Numba backend
         compiles the kernel variants the cache lacks side by side in child
         processes, so this run executes the same cached code as every later
-        one, and ``train_batches`` and ``predict_proba`` find the plan."""
+        one, and ``train_batches`` and ``predict_proba`` find the plan.  Then
+        ``backend.before_run`` (the Numba backend ends NumPy's idle BLAS threads)."""
         start = time.perf_counter()
         backend.prepare(self.net_, self.dtype_, batch_size=batch_size, optimizer=optimizer)
         m = min(batch_size, len(X))
@@ -528,6 +529,7 @@ class MLP:
                                   optimizer._replace(lr=1e-3, l2=0.0), X, y, np.arange(m, dtype=np.int64),
                                   batch_size)
         self.warm_up_seconds_ = time.perf_counter() - start
+        backend.before_run()
 
     def epoch_order(self, epoch, n_samples, shuffle=True):
         """The order in which epoch ``epoch`` (1, 2, ...) takes ``n_samples``

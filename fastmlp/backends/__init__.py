@@ -5,7 +5,7 @@ A backend is a module offering the same functions with the same arguments:
 the per-layer namesakes the equivalence tests compare (``dense_forward``,
 ``output_delta``, ``hidden_delta``, ``gradients``, ``sgd_update``), and the
 hooks the model calls around them (``check_network``, ``prepare``,
-``threads``, ``call_guard``), so the model has no code path of its own per
+``before_run``, ``threads``, ``call_guard``), so the model has no code path of its own per
 backend.
 
 Imported lazily, so ``import fastmlp`` does not pay for importing Numba until

@@ -364,6 +364,11 @@ def threads(n_threads, owner=None):
     return contextlib.nullcontext()
 
 
+def before_run():
+    """Before a run of epochs: nothing (the Numba backend quiets NumPy's idle
+    BLAS threads here)."""
+
+
 def prepare(net, dtype, *, batch_size=None, optimizer=None):
     """Nothing to plan or compile: None (the Numba backend returns its compile
     plan here)."""

@@ -259,14 +259,15 @@ class BaseMLP(BaseEstimator):
         def loss_and_gradient(x):
             cost, grad = cost_and_gradient(x)
             x_w = np.where(penalised, x, 0.0)
-            return cost + 0.5 * decay * float(x_w @ x_w), grad.astype(np.float64) + decay * x_w
+            return cost + 0.5 * decay * float(np.einsum("i,i->", x_w, x_w)), grad.astype(np.float64) + decay * x_w
 
+        backend.before_run()
         result = scipy.optimize.minimize(
             loss_and_gradient, mlp.params_.astype(np.float64), method="L-BFGS-B", jac=True,
             options={"maxfun": self.max_fun, "maxiter": self.max_iter, "gtol": self.tol})
         self.n_iter_ = _check_optimize_result("lbfgs", result, self.max_iter)
         x_w = np.where(penalised, result.x, 0.0)
-        penalty = 0.5 * decay * float(x_w @ x_w)
+        penalty = 0.5 * decay * float(np.einsum("i,i->", x_w, x_w))
         self.loss_ = self._data_loss(float(result.fun) - penalty) + penalty
         mlp.params_[...] = result.x
 
@@ -350,7 +351,9 @@ class BaseMLP(BaseEstimator):
             sums = np.add.reduceat(sample_weight[self._mlp.epoch_order(epoch, n, self.shuffle)], starts)
             sizes = np.diff(np.append(starts, n)).astype(np.float64)
             factor = float(np.sum(np.divide(sizes, sums, out=np.zeros_like(sizes), where=sums > 0)))
-        squares = sum(float(np.dot(W.ravel(), W.ravel())) for W in self._mlp.weights_)
+        # einsum, not np.dot: BLAS's dot wakes its threads for long vectors, and they
+        # would spin into the next epoch (fastmlp/backends/numba/neighbours.py)
+        squares = sum(float(np.einsum("ij,ij->", W, W)) for W in self._mlp.weights_)
         return factor * 0.5 * self.alpha * squares / n
 
     def _stop(self, msg):

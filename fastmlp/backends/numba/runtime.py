@@ -15,6 +15,7 @@ import warnings
 import numba
 
 from fastmlp.backends.numba import plan
+from fastmlp.backends.numba.neighbours import quiet_blas_threads
 from fastmlp.backends.numba.plan import prepare
 from fastmlp.network import SGD
 
@@ -46,6 +47,13 @@ def call_guard():
         return
     with _WORKQUEUE_LOCK:
         yield
+
+
+def before_run():
+    """Before a run of epochs or a full-batch optimisation: NumPy's idle BLAS
+    threads are ended, so they do not spin on the cores the epoch needs
+    (``neighbours``)."""
+    quiet_blas_threads()
 
 
 _warned_threads = set()
