@@ -305,7 +305,8 @@ class MLP:
         ``beta_2``, ``epsilon``; eq. U6) and return ``self``.
 
         ``X`` is ``(n, n_in)``: uint8 pixels (scaled by 1/255 on the fly) or
-        floats; ``y`` holds integer labels.  ``val_split`` keeps the last rows of
+        floats, dense or a SciPy sparse matrix (never made dense as a whole:
+        eq. X); ``y`` holds integer labels.  ``val_split`` keeps the last rows of
         ``X`` out of training for validation (an int count or a fraction);
         ``validation_data``/``test_data`` are ``(X, y)`` pairs evaluated after
         every epoch.  ``callback(record)`` is called after every epoch with its
@@ -369,21 +370,21 @@ class MLP:
         self.build()
         self._check_shift(shift)
         X = validation.check_features(X, self.sizes[0], self.dtype_)
-        y = validation.check_labels(y, len(X), self.n_classes_)
-        sample_weight = validation.check_sample_weight(sample_weight, len(X))
+        y = validation.check_labels(y, X.shape[0], self.n_classes_)
+        sample_weight = validation.check_sample_weight(sample_weight, X.shape[0])
         X, y, validation_data = self._split_validation(X, y, val_split, validation_data)
         if sample_weight is not None:
-            sample_weight = sample_weight[:len(X)]  # the validation rows are the last ones
+            sample_weight = sample_weight[:X.shape[0]]  # the validation rows are the last ones
         validation_data = self._check_eval_set(validation_data, "validation_data")
         test_data = self._check_eval_set(test_data, "test_data")
         if patience is not None:
             patience = validation.check_positive_int(patience, "patience")
             if validation_data is None:
                 raise ValueError("patience (early stopping) needs validation data: give val_split or validation_data")
-        if batch_size > len(X):
-            warnings.warn(f"batch_size {batch_size} is larger than the {len(X)} training samples; using {len(X)}",
+        if batch_size > X.shape[0]:
+            warnings.warn(f"batch_size {batch_size} is larger than the {X.shape[0]} training samples; using {X.shape[0]}",
                           stacklevel=2)
-            batch_size = len(X)
+            batch_size = X.shape[0]
 
         def optimizer(lr):
             if solver == "adam":
@@ -395,7 +396,7 @@ class MLP:
         if progress is True:  # the API's simple switch: a bar of our own
             from tqdm import tqdm
 
-            progress = tqdm(total=len(X), unit="img", unit_scale=True, leave=False)
+            progress = tqdm(total=X.shape[0], unit="img", unit_scale=True, leave=False)
         if self.params_ is None or not self.warm_start:
             self.initialize()
         self.discarded_history_ = []
@@ -467,11 +468,11 @@ class MLP:
         eq. Y'')."""
         X = validation.check_features(X, self.sizes[0], self.dtype_)
         if np.ndim(y) == 2:
-            return X, validation.check_targets(y, len(X), self.sizes[-1], self.dtype_)
+            return X, validation.check_targets(y, X.shape[0], self.sizes[-1], self.dtype_)
         if self.sizes[-1] == 1 and self.activations_[-1] != "sigmoid":
             raise ValueError(f"class labels y need a sigmoid output for a single output unit (eq. Y'), got "
                              f"{self.activations_[-1]!r}: give y as a target matrix of shape (n_samples, 1)")
-        return X, validation.check_labels(y, len(X), self.n_classes_)
+        return X, validation.check_labels(y, X.shape[0], self.n_classes_)
 
     def train_epoch(self, X, y, batch_size, optimizer, *, shuffle=True, l2_per_sample=False, progress=False,
                     shift=0, sample_weight=None):
@@ -497,7 +498,7 @@ class MLP:
             record = self._train_one_epoch(get_backend(self.backend), X, y, batch_size, optimizer,
                                            progress, shuffle, l2_per_sample, shift, sample_weight)
         if isinstance(optimizer, Adam):
-            self.adam_steps_ += -(-len(X) // batch_size)
+            self.adam_steps_ += -(-X.shape[0] // batch_size)
         self.history_.append(record)
         return record
 
@@ -523,7 +524,7 @@ class MLP:
         ``backend.before_run`` (the Numba backend ends NumPy's idle BLAS threads)."""
         start = time.perf_counter()
         backend.prepare(self.net_, self.dtype_, batch_size=batch_size, optimizer=optimizer)
-        m = min(batch_size, len(X))
+        m = min(batch_size, X.shape[0])
         with self._guard():  # one (short) batch of the run's own configuration: same batch_size
             backend.train_batches(self.params_.copy(), self.velocity_.copy(), self.net_,
                                   optimizer._replace(lr=1e-3, l2=0.0), X, y, np.arange(m, dtype=np.int64),
@@ -543,12 +544,12 @@ class MLP:
                          sample_weight=None):
         """One pass over the (shuffled) training set; returns the history record."""
         epoch = self.epochs_trained_ + 1
-        order = self.epoch_order(epoch, len(X), shuffle)
+        order = self.epoch_order(epoch, X.shape[0], shuffle)
         saved = self.params_.copy(), self.velocity_.copy()
         epoch_noise = (noise.Noise(noise.epoch_key(self.seed_, epoch), self.dropout_, shift)
                        if any(self.dropout_) or shift else None)
         if progress:
-            progress.reset(total=len(X))
+            progress.reset(total=X.shape[0])
             progress.set_description(f"epoch {epoch}")
         loss_sum, n_correct = 0.0, 0
         start = time.perf_counter()
@@ -576,14 +577,14 @@ class MLP:
             self.params_[...], self.velocity_[...] = saved
             raise
         seconds = time.perf_counter() - start
-        loss = loss_sum / len(X)
+        loss = loss_sum / X.shape[0]
         if not (math.isfinite(loss) and np.isfinite(self.params_).all()):
             self.params_[...], self.velocity_[...] = saved
             kept = f"the weights of epoch {epoch - 1}" if epoch > 1 else "the initial weights"
             raise DivergenceError(
                 f"training diverged in epoch {epoch}: the loss or the weights became non-finite "
                 f"(loss {loss}); {kept} were kept. Try a smaller learning rate (this epoch used {sgd.lr:g})")
-        return {"epoch": epoch, "loss": loss, "train_accuracy": n_correct / len(X),
+        return {"epoch": epoch, "loss": loss, "train_accuracy": n_correct / X.shape[0],
                 "learning_rate": sgd.lr, "seconds": seconds}
 
     @staticmethod
@@ -592,7 +593,7 @@ class MLP:
             return X, y, validation_data
         if validation_data is not None:
             raise ValueError("give either val_split or validation_data, not both")
-        n_val = validation.validation_rows(len(X), val_split)
+        n_val = validation.validation_rows(X.shape[0], val_split)
         return X[:-n_val], y[:-n_val], (X[-n_val:], y[-n_val:])
 
     def _check_eval_set(self, data, name):
@@ -601,7 +602,7 @@ class MLP:
         if not isinstance(data, (tuple, list)) or len(data) != 2:
             raise TypeError(f"{name} must be a pair (X, y)")
         X = validation.check_features(data[0], self.sizes[0], self.dtype_, name=f"{name}[0]")
-        return X, validation.check_labels(data[1], len(X), self.n_classes_, name=f"{name}[1]",
+        return X, validation.check_labels(data[1], X.shape[0], self.n_classes_, name=f"{name}[1]",
                                           samples_name=f"{name}[0]")
 
     # --- inference -------------------------------------------------------------------
@@ -631,7 +632,7 @@ class MLP:
         """Accuracy: the fraction of rows of ``X`` whose predicted class is ``y``."""
         params = self._fitted_params()
         X = validation.check_features(X, self.sizes[0], self.dtype_)
-        y = validation.check_labels(y, len(X), self.n_classes_)
+        y = validation.check_labels(y, X.shape[0], self.n_classes_)
         return self._accuracy(X, y, params)
 
     def _accuracy(self, X, y, params=None):

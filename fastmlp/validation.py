@@ -6,8 +6,16 @@ was expected, and returns the array in the one layout the backends take
 """
 
 import numbers
+import sys
 
 import numpy as np
+
+
+def is_sparse(X):
+    """True for a SciPy sparse matrix or array (SciPy is looked up, not
+    imported: a sparse input means it is loaded already)."""
+    sparse = sys.modules.get("scipy.sparse")
+    return sparse is not None and sparse.issparse(X)
 
 
 def _as_array(value, name, expected):
@@ -32,8 +40,12 @@ def check_features(X, n_features, dtype, name="X"):
     Lists and any object with ``__array__`` are accepted.  The result is
     C-contiguous in native byte order, uint8 or ``dtype``: the only layouts the
     backends (and the Numba kernels) are given.  An array already in that form
-    is returned as it is, without a copy.
+    is returned as it is, without a copy.  A SciPy sparse matrix (CSR, CSC, or
+    any other format) becomes CSR under the same rules for its stored values
+    (``_check_sparse_features``) and is never made dense.
     """
+    if is_sparse(X):
+        return _check_sparse_features(X, n_features, dtype, name)
     X = _as_array(X, name, f"a 2-D array of shape (n_samples, {n_features})")
     if X.dtype == object or not (np.issubdtype(X.dtype, np.number) or X.dtype == bool):
         raise TypeError(f"{name} must be a numeric array, got dtype {X.dtype}")
@@ -59,6 +71,34 @@ def check_features(X, n_features, dtype, name="X"):
     with np.errstate(over="ignore", invalid="ignore"):  # reported below as non-finite
         X = np.ascontiguousarray(X, dtype=dtype)
     if not np.isfinite(X).all():
+        raise ValueError(f"{name} contains NaN or infinite values (or values too large for {np.dtype(dtype)})")
+    return X
+
+
+def _check_sparse_features(X, n_features, dtype, name):
+    """A sparse ``X`` as CSR with sorted, summed entries: its stored values
+    follow the dense rules (uint8 or integers 0..255 are pixels, kept uint8;
+    floats finite, in ``dtype``); the matrix given is not modified."""
+    if X.dtype == bool or np.issubdtype(X.dtype, np.complexfloating) or not np.issubdtype(X.dtype, np.number):
+        raise TypeError(f"{name} must hold uint8 pixels or real numbers, got a sparse matrix of dtype {X.dtype}")
+    if X.shape[0] == 0:
+        raise ValueError(f"{name} is empty: it has 0 samples")
+    if X.shape[1] != n_features:
+        raise ValueError(f"{name} has {X.shape[1]} features per sample, but the network's input layer expects {n_features}")
+    X = X.tocsr()
+    if np.issubdtype(X.dtype, np.integer):
+        if X.nnz and (X.data.min() < 0 or X.data.max() > 255):
+            raise ValueError(f"{name} holds integers from {X.data.min()} to {X.data.max()}; integer inputs must be "
+                             f"pixels in 0..255 (or pass floats)")
+        target = np.uint8
+    else:
+        target = np.dtype(dtype)
+    if X.dtype != target:
+        X = X.astype(target)
+    if not X.has_canonical_format:  # duplicates summed, as a dense copy would hold them
+        X = X.copy()
+        X.sum_duplicates()
+    if target != np.uint8 and not np.isfinite(X.data).all():
         raise ValueError(f"{name} contains NaN or infinite values (or values too large for {np.dtype(dtype)})")
     return X
 

@@ -39,6 +39,7 @@ import numpy as np
 from fastmlp import noise as noise_draws
 from fastmlp.functions import ACTIVATIONS, COSTS, DERIVATIVES, correct_rows
 from fastmlp.network import Adam, single_logistic, unpack
+from fastmlp.validation import is_sparse
 
 #: What this backend implements (``MLP`` refuses what a backend lacks): the
 #: optimisers, the activations, and the single logistic output of (Y').
@@ -47,6 +48,9 @@ SUPPORTS = ("sgd", "adam", "identity", "sigmoid", "tanh", "relu", "leaky_relu", 
 
 #: Rows per chunk when predicting, so activations of a large set stay small.
 PREDICT_CHUNK = 4096
+#: At most this many input values per chunk (4096 MNIST rows): wide inputs,
+#: such as sparse text features made dense chunk by chunk, take fewer rows.
+PREDICT_CHUNK_VALUES = 4096 * 784
 
 
 def input_scale(X):
@@ -57,8 +61,11 @@ def input_scale(X):
 
 def as_input(X_rows, dtype):
     """(X) The first layer's activations ``A_0``: the rows in the model's dtype,
-    uint8 pixels divided by 255.  Only a mini-batch is converted at a time, so
-    the training set stays uint8 in memory."""
+    uint8 pixels divided by 255, sparse rows (CSR) made dense.  Only a
+    mini-batch is converted at a time, so the training set stays uint8, or
+    sparse, in memory."""
+    if is_sparse(X_rows):
+        X_rows = X_rows.toarray()
     return X_rows.astype(dtype) * dtype.type(input_scale(X_rows))
 
 
@@ -325,7 +332,7 @@ def loss_gradient(params, net, X, y, sample_weight=None, plan=None):
     (L-BFGS) asks for.  ``plan`` is ignored.
     Mirror: ``fastmlp.backends.numba.plan.loss_gradient``."""
     weights, biases = unpack(params, net.sizes)
-    r, _ = weight_factors(sample_weight, np.arange(len(X)))
+    r, _ = weight_factors(sample_weight, np.arange(X.shape[0]))
     loss, dWs, dbs, _ = backprop(weights, biases, net, as_input(X, params.dtype), targets(y, net, params.dtype),
                                  None, r)
     gradient = np.empty_like(params)
@@ -340,10 +347,11 @@ def predict_proba(params, net, X, plan=None):
     (``plan`` is ignored, as in ``train_batches``).
     Mirror: ``fastmlp.backends.numba.plan.predict_proba``."""
     weights, biases = unpack(params, net.sizes)
-    out = np.empty((len(X), net.sizes[-1]), dtype=params.dtype)
-    for start in range(0, len(X), PREDICT_CHUNK):
-        _, As = forward(weights, biases, net.activations, as_input(X[start:start + PREDICT_CHUNK], params.dtype))
-        out[start:start + PREDICT_CHUNK] = As[-1]
+    out = np.empty((X.shape[0], net.sizes[-1]), dtype=params.dtype)
+    rows = max(1, min(PREDICT_CHUNK, PREDICT_CHUNK_VALUES // X.shape[1]))
+    for start in range(0, X.shape[0], rows):
+        _, As = forward(weights, biases, net.activations, as_input(X[start:start + rows], params.dtype))
+        out[start:start + rows] = As[-1]
     return out
 
 

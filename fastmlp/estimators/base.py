@@ -174,13 +174,14 @@ class BaseMLP(BaseEstimator):
 
     def _validated_X(self, X, y="no_validation", reset=False, **checks):
         """``validate_data`` (float64 or float32, or uint8 left to the first
-        layer's scaling) and ``input_scale``; given ``y`` (even None, which
-        gets scikit-learn's "requires y" error), ``(X, y)``."""
+        layer's scaling; sparse ``X`` as CSR, never made dense) and
+        ``input_scale``; given ``y`` (even None, which gets scikit-learn's
+        "requires y" error), ``(X, y)``."""
         keep_uint8 = self._keeps_uint8(X)
         dtype = None if keep_uint8 else (np.float64, np.float32)
         if isinstance(y, str) and y == "no_validation":
-            return self._scaled(validate_data(self, X, reset=reset, dtype=dtype), keep_uint8)
-        X, y = validate_data(self, X, y, reset=reset, dtype=dtype, **checks)
+            return self._scaled(validate_data(self, X, reset=reset, dtype=dtype, accept_sparse="csr"), keep_uint8)
+        X, y = validate_data(self, X, y, reset=reset, dtype=dtype, accept_sparse="csr", **checks)
         return self._scaled(X, keep_uint8), y
 
     def _scaled(self, X, keep_uint8):
@@ -250,7 +251,7 @@ class BaseMLP(BaseEstimator):
         X, y = mlp._checked(X, y)
         backend = get_backend(mlp.backend)
         penalised = self._penalised()
-        decay = float(self.alpha) / (len(X) if sample_weight is None else float(np.sum(sample_weight)))
+        decay = float(self.alpha) / (X.shape[0] if sample_weight is None else float(np.sum(sample_weight)))
 
         def cost_and_gradient(x):
             params = x.astype(mlp.dtype_)
@@ -447,5 +448,5 @@ class BaseMLP(BaseEstimator):
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        tags.input_tags.sparse = False
+        tags.input_tags.sparse = True
         return tags

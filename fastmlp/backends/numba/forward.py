@@ -327,21 +327,28 @@ def _forward_layer(A_prev, m, W, b, code, Z, A, keep_z):
 
 @kernel
 def _gather_row(X, r, scale, dst):
-    """(X) ``dst = X[r] * scale`` in the parameters' dtype.  ``X`` is the pair
-    ``(pixels, values)`` of ``shapes._check_input``, one of them empty: uint8
-    pixels are converted and divided by 255 here (so the training set stays
-    uint8), values of the dtype are only scaled (by 1)."""
-    pixels, values = X
+    """(X) ``dst = X[r] * scale`` in the parameters' dtype.  ``X`` is the tuple
+    ``(pixels, values, data, indices, indptr)`` of ``shapes._check_input``,
+    one form holding the rows: uint8 pixels are converted and divided by 255
+    here (so the training set stays uint8), values of the dtype are only
+    scaled (by 1), and a CSR row is written into a zeroed ``dst`` (so a
+    sparse training set is never made dense, only its mini-batches)."""
+    pixels, values, data, indices, indptr = X
     dt = dst.dtype.type
     s = dt(scale)
     if pixels.shape[0]:
         src = pixels[r]
         for k in range(dst.shape[0]):
             dst[k] = dt(src[k]) * s
-    else:
+    elif values.shape[0]:
         vals = values[r]
         for k in range(dst.shape[0]):
             dst[k] = vals[k] * s
+    else:
+        for k in range(dst.shape[0]):
+            dst[k] = 0
+        for p in range(indptr[r], indptr[r + 1]):
+            dst[indices[p]] = data[p] * s
 
 
 @kernel(args="X n i i f A")

@@ -75,7 +75,7 @@ ARG_TYPES = {
     "i": "int64",
     "f": "float64",
     "b": "bool",
-    "X": "the input pair (shapes.input_pair_type)",
+    "X": "the input tuple (shapes.input_type)",
 }
 
 
@@ -111,7 +111,7 @@ def declared_signature(template, dtype):
     """The Numba signature (argument and return types) the entry kernel
     ``template`` declares (``@kernel(args=..., returns=...)``) for parameters
     of ``dtype``."""
-    from fastmlp.backends.numba.shapes import input_pair_type
+    from fastmlp.backends.numba.shapes import input_type
 
     if template._fastmlp_args == DRIVER:
         raise TypeError(f"{template.__qualname__} is a driver: its signature comes from its plan")
@@ -119,7 +119,7 @@ def declared_signature(template, dtype):
     dt = getattr(t, str(dtype))
     kinds = {"A": t.Array(dt, 2, "C"), "v": t.Array(dt, 1, "C"), "G": t.Array(dt, 3, "C"),
              "h": t.Array(t.float64, 1, "C"), "n": t.Array(t.int64, 1, "C"), "u": t.Array(t.uint8, 1, "C"),
-             "i": t.int64, "f": t.float64, "b": t.boolean, "X": input_pair_type(str(dtype))}
+             "i": t.int64, "f": t.float64, "b": t.boolean, "X": input_type(str(dtype))}
     returns = template._fastmlp_returns
     result = t.Tuple(tuple(kinds[letter] for letter in returns)) if returns else t.none
     return result(*(kinds[letter] for letter in template._fastmlp_args))

@@ -48,8 +48,8 @@ from fastmlp.backends.numba.deltas import _hidden_layer, _output_rows
 from fastmlp.backends.numba.epoch import _train_epoch
 from fastmlp.backends.numba.forward import _forward_layer, _gather_input
 from fastmlp.backends.numba.predict import PREDICT_CHUNK, _predict
-from fastmlp.backends.numba.shapes import (FWD, PAR, PNL, _check_input, _codes, _panel_counts, input_pair_type,
-                                           layer_kinds, panel_tile_rows)
+from fastmlp.backends.numba.shapes import (FWD, PAR, PNL, _check_input, _codes, _panel_counts, input_type,
+                                           layer_kinds, n_rows, panel_tile_rows)
 from fastmlp.backends.numba.update import _update_forward_first, _update_layer
 from fastmlp.functions import COST_CODES
 from fastmlp.network import Adam, unpack, weight_offsets
@@ -160,7 +160,7 @@ def _signature(variant, dispatcher):
     t = numba.types
     dt = getattr(t, variant.dtype)
     vec, mat, ints = t.Array(dt, 1, "C"), t.Array(dt, 2, "C"), t.Array(t.int64, 1, "C")
-    table, X, hyper = t.Array(t.int64, 2, "C"), input_pair_type(variant.dtype), t.Array(t.float64, 1, "C")
+    table, X, hyper = t.Array(t.int64, 2, "C"), input_type(variant.dtype), t.Array(t.float64, 1, "C")
     if variant.stage == "predict":
         return (vec, ints, ints, ints, X, ints, t.float64, mat, t.Array(dt, 3, "C"), table)
     head = (vec, vec, ints, ints, ints, ints, t.int64, hyper, X, t.Array(t.uint8, 1, "C"),
@@ -536,7 +536,7 @@ class Plan:
         X, scale = _check_input(X, params.dtype)
         y, T = _targets(y, params.dtype)
         w = _weights(sample_weight)
-        n = len(X[0]) + len(X[1])
+        n = n_rows(X)
         total = float(np.sum(w))
         c = (n / total if total > 0 else 0.0) if len(w) else 1.0  # (W1) over the whole set
 
@@ -584,7 +584,7 @@ class Plan:
     def predict_proba(self, params, net, X):
         """``predict_proba`` with this plan (see there)."""
         X, scale = _check_input(X, params.dtype)
-        n = len(X[0]) + len(X[1])  # the rows of whichever of the pair is not empty
+        n = n_rows(X)
         out = np.empty((n, net.sizes[-1]), dtype=params.dtype)
         if n:
             work = np.empty((numba.config.NUMBA_NUM_THREADS, 2, PREDICT_CHUNK * max(self.sizes)), params.dtype)

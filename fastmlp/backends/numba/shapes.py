@@ -10,6 +10,7 @@ import numpy as np
 from fastmlp.backends.numba import isa
 from fastmlp.backends.numba.tile import NARROW_ROWS, PANEL
 from fastmlp.functions import ACTIVATION_CODES
+from fastmlp.validation import is_sparse
 
 #: A layer product with at least this many multiply-adds (m * n_in * n_out) runs
 #: its loop over output rows in parallel; smaller ones run serially on the calling
@@ -119,23 +120,40 @@ def layer_kinds(sizes, batch_size, dtype):
 
 
 def _check_input(X, dtype):
-    """The input rows ``X`` as every compiled kernel takes them: the pair
-    ``(pixels, values)``, one of them empty, and the scale of (X).  uint8
-    pixels stay uint8 (they are divided by 255 as each mini-batch is gathered,
-    so the training set is not copied); anything else becomes values of the
-    parameters' ``dtype``.  As one pair type (``input_pair_type``), every input
-    dtype, writable or read-only, runs the same compiled code, so the input's
-    type adds no compiled variants."""
-    X = np.ascontiguousarray(X)
+    """The input rows ``X`` as every compiled kernel takes them, and the scale
+    of (X): the tuple ``(pixels, values, data, indices, indptr)``, of which one
+    form holds the rows and the others are empty.  uint8 pixels stay uint8
+    (they are divided by 255 as each mini-batch is gathered, so the training
+    set is not copied); other dense inputs become values of the parameters'
+    ``dtype``; a CSR matrix (``validation.check_features`` makes sparse
+    inputs CSR) gives its stored values, column indices and row pointers,
+    and its rows are made dense one mini-batch at a time.  As one tuple type
+    (``input_type``), every input, dense or sparse, writable or read-only,
+    runs the same compiled code, so the input's type adds no compiled
+    variants."""
     n_features = X.shape[1]
+    no_rows, no_entries = np.empty((0, n_features), dtype), np.empty(0, np.int64)
+    if is_sparse(X):
+        scale = 1.0 / 255.0 if X.dtype == np.uint8 else 1.0
+        return (np.empty((0, n_features), np.uint8), no_rows, X.data.astype(dtype, copy=False),
+                X.indices.astype(np.int64, copy=False), X.indptr.astype(np.int64, copy=False)), scale
+    X = np.ascontiguousarray(X)
+    sparse_none = (np.empty(0, dtype), no_entries, no_entries)
     if X.dtype == np.uint8:
-        return (X, np.empty((0, n_features), dtype)), 1.0 / 255.0
-    return (np.empty((0, n_features), np.uint8), X.astype(dtype, copy=False)), 1.0
+        return (X, no_rows, *sparse_none), 1.0 / 255.0
+    return (np.empty((0, n_features), np.uint8), X.astype(dtype, copy=False), *sparse_none), 1.0
 
 
-def input_pair_type(dtype):
-    """The Numba type of the pair ``_check_input`` returns: read-only arrays,
+def n_rows(X):
+    """The number of rows of the tuple ``_check_input`` returns."""
+    return len(X[0]) + len(X[1]) + max(len(X[4]) - 1, 0)
+
+
+def input_type(dtype):
+    """The Numba type of the tuple ``_check_input`` returns: read-only arrays,
     which writable arrays convert to when they are passed."""
     t = numba.types
-    return t.Tuple((t.Array(t.uint8, 2, "C", readonly=True),
-                    t.Array(getattr(t, np.dtype(dtype).name), 2, "C", readonly=True)))
+    dt = getattr(t, np.dtype(dtype).name)
+    return t.Tuple((t.Array(t.uint8, 2, "C", readonly=True), t.Array(dt, 2, "C", readonly=True),
+                    t.Array(dt, 1, "C", readonly=True), t.Array(t.int64, 1, "C", readonly=True),
+                    t.Array(t.int64, 1, "C", readonly=True)))
