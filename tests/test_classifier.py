@@ -560,6 +560,34 @@ def test_lbfgs_on_both_backends_and_its_warnings():
         assert "partial_fit is only available for stochastic optimizers" in str(raised.value.__cause__)
 
 
+def test_lbfgs_runs_blas_on_one_thread(monkeypatch):
+    """L-BFGS-B's BLAS calls would wake BLAS's threads between the gradients,
+    to compete with the backend's (docs/sklearn.md); outside, BLAS keeps its
+    threads."""
+    from threadpoolctl import threadpool_info
+
+    from fastmlp.backends import reference
+
+    def blas_threads():
+        return {lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"}
+
+    seen = []
+    gradient = reference.loss_gradient
+
+    def recording(*args, **kwargs):
+        seen.append(blas_threads())
+        return gradient(*args, **kwargs)
+
+    monkeypatch.setattr(reference, "loss_gradient", recording)
+    before = blas_threads()
+    X, y = scaled(load_iris)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        MLPClassifier(solver="lbfgs", max_iter=3, backend="numpy", random_state=0).fit(X, y)
+    assert seen and all(threads == {1} for threads in seen)
+    assert blas_threads() == before
+
+
 def test_lbfgs_accuracy_is_within_two_points_of_sklearn():
     from sklearn.model_selection import train_test_split
 

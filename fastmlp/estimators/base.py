@@ -266,9 +266,9 @@ class BaseMLP(BaseEstimator):
         backend.before_run()
         # L-BFGS-B's own BLAS calls would wake BLAS's threads between the
         # gradients, and on a 2-core machine they and Numba's threads then wait
-        # on each other: diabetes, (16,), took 2.0 s with them, 0.09 s with
-        # BLAS on one thread (Intel Xeon, 2 cores, 2026-12-08).  Its vectors are
-        # the parameters: one thread is plenty.
+        # on each other: a diabetes fit, (16,), takes 2.0 s with them and 0.17 s
+        # with BLAS on one thread (Intel Xeon, 2 cores, 2026-12-08).  Its
+        # vectors are the parameters: one thread is plenty.
         with threadpool_limits(1, user_api="blas"):
             result = scipy.optimize.minimize(
                 loss_and_gradient, mlp.params_.astype(np.float64), method="L-BFGS-B", jac=True,
