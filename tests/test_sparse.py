@@ -77,12 +77,12 @@ def test_duplicate_entries_are_summed_and_the_input_is_not_changed(backend):
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_the_training_set_is_never_made_dense(backend):
-    """5000 x 50000 at density 2e-4: dense it would take 2 GB.  The traced
+    """2000 x 50000 at density 5e-4: dense it would take 800 MB.  The traced
     peak (NumPy's allocations, the reference's and the buffers') of a fit
     stays at the mini-batch buffers, and of ``predict_proba`` at its chunks
     of rows (``PREDICT_CHUNK`` dense rows of 50000 inputs, some 400 MB)."""
-    X = sp.random(5000, 50_000, density=2e-4, format="csr", random_state=1, dtype=np.float64)
-    y = np.random.default_rng(1).integers(0, 2, 5000)
+    X = sp.random(2000, 50_000, density=5e-4, format="csr", random_state=1, dtype=np.float64)
+    y = np.random.default_rng(1).integers(0, 2, 2000)
     model = MLP(sizes=[50_000, 8, 2], backend=backend, seed=0)
     model.fit(X[:64], y[:64], epochs=1, batch_size=32)  # compile or load outside the measurement
     peaks = []
@@ -94,7 +94,7 @@ def test_the_training_set_is_never_made_dense(backend):
         finally:
             tracemalloc.stop()
     dense_bytes = X.shape[0] * X.shape[1] * 8
-    assert peaks[0] < dense_bytes / 20 and peaks[1] < dense_bytes / 4, f"peaks {peaks}"
+    assert peaks[0] < dense_bytes / 8 and peaks[1] < dense_bytes * 0.6, f"peaks {peaks}"
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
