@@ -62,47 +62,12 @@ class BaseMLP(BaseEstimator):
     """The shared parameters (``fastmlp.estimators.params.DEFAULTS``) and
     fitting of fastmlp's scikit-learn estimators; not used on its own."""
 
-    def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam", alpha=0.0001,
-                 batch_size="auto", learning_rate="constant", learning_rate_init=0.001, power_t=0.5,
-                 max_iter=200, shuffle=True, random_state=None, tol=1e-4, verbose=False,
-                 warm_start=False, momentum=0.9, nesterovs_momentum=True, early_stopping=False,
-                 validation_fraction=0.1, beta_1=0.9, beta_2=0.999, epsilon=1e-8,
-                 n_iter_no_change=10, max_fun=15000, backend="numba", dtype=None, n_threads=None,
-                 init=None, input_scale=None, lr_step_size=None, lr_gamma=0.1, dropout=None, max_norm=0.0,
-                 shift=0):
-        self.hidden_layer_sizes = hidden_layer_sizes
-        self.activation = activation
-        self.solver = solver
-        self.alpha = alpha
-        self.batch_size = batch_size
-        self.learning_rate = learning_rate
-        self.learning_rate_init = learning_rate_init
-        self.power_t = power_t
-        self.max_iter = max_iter
-        self.shuffle = shuffle
-        self.random_state = random_state
-        self.tol = tol
-        self.verbose = verbose
-        self.warm_start = warm_start
-        self.momentum = momentum
-        self.nesterovs_momentum = nesterovs_momentum
-        self.early_stopping = early_stopping
-        self.validation_fraction = validation_fraction
-        self.beta_1 = beta_1
-        self.beta_2 = beta_2
-        self.epsilon = epsilon
-        self.n_iter_no_change = n_iter_no_change
-        self.max_fun = max_fun
-        self.backend = backend
-        self.dtype = dtype
-        self.n_threads = n_threads
-        self.init = init
-        self.input_scale = input_scale
-        self.lr_step_size = lr_step_size
-        self.lr_gamma = lr_gamma
-        self.dropout = dropout
-        self.max_norm = max_norm
-        self.shift = shift
+    def __init__(self, **params):
+        """Store the parameters as given (scikit-learn's rule: checks run at
+        ``fit``).  Each estimator's own ``__init__`` lists them, in its order
+        (scikit-learn reads the names from that signature)."""
+        for name, value in params.items():
+            setattr(self, name, value)
 
     # --- what a subclass defines -------------------------------------------------------
 
