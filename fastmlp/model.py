@@ -382,7 +382,8 @@ class MLP:
             if validation_data is None:
                 raise ValueError("patience (early stopping) needs validation data: give val_split or validation_data")
         if batch_size > X.shape[0]:
-            warnings.warn(f"batch_size {batch_size} is larger than the {X.shape[0]} training samples; using {X.shape[0]}",
+            warnings.warn(f"batch_size {batch_size} is larger than the {X.shape[0]} training samples; "
+                          f"using {X.shape[0]}",
                           stacklevel=2)
             batch_size = X.shape[0]
 

@@ -84,7 +84,8 @@ def _check_sparse_features(X, n_features, dtype, name):
     if X.shape[0] == 0:
         raise ValueError(f"{name} is empty: it has 0 samples")
     if X.shape[1] != n_features:
-        raise ValueError(f"{name} has {X.shape[1]} features per sample, but the network's input layer expects {n_features}")
+        raise ValueError(f"{name} has {X.shape[1]} features per sample, but the network's input layer "
+                         f"expects {n_features}")
     X = X.tocsr()
     if np.issubdtype(X.dtype, np.integer):
         if X.nnz and (X.data.min() < 0 or X.data.max() > 255):

@@ -54,7 +54,8 @@ from fastmlp.backends.numba.predict import PREDICT_CHUNK
 from fastmlp.backends.numba.runtime import (before_run, call_guard, check_network, compile_ahead, compile_variants,
                                             estimate_seconds, missing, prepare, threads, variants_for)
 
-__all__ = ["PREDICT_CHUNK", "all_variants", "before_run", "call_guard", "check_network", "compile_ahead", "compile_variants",
+__all__ = ["PREDICT_CHUNK", "all_variants", "before_run", "call_guard", "check_network", "compile_ahead",
+           "compile_variants",
            "dense_forward", "estimate_seconds", "gradients", "hidden_delta", "loss_gradient", "missing", "output_delta",
            "predict_proba", "prepare", "sgd_update", "threads", "train_batches", "variants_for"]
 
