@@ -1,5 +1,5 @@
 """The Numba backend's ``before_run`` ends NumPy's idle OpenBLAS threads
-(``fastmlp/backends/numba/neighbours.py``): BLAS works as before afterwards,
+(``fastmlp/backends/numba/neighbours.py``): BLAS gives the same numbers afterwards,
 and nothing is done while another Python thread could be inside BLAS.  The
 speed it buys is a benchmark (``benchmarks/neighbours.py``), not a test."""
 

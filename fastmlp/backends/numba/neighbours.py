@@ -15,7 +15,7 @@ Limiting BLAS's thread count (threadpoolctl's ``threadpool_limits``) does not
 stop threads that already spin (measured: no change).  So before a run the
 backend ends them with OpenBLAS's own ``blas_thread_shutdown_``, what OpenBLAS
 runs before a ``fork``; its next call starts them again (0.6 ms measured,
-and the product after it as fast as before).  That is safe only when no other
+and the product after it at its usual speed).  That is safe only when no other
 thread can be inside a BLAS call, so it is done only in a process with a
 single Python thread, and only for OpenBLAS on its pthreads server, the
 libraries threadpoolctl finds (a dependency of scikit-learn); without
