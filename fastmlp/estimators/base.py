@@ -83,7 +83,7 @@ class BaseMLP(BaseEstimator):
         """``(n_outputs, out_activation_, fastmlp's output activation, cost)``."""
         raise NotImplementedError
 
-    def _sample_weight(self, targets, sample_weight, incremental):
+    def _sample_weight(self, targets, sample_weight):
         """The weight of each training sample: ``sample_weight`` (checked
         float64, or None); the classifier multiplies in ``class_weight``."""
         return sample_weight
@@ -119,7 +119,7 @@ class BaseMLP(BaseEstimator):
         if sample_weight is not None:  # scikit-learn's checks and messages; weights must be >= 0 (eq. W1)
             sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float64, ensure_non_negative=True)
         targets = self._targets(y, incremental, first_pass)
-        sample_weight = self._sample_weight(targets, sample_weight, incremental)
+        sample_weight = self._sample_weight(targets, sample_weight)
         self._random_state = check_random_state(self.random_state)
         if first_pass:
             self._initialize(X, targets)

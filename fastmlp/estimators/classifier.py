@@ -180,7 +180,7 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
                              f"'y' has {seen}.")
         return np.searchsorted(self.classes_, y)
 
-    def _sample_weight(self, targets, sample_weight, incremental):
+    def _sample_weight(self, targets, sample_weight):
         """``sample_weight`` times each sample's ``class_weight`` (None when
         both are None)."""
         if self.class_weight is None:

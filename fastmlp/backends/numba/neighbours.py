@@ -4,12 +4,12 @@ OpenBLAS, the BLAS of NumPy's and SciPy's wheels, keeps its worker threads
 spinning after every call (about 2^28 cycles, some 0.1 s, unless
 ``OPENBLAS_THREAD_TIMEOUT`` is set before it loads).  On a 2-core machine
 those threads take the cores from the epoch's own: one numba epoch right after
-a 2048 x 2048 float32 product took 1.22x as long as alone (784-30-10 batch
-10 float64; 1.20x for 784-128-64-10 batch 64 float32, 1.24x after a
-``StandardScaler`` + ``PCA(50)`` fit), the cost of one spin, paid once at the
-start of a run (``benchmarks/neighbours.py``, Intel Xeon AVX-512, 2 cores,
-2026-12-08).  The other way round costs nothing: Numba's OpenMP threads sleep
-at once (the product right after an epoch: 1.00-1.07x).
+a 2048 x 2048 float32 product took 1.24x as long as alone (784-30-10 batch
+10 float64; 1.13x for 784-128-64-10 batch 64 float32), the cost of one spin,
+paid once at the start of a run (``benchmarks/neighbours.py``, Intel Xeon
+AVX-512, 2 cores, 2026-12-08; the table in docs/performance.md).  The other
+way round costs nothing: Numba's OpenMP threads sleep at once (the product
+right after an epoch: 0.87-0.96x of its time alone).
 
 Limiting BLAS's thread count (threadpoolctl's ``threadpool_limits``) does not
 stop threads that already spin (measured: no change).  So before a run the

@@ -132,16 +132,17 @@ def _check_input(X, dtype):
     runs the same compiled code, so the input's type adds no compiled
     variants."""
     n_features = X.shape[1]
-    no_rows, no_entries = np.empty((0, n_features), dtype), np.empty(0, np.int64)
+    no_pixels, no_values = np.empty((0, n_features), np.uint8), np.empty((0, n_features), dtype)
     if is_sparse(X):
         scale = 1.0 / 255.0 if X.dtype == np.uint8 else 1.0
-        return (np.empty((0, n_features), np.uint8), no_rows, X.data.astype(dtype, copy=False),
-                X.indices.astype(np.int64, copy=False), X.indptr.astype(np.int64, copy=False)), scale
+        return (no_pixels, no_values, X.data.astype(dtype, copy=False), X.indices.astype(np.int64, copy=False),
+                X.indptr.astype(np.int64, copy=False)), scale
     X = np.ascontiguousarray(X)
-    sparse_none = (np.empty(0, dtype), no_entries, no_entries)
+    no_entries = np.empty(0, np.int64)
+    no_csr = (np.empty(0, dtype), no_entries, no_entries)
     if X.dtype == np.uint8:
-        return (X, no_rows, *sparse_none), 1.0 / 255.0
-    return (np.empty((0, n_features), np.uint8), X.astype(dtype, copy=False), *sparse_none), 1.0
+        return (X, no_values, *no_csr), 1.0 / 255.0
+    return (no_pixels, X.astype(dtype, copy=False), *no_csr), 1.0
 
 
 def n_rows(X):
